@@ -1,0 +1,1 @@
+"""tickrun api."""

@@ -1,0 +1,76 @@
+"""Trading sessions from a maintained exchange calendar (XNYS), never hand-written tables.
+
+Holidays, half days and the 390/210-minute sessions all come from exchange_calendars;
+this module only narrows its API to what tickrun asks: which dates are sessions and
+which minutes a session has.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+from typing import Any
+
+import exchange_calendars as xcals
+import pandas as pd
+
+from core.errors import InvalidSpec
+
+EXCHANGE = "XNYS"
+NEW_YORK = "America/New_York"
+
+
+@lru_cache(maxsize=1)
+def exchange_calendar() -> Any:
+    return xcals.get_calendar(EXCHANGE)
+
+
+def _bounds_check(day: dt.date) -> None:
+    cal = exchange_calendar()
+    first, last = cal.first_session.date(), cal.last_session.date()
+    if not first <= day <= last:
+        raise InvalidSpec(f"{day} is outside the exchange calendar ({first} to {last})")
+
+
+def is_session(day: dt.date) -> bool:
+    _bounds_check(day)
+    return bool(exchange_calendar().is_session(pd.Timestamp(day)))
+
+
+def sessions_in_range(start: dt.date, end: dt.date) -> list[dt.date]:
+    """Every trading session from start to end inclusive; a range with none is an error."""
+    _bounds_check(start)
+    _bounds_check(end)
+    sessions = exchange_calendar().sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))
+    days = [ts.date() for ts in sessions]
+    if not days:
+        raise InvalidSpec(f"no trading session between {start} and {end}")
+    return days
+
+
+def session_minutes(day: dt.date) -> list[dt.datetime]:
+    """The open time of every one-minute bar of the regular session, in UTC.
+
+    390 on a normal day, 210 on a half day; a date that is no session is an error.
+    """
+    if not is_session(day):
+        raise InvalidSpec(f"{day} is not a trading session ({EXCHANGE})")
+    cal = exchange_calendar()
+    opened = cal.session_open(pd.Timestamp(day))
+    closed = cal.session_close(pd.Timestamp(day))
+    count = int((closed - opened).total_seconds() // 60)
+    start = opened.to_pydatetime()
+    return [start + dt.timedelta(minutes=i) for i in range(count)]
+
+
+def previous_sessions(before: dt.date, count: int) -> list[dt.date]:
+    """The `count` sessions strictly before `before`, oldest first (history for warm-up)."""
+    cal = exchange_calendar()
+    ts = pd.Timestamp(before)
+    anchor = cal.date_to_session(ts, direction="next") if not cal.is_session(ts) else ts
+    start = cal.session_offset(anchor, -count)
+    return [s.date() for s in cal.sessions_in_range(start, anchor)][:-1][-count:]
+
+
+def today_in_new_york() -> dt.date:
+    return dt.datetime.now(dt.UTC).astimezone(pd.Timestamp.now(tz=NEW_YORK).tzinfo).date()

@@ -1,0 +1,37 @@
+"""A small error hierarchy, mapped to HTTP status codes only at the API edge."""
+
+from __future__ import annotations
+
+
+class TickrunError(Exception):
+    """Base of every error tickrun raises on purpose."""
+
+
+class NotFound(TickrunError):
+    """The resource does not exist, or belongs to another user (never say which)."""
+
+
+class Conflict(TickrunError):
+    """The request conflicts with the current state (duplicate signature, idempotency)."""
+
+
+class InvalidSpec(TickrunError):
+    """A run spec or model that cannot be played; refused before any step runs."""
+
+
+class IllegalTransition(Conflict):
+    """A run status change the state machine does not allow."""
+
+    def __init__(self, run_id: int, current: str, target: str) -> None:
+        super().__init__(f"run {run_id}: cannot go from {current} to {target}")
+        self.run_id = run_id
+        self.current = current
+        self.target = target
+
+
+class TemporaryError(TickrunError):
+    """Worth retrying after a delay (a dependency was briefly unavailable)."""
+
+    def __init__(self, message: str, *, delay: float = 1.0) -> None:
+        super().__init__(message)
+        self.delay = delay

@@ -1,0 +1,74 @@
+"""Event log interface.
+
+Event ids are opaque strings that increase within a run's stream (Redis stream ids, or
+SQLite row ids), so a client that hands back the last id it saw (SSE Last-Event-ID)
+resumes exactly after it: nothing missed, nothing twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class EventType(StrEnum):
+    STATUS = "status"
+    PROGRESS = "progress"
+    DECISION = "decision"
+    TRADE = "trade"
+    LOG = "log"
+    RESULT = "result"
+
+
+# The last event of every run; a follower stops after it.
+FINAL_EVENT = EventType.RESULT
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    run_id: int
+    type: EventType
+    data: dict[str, Any]
+    time: dt.datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "run_id": self.run_id, "type": self.type.value,
+                "time": self.time.isoformat(), "data": self.data}
+
+
+class EventLog(ABC):
+    @abstractmethod
+    def append(self, run_id: int, type: EventType, data: dict[str, Any]) -> str:
+        """Append one event; returns its id. Raises on a log that cannot be reached."""
+
+    @abstractmethod
+    def read(self, run_id: int, after: str | None = None, *, count: int = 500,
+             block_ms: int = 0) -> list[Event]:
+        """Events after `after` (all when None), waiting up to block_ms for the first."""
+
+    @abstractmethod
+    def set_progress(self, run_id: int, progress: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def get_progress(self, run_id: int) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def finish(self, run_id: int) -> None:
+        """The run ended: keep its stream for replay only for the configured TTL."""
+
+    @abstractmethod
+    def delete(self, run_id: int) -> None: ...
+
+    @abstractmethod
+    def ping(self) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def valid_id(self, event_id: str) -> bool:
+        """Whether a client-supplied Last-Event-ID has this log's id shape."""
+        return event_id.isdigit()

@@ -1,0 +1,115 @@
+"""What a run is asked to do: the run spec, validated before anything is stored.
+
+A spec that cannot be played (a holiday, a range with no session, a future date, zero
+cash) is refused here, so neither the API nor the runner ever starts a doomed session.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from core import calendar
+from core.errors import InvalidSpec
+
+Symbol = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Z]{1,5}([.\-][A-Z]{1,2})?$"),
+    Field(description="Ticker, upper case, e.g. AAPL or BRK.B", examples=["AAPL"]),
+]
+
+MAX_CASH = Decimal("1000000000000")
+
+
+class Mode(StrEnum):
+    INTRADAY = "intraday"
+    DAILY = "daily"
+
+
+class DeciderKind(StrEnum):
+    LLM = "llm"
+    BUY_AND_HOLD = "buy_and_hold"
+    SMA_CROSSOVER = "sma_crossover"
+    REPLAY = "replay"
+
+
+class FillRule(StrEnum):
+    NEXT_OPEN = "next_open"
+    CLOSE = "close"
+
+
+class DataSource(StrEnum):
+    SYNTHETIC = "synthetic"
+    FILES = "files"
+    TABLE = "table"
+
+
+class RunSpec(BaseModel):
+    """A run of one model: an intraday session on one date, or a daily backtest range."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Mode
+    symbols: list[Symbol] = Field(min_length=1, max_length=10)
+    date: dt.date | None = Field(default=None, description="Intraday: the trading date")
+    start: dt.date | None = Field(default=None, description="Daily: first date (inclusive)")
+    end: dt.date | None = Field(default=None, description="Daily: last date (inclusive)")
+    initial_cash: Decimal = Field(
+        default=Decimal("100000"), gt=0, le=MAX_CASH, max_digits=20, decimal_places=4
+    )
+    decider: DeciderKind | None = Field(
+        default=None,
+        description="None: the model's LLM when one is configured, else sma_crossover",
+    )
+    decider_params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Decider options, e.g. {fast: 5, slow: 20} or {source_run_id: 7}",
+    )
+    fill: FillRule = FillRule.NEXT_OPEN
+    fee_per_trade: Decimal = Field(default=Decimal("0"), ge=0, le=Decimal("10000"))
+    data: DataSource = DataSource.SYNTHETIC
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Synthetic data seed")
+
+    @model_validator(mode="after")
+    def _dates_fit_mode(self) -> RunSpec:
+        if self.mode is Mode.INTRADAY:
+            if self.date is None or self.start is not None or self.end is not None:
+                raise ValueError("intraday runs take `date` and neither `start` nor `end`")
+            if len(set(self.symbols)) != len(self.symbols):
+                raise ValueError("symbols must be distinct")
+        else:
+            if self.start is None or self.end is None or self.date is not None:
+                raise ValueError("daily runs take `start` and `end` and no `date`")
+            if self.end < self.start:
+                raise ValueError("`end` is before `start`")
+        if self.decider is DeciderKind.REPLAY and "source_run_id" not in self.decider_params:
+            raise ValueError("the replay decider needs decider_params.source_run_id")
+        return self
+
+    @property
+    def first_day(self) -> dt.date:
+        return self.date if self.date is not None else self.start  # type: ignore[return-value]
+
+    @property
+    def last_day(self) -> dt.date:
+        return self.date if self.date is not None else self.end  # type: ignore[return-value]
+
+    def check_playable(self, today: dt.date | None = None) -> None:
+        """Refuse future dates and dates with no session; raises InvalidSpec."""
+        today = today or calendar.today_in_new_york()
+        if self.last_day > today:
+            raise InvalidSpec(f"{self.last_day} is in the future (today is {today})")
+        if self.mode is Mode.INTRADAY:
+            if not calendar.is_session(self.first_day):
+                raise InvalidSpec(f"{self.first_day} is not a trading session (XNYS)")
+        else:
+            calendar.sessions_in_range(self.first_day, self.last_day)
+
+    def step_count(self) -> int:
+        if self.mode is Mode.INTRADAY:
+            return len(calendar.session_minutes(self.first_day))
+        return len(calendar.sessions_in_range(self.first_day, self.last_day))

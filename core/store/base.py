@@ -1,0 +1,201 @@
+"""The Store interface every layer programs against.
+
+The runner, the reconciler and the API see only this; PostgreSQL (the system of record)
+and SQLite (the embedded default) implement it with the same semantics, and every
+store test runs on both.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from core.records import Decision, Model, Portfolio, PositionRecord, Run, Side, Trade, TradeStatus
+from core.spec import RunSpec
+from core.status import RunStatus
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    status: RunStatus | None = None
+    symbol: str | None = None
+    model_id: int | None = None
+    mode: str | None = None
+    before_id: int | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class PriceBar:
+    symbol: str
+    interval: str
+    bar_time: dt.datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+
+
+class LedgerTx(ABC):
+    """One trade's transaction: the run's portfolio row is locked for its whole life."""
+
+    portfolio: Portfolio
+
+    @abstractmethod
+    def find_trade(self, step: int, seq: int) -> Trade | None: ...
+
+    @abstractmethod
+    def insert_trade(
+        self,
+        *,
+        step: int,
+        seq: int,
+        bar_time: dt.datetime,
+        side: Side,
+        symbol: str,
+        quantity: Decimal,
+        price: Decimal,
+        fees: Decimal,
+        status: TradeStatus,
+        reason: str | None,
+        cash_after: Decimal,
+        reasoning: str | None,
+    ) -> Trade: ...
+
+    @abstractmethod
+    def save_portfolio(self, portfolio: Portfolio) -> None: ...
+
+    @abstractmethod
+    def insert_position(self, position: PositionRecord) -> None: ...
+
+
+class Store(ABC):
+    # -- lifecycle -------------------------------------------------------------------
+    @abstractmethod
+    def migrate(self) -> list[str]:
+        """Apply pending migrations; returns the names applied."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise if the database cannot answer."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # -- models ----------------------------------------------------------------------
+    @abstractmethod
+    def create_model(
+        self,
+        user_id: str,
+        signature: str,
+        *,
+        llm: str | None = None,
+        custom_rules: str | None = None,
+        custom_instructions: str | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> Model: ...
+
+    @abstractmethod
+    def get_model(self, model_id: int, user_id: str | None = None) -> Model:
+        """NotFound when missing or when it belongs to another user."""
+
+    @abstractmethod
+    def list_models(self, user_id: str, *, after_id: int | None = None,
+                    limit: int = 50) -> list[Model]: ...
+
+    @abstractmethod
+    def update_model(self, model_id: int, user_id: str, changes: dict[str, Any]) -> Model: ...
+
+    @abstractmethod
+    def delete_model(self, model_id: int, user_id: str) -> None: ...
+
+    # -- runs ------------------------------------------------------------------------
+    @abstractmethod
+    def create_run(
+        self,
+        user_id: str,
+        model_id: int,
+        spec: RunSpec,
+        steps_total: int,
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> tuple[Run, bool]:
+        """Insert a queued run and its portfolio; (run, created).
+
+        The same idempotency key with the same request hash returns the first run;
+        with another hash it is a Conflict.
+        """
+
+    @abstractmethod
+    def get_run(self, run_id: int, user_id: str | None = None) -> Run: ...
+
+    @abstractmethod
+    def list_runs(self, user_id: str | None, flt: RunFilter = RunFilter()) -> list[Run]: ...
+
+    @abstractmethod
+    def runs_with_status(self, statuses: Sequence[RunStatus]) -> list[Run]: ...
+
+    @abstractmethod
+    def transition(
+        self,
+        run_id: int,
+        target: RunStatus,
+        *,
+        reason: str | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> Run:
+        """Move a run to `target` if the state machine allows it (IllegalTransition)."""
+
+    @abstractmethod
+    def start_attempt(self, run_id: int) -> Run:
+        """The runner takes the run: running, attempts + 1, started_at kept from the first."""
+
+    @abstractmethod
+    def admit_queued(self, per_user_limit: int, global_limit: int) -> list[Run]:
+        """Admit queued runs oldest first within the limits, in one transaction."""
+
+    @abstractmethod
+    def delete_run(self, run_id: int, user_id: str | None = None) -> None: ...
+
+    # -- ledger ----------------------------------------------------------------------
+    @abstractmethod
+    def ledger_tx(self, run_id: int) -> AbstractContextManager[LedgerTx]: ...
+
+    @abstractmethod
+    def get_portfolio(self, run_id: int) -> Portfolio: ...
+
+    @abstractmethod
+    def list_trades(self, run_id: int, *, after_id: int = 0, limit: int = 1000) -> list[Trade]: ...
+
+    @abstractmethod
+    def list_positions(self, run_id: int, *, limit: int = 1000) -> list[PositionRecord]: ...
+
+    @abstractmethod
+    def list_decisions(self, run_id: int, *, after_step: int = -1,
+                       limit: int = 1000) -> list[Decision]: ...
+
+    @abstractmethod
+    def get_decision(self, run_id: int, step: int) -> Decision | None: ...
+
+    @abstractmethod
+    def record_decision(self, decision: Decision) -> Decision:
+        """Insert the decision of a step; if one exists (a replayed step) return it."""
+
+    @abstractmethod
+    def complete_step(self, run_id: int, step: int, *, equity: Decimal, cash: Decimal) -> None:
+        """Checkpoint: the step's decision is complete and steps_done = step + 1."""
+
+    # -- market data -----------------------------------------------------------------
+    @abstractmethod
+    def save_prices(self, bars: Sequence[PriceBar]) -> int: ...
+
+    @abstractmethod
+    def load_prices(self, symbol: str, interval: str, start: dt.datetime,
+                    end: dt.datetime) -> Iterator[PriceBar]: ...

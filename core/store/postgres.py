@@ -1,0 +1,100 @@
+"""PostgreSQL store: psycopg 3 with a connection pool; the system of record."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from decimal import Decimal
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row, tuple_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from core.store import codec
+from core.store.sql import Cursor, SqlStore
+
+# One constant key: every admission decision in the cluster is serialized on it.
+ADMISSION_LOCK_KEY = 7_461_021
+
+
+class PostgresCursor:
+    def __init__(self, cur: psycopg.Cursor[dict[str, Any]]) -> None:
+        self._cur = cur
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[codec.Row]:
+        self._cur.execute(sql, params)
+        return self._cur.fetchall()
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> codec.Row | None:
+        self._cur.execute(sql, params)
+        return self._cur.fetchone()
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self._cur.execute(sql, params)
+        return self._cur.rowcount
+
+
+class PostgresDialect:
+    for_update = " FOR UPDATE"
+
+    def money(self, value: Decimal | None) -> Any:
+        return value
+
+    def json(self, value: Any) -> Any:
+        return Jsonb(value)
+
+    def time(self, value: dt.datetime | None) -> Any:
+        return value
+
+    def lock_admission(self, cur: Cursor) -> None:
+        cur.one("SELECT pg_advisory_xact_lock(%s) AS locked", (ADMISSION_LOCK_KEY,))
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        return isinstance(exc, psycopg.errors.UniqueViolation)
+
+
+class PostgresStore(SqlStore):
+    def __init__(self, conninfo: str, *, min_size: int = 1, max_size: int = 10,
+                 timeout: float = 10.0) -> None:
+        self.dialect = PostgresDialect()
+        self._pool = ConnectionPool(
+            conninfo, min_size=min_size, max_size=max_size, timeout=timeout, open=True,
+            kwargs={"row_factory": dict_row, "autocommit": False},
+        )
+
+    @contextmanager
+    def _tx(self, write: bool = False) -> Iterator[Cursor]:
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            yield PostgresCursor(cur)  # type: ignore[arg-type]
+
+    def migrate(self) -> list[str]:
+        applied: list[str] = []
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADMISSION_LOCK_KEY + 1,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY,"
+                " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            done = {r[0] for r in conn.cursor(row_factory=tuple_row).execute(
+                "SELECT name FROM schema_migrations")}
+            for name, sql in migration_scripts("postgres"):
+                if name in done:
+                    continue
+                conn.execute(sql.encode())
+                conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (name,))
+                applied.append(name)
+        return applied
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def migration_scripts(dialect: str) -> list[tuple[str, str]]:
+    folder = resources.files("core") / "migrations" / dialect
+    files = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")),
+                   key=lambda p: p.name)
+    return [(p.name, p.read_text()) for p in files]

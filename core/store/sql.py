@@ -1,0 +1,452 @@
+"""One set of queries for both SQL stores.
+
+Queries are written once with `%s` placeholders; a Dialect supplies what differs (value
+encoding, row locking, the admission lock, how a unique violation looks). Both stores
+use INSERT ... ON CONFLICT and RETURNING, which PostgreSQL and SQLite >= 3.35 share.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from decimal import Decimal
+from typing import Any, Protocol
+
+from core.errors import Conflict, IllegalTransition, NotFound
+from core.records import Decision, Model, Portfolio, PositionRecord, Run, Side, Trade, TradeStatus
+from core.spec import RunSpec
+from core.status import RunStatus, can_transition
+from core.store import codec
+from core.store.base import LedgerTx, PriceBar, RunFilter, Store
+
+MODEL_FIELDS = ("signature", "llm", "custom_rules", "custom_instructions", "parameters")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Cursor(Protocol):
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[codec.Row]: ...
+    def one(self, sql: str, params: Sequence[Any] = ()) -> codec.Row | None: ...
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+
+
+class Dialect(Protocol):
+    for_update: str
+
+    def money(self, value: Decimal | None) -> Any: ...
+    def json(self, value: Any) -> Any: ...
+    def time(self, value: dt.datetime | None) -> Any: ...
+    def lock_admission(self, cur: Cursor) -> None: ...
+    def is_unique_violation(self, exc: BaseException) -> bool: ...
+
+
+class SqlLedgerTx(LedgerTx):
+    def __init__(self, cur: Cursor, dialect: Dialect, portfolio: Portfolio) -> None:
+        self._cur = cur
+        self._d = dialect
+        self.portfolio = portfolio
+
+    def find_trade(self, step: int, seq: int) -> Trade | None:
+        row = self._cur.one(
+            "SELECT * FROM trades WHERE run_id = %s AND step = %s AND seq = %s",
+            (self.portfolio.run_id, step, seq),
+        )
+        return None if row is None else codec.trade_from(row)
+
+    def insert_trade(self, *, step: int, seq: int, bar_time: dt.datetime, side: Side,
+                     symbol: str, quantity: Decimal, price: Decimal, fees: Decimal,
+                     status: TradeStatus, reason: str | None, cash_after: Decimal,
+                     reasoning: str | None) -> Trade:
+        d = self._d
+        row = self._cur.one(
+            "INSERT INTO trades (run_id, step, seq, bar_time, side, symbol, quantity, price,"
+            " fees, status, reason, cash_after, reasoning, created_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
+            (self.portfolio.run_id, step, seq, d.time(bar_time), side.value, symbol,
+             d.money(quantity), d.money(price), d.money(fees), status.value, reason,
+             d.money(cash_after), reasoning, d.time(utcnow())),
+        )
+        assert row is not None
+        return codec.trade_from(row)
+
+    def save_portfolio(self, portfolio: Portfolio) -> None:
+        self._cur.run(
+            "UPDATE portfolios SET cash = %s, holdings = %s WHERE run_id = %s",
+            (self._d.money(portfolio.cash), self._d.json(codec.holdings_to(portfolio.holdings)),
+             portfolio.run_id),
+        )
+        self.portfolio = portfolio
+
+    def insert_position(self, position: PositionRecord) -> None:
+        d = self._d
+        self._cur.run(
+            "INSERT INTO positions (run_id, step, seq, bar_time, action, symbol, cash, holdings,"
+            " reasoning) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (position.run_id, position.step, position.seq, d.time(position.bar_time),
+             position.action.value, position.symbol, d.money(position.cash),
+             d.json(codec.holdings_to(position.holdings)), position.reasoning),
+        )
+
+
+class SqlStore(Store):
+    """Store semantics on top of `_tx`, which subclasses supply per database."""
+
+    dialect: Dialect
+
+    @abstractmethod
+    def _tx(self, write: bool = False) -> AbstractContextManager[Cursor]:
+        """A transaction; `write` ones take the database's write lock where it has one."""
+
+    def ping(self) -> None:
+        with self._tx() as cur:
+            cur.one("SELECT 1 AS ok")
+
+    # -- models ----------------------------------------------------------------------
+    def create_model(self, user_id: str, signature: str, *, llm: str | None = None,
+                     custom_rules: str | None = None, custom_instructions: str | None = None,
+                     parameters: dict[str, Any] | None = None) -> Model:
+        d, now = self.dialect, utcnow()
+        with self._tx(write=True) as cur:
+            row = cur.one(
+                "INSERT INTO models (user_id, signature, llm, custom_rules, custom_instructions,"
+                " parameters, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (user_id, signature) DO NOTHING RETURNING *",
+                (user_id, signature, llm, custom_rules, custom_instructions,
+                 d.json(parameters or {}), d.time(now), d.time(now)),
+            )
+        if row is None:
+            raise Conflict(f"a model with signature {signature!r} already exists")
+        return codec.model_from(row)
+
+    def get_model(self, model_id: int, user_id: str | None = None) -> Model:
+        with self._tx() as cur:
+            row = cur.one("SELECT * FROM models WHERE id = %s", (model_id,))
+        if row is None or (user_id is not None and row["user_id"] != user_id):
+            raise NotFound(f"model {model_id} not found")
+        return codec.model_from(row)
+
+    def list_models(self, user_id: str, *, after_id: int | None = None,
+                    limit: int = 50) -> list[Model]:
+        with self._tx() as cur:
+            rows = cur.all(
+                "SELECT * FROM models WHERE user_id = %s AND id > %s ORDER BY id LIMIT %s",
+                (user_id, after_id or 0, limit),
+            )
+        return [codec.model_from(r) for r in rows]
+
+    def update_model(self, model_id: int, user_id: str, changes: dict[str, Any]) -> Model:
+        unknown = set(changes) - set(MODEL_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown model fields: {sorted(unknown)}")
+        self.get_model(model_id, user_id)
+        if not changes:
+            return self.get_model(model_id, user_id)
+        d = self.dialect
+        values = [d.json(v) if k == "parameters" else v for k, v in changes.items()]
+        assignments = ", ".join(f"{k} = %s" for k in changes)
+        try:
+            with self._tx(write=True) as cur:
+                row = cur.one(
+                    f"UPDATE models SET {assignments}, updated_at = %s"
+                    " WHERE id = %s AND user_id = %s RETURNING *",
+                    (*values, d.time(utcnow()), model_id, user_id),
+                )
+        except Exception as exc:
+            if d.is_unique_violation(exc):
+                raise Conflict(f"a model with signature {changes.get('signature')!r} "
+                               "already exists") from exc
+            raise
+        if row is None:
+            raise NotFound(f"model {model_id} not found")
+        return codec.model_from(row)
+
+    def delete_model(self, model_id: int, user_id: str) -> None:
+        with self._tx(write=True) as cur:
+            if cur.one("SELECT 1 AS x FROM runs WHERE model_id = %s LIMIT 1", (model_id,)):
+                owned = cur.one("SELECT user_id FROM models WHERE id = %s", (model_id,))
+                if owned and owned["user_id"] == user_id:
+                    raise Conflict(f"model {model_id} has runs; delete them first")
+            count = cur.run("DELETE FROM models WHERE id = %s AND user_id = %s",
+                            (model_id, user_id))
+        if count == 0:
+            raise NotFound(f"model {model_id} not found")
+
+    # -- runs ------------------------------------------------------------------------
+    def create_run(self, user_id: str, model_id: int, spec: RunSpec, steps_total: int, *,
+                   idempotency_key: str | None = None,
+                   request_hash: str | None = None) -> tuple[Run, bool]:
+        d = self.dialect
+        self.get_model(model_id, user_id)
+        with self._tx(write=True) as cur:
+            row = cur.one(
+                "INSERT INTO runs (user_id, model_id, spec, mode, symbols, status, steps_total,"
+                " created_at, idempotency_key, request_hash)"
+                " VALUES (%s, %s, %s, %s, %s, 'queued', %s, %s, %s, %s)"
+                " ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING *",
+                (user_id, model_id, d.json(spec.model_dump(mode="json")), spec.mode.value,
+                 ",".join(spec.symbols), steps_total, d.time(utcnow()), idempotency_key,
+                 request_hash),
+            )
+            if row is not None:
+                cur.run(
+                    "INSERT INTO portfolios (run_id, cash, holdings) VALUES (%s, %s, %s)",
+                    (row["id"], d.money(spec.initial_cash), d.json({})),
+                )
+                return codec.run_from(row), True
+            existing = cur.one(
+                "SELECT * FROM runs WHERE user_id = %s AND idempotency_key = %s",
+                (user_id, idempotency_key),
+            )
+        assert existing is not None
+        if existing["request_hash"] != request_hash:
+            raise Conflict("this Idempotency-Key was used with a different request body")
+        return codec.run_from(existing), False
+
+    def get_run(self, run_id: int, user_id: str | None = None) -> Run:
+        with self._tx() as cur:
+            row = cur.one("SELECT * FROM runs WHERE id = %s", (run_id,))
+        if row is None or (user_id is not None and row["user_id"] != user_id):
+            raise NotFound(f"run {run_id} not found")
+        return codec.run_from(row)
+
+    def list_runs(self, user_id: str | None, flt: RunFilter = RunFilter()) -> list[Run]:
+        where, params = ["1 = 1"], []  # type: list[str], list[Any]
+        for column, value in (("user_id", user_id), ("status", flt.status),
+                              ("model_id", flt.model_id), ("mode", flt.mode)):
+            if value is not None:
+                where.append(f"{column} = %s")
+                params.append(str(value) if column != "model_id" else value)
+        if flt.symbol is not None:
+            where.append("(',' || symbols || ',') LIKE %s")
+            params.append(f"%,{flt.symbol},%")
+        if flt.before_id is not None:
+            where.append("id < %s")
+            params.append(flt.before_id)
+        with self._tx() as cur:
+            rows = cur.all(
+                f"SELECT * FROM runs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s",
+                (*params, flt.limit),
+            )
+        return [codec.run_from(r) for r in rows]
+
+    def runs_with_status(self, statuses: Sequence[RunStatus]) -> list[Run]:
+        if not statuses:
+            return []
+        marks = ", ".join("%s" for _ in statuses)
+        with self._tx() as cur:
+            rows = cur.all(f"SELECT * FROM runs WHERE status IN ({marks}) ORDER BY id",
+                           [s.value for s in statuses])
+        return [codec.run_from(r) for r in rows]
+
+    def transition(self, run_id: int, target: RunStatus, *, reason: str | None = None,
+                   result: dict[str, Any] | None = None) -> Run:
+        d = self.dialect
+        with self._tx(write=True) as cur:
+            row = cur.one(f"SELECT * FROM runs WHERE id = %s{d.for_update}", (run_id,))
+            if row is None:
+                raise NotFound(f"run {run_id} not found")
+            current = RunStatus(row["status"])
+            if not can_transition(current, target):
+                raise IllegalTransition(run_id, current.value, target.value)
+            now = d.time(utcnow())
+            sets = ["status = %s", "status_reason = COALESCE(%s, status_reason)"]
+            params: list[Any] = [target.value, reason]
+            if result is not None:
+                sets.append("result = %s")
+                params.append(d.json(result))
+            if target is RunStatus.ADMITTED:
+                sets.append("admitted_at = %s")
+                params.append(now)
+            if target is RunStatus.STOPPING:
+                sets.append("stop_requested_at = COALESCE(stop_requested_at, %s)")
+                params.append(now)
+            if target.is_terminal:
+                sets.append("finished_at = %s")
+                params.append(now)
+            updated = cur.one(
+                f"UPDATE runs SET {', '.join(sets)} WHERE id = %s RETURNING *",
+                (*params, run_id),
+            )
+        assert updated is not None
+        return codec.run_from(updated)
+
+    def start_attempt(self, run_id: int) -> Run:
+        d = self.dialect
+        with self._tx(write=True) as cur:
+            row = cur.one(f"SELECT status FROM runs WHERE id = %s{d.for_update}", (run_id,))
+            if row is None:
+                raise NotFound(f"run {run_id} not found")
+            current = RunStatus(row["status"])
+            if current is not RunStatus.STOPPING and not can_transition(
+                current, RunStatus.RUNNING
+            ):
+                raise IllegalTransition(run_id, current.value, RunStatus.RUNNING.value)
+            # A runner started on a run that is being stopped keeps `stopping`: it will
+            # save at once and end as stopped.
+            target = current if current is RunStatus.STOPPING else RunStatus.RUNNING
+            updated = cur.one(
+                "UPDATE runs SET status = %s, attempts = attempts + 1,"
+                " started_at = COALESCE(started_at, %s),"
+                " admitted_at = COALESCE(admitted_at, %s) WHERE id = %s RETURNING *",
+                (target.value, d.time(utcnow()), d.time(utcnow()), run_id),
+            )
+        assert updated is not None
+        return codec.run_from(updated)
+
+    def admit_queued(self, per_user_limit: int, global_limit: int) -> list[Run]:
+        d = self.dialect
+        with self._tx(write=True) as cur:
+            d.lock_admission(cur)
+            active = cur.all(
+                "SELECT user_id, COUNT(*) AS n FROM runs WHERE status IN (%s, %s, %s)"
+                " GROUP BY user_id",
+                [s.value for s in (RunStatus.ADMITTED, RunStatus.RUNNING, RunStatus.STOPPING)],
+            )
+            per_user = {r["user_id"]: int(r["n"]) for r in active}
+            free = global_limit - sum(per_user.values())
+            if free <= 0:
+                return []
+            queued = cur.all(
+                "SELECT id, user_id FROM runs WHERE status = 'queued' ORDER BY created_at, id"
+            )
+            chosen: list[int] = []
+            for row in queued:
+                if len(chosen) >= free:
+                    break
+                if per_user.get(row["user_id"], 0) < per_user_limit:
+                    per_user[row["user_id"]] = per_user.get(row["user_id"], 0) + 1
+                    chosen.append(int(row["id"]))
+            admitted = []
+            for run_id in chosen:
+                updated = cur.one(
+                    "UPDATE runs SET status = 'admitted', admitted_at = %s"
+                    " WHERE id = %s AND status = 'queued' RETURNING *",
+                    (d.time(utcnow()), run_id),
+                )
+                if updated is not None:
+                    admitted.append(codec.run_from(updated))
+        return admitted
+
+    def delete_run(self, run_id: int, user_id: str | None = None) -> None:
+        self.get_run(run_id, user_id)
+        with self._tx(write=True) as cur:
+            for table in ("positions", "trades", "decisions", "portfolios"):
+                cur.run(f"DELETE FROM {table} WHERE run_id = %s", (run_id,))
+            cur.run("DELETE FROM runs WHERE id = %s", (run_id,))
+
+    # -- ledger ----------------------------------------------------------------------
+    @contextmanager
+    def ledger_tx(self, run_id: int) -> Iterator[LedgerTx]:
+        with self._tx(write=True) as cur:
+            row = cur.one(
+                f"SELECT * FROM portfolios WHERE run_id = %s{self.dialect.for_update}",
+                (run_id,),
+            )
+            if row is None:
+                raise NotFound(f"run {run_id} has no portfolio")
+            yield SqlLedgerTx(cur, self.dialect, codec.portfolio_from(row))
+
+    def get_portfolio(self, run_id: int) -> Portfolio:
+        with self._tx() as cur:
+            row = cur.one("SELECT * FROM portfolios WHERE run_id = %s", (run_id,))
+        if row is None:
+            raise NotFound(f"run {run_id} has no portfolio")
+        return codec.portfolio_from(row)
+
+    def list_trades(self, run_id: int, *, after_id: int = 0, limit: int = 1000) -> list[Trade]:
+        with self._tx() as cur:
+            rows = cur.all(
+                "SELECT * FROM trades WHERE run_id = %s AND id > %s ORDER BY step, seq LIMIT %s",
+                (run_id, after_id, limit),
+            )
+        return [codec.trade_from(r) for r in rows]
+
+    def list_positions(self, run_id: int, *, limit: int = 1000) -> list[PositionRecord]:
+        with self._tx() as cur:
+            rows = cur.all(
+                "SELECT * FROM positions WHERE run_id = %s ORDER BY step, seq LIMIT %s",
+                (run_id, limit),
+            )
+        return [codec.position_from(r) for r in rows]
+
+    def list_decisions(self, run_id: int, *, after_step: int = -1,
+                       limit: int = 1000) -> list[Decision]:
+        with self._tx() as cur:
+            rows = cur.all(
+                "SELECT * FROM decisions WHERE run_id = %s AND step > %s ORDER BY step LIMIT %s",
+                (run_id, after_step, limit),
+            )
+        return [codec.decision_from(r) for r in rows]
+
+    def get_decision(self, run_id: int, step: int) -> Decision | None:
+        with self._tx() as cur:
+            row = cur.one("SELECT * FROM decisions WHERE run_id = %s AND step = %s",
+                          (run_id, step))
+        return None if row is None else codec.decision_from(row)
+
+    def record_decision(self, decision: Decision) -> Decision:
+        d, x = self.dialect, decision
+        with self._tx(write=True) as cur:
+            row = cur.one(
+                "INSERT INTO decisions (run_id, step, bar_time, action, orders, reasoning,"
+                " outcome, latency_ms, tokens_in, tokens_out, cost, tool_calls, error, equity,"
+                " cash, completed) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+                " %s, %s, %s) ON CONFLICT (run_id, step) DO NOTHING RETURNING *",
+                (x.run_id, x.step, d.time(x.bar_time), x.action,
+                 d.json([o.to_json() for o in x.orders]), x.reasoning, x.outcome, x.latency_ms,
+                 x.tokens_in, x.tokens_out, d.money(x.cost), d.json(x.tool_calls), x.error,
+                 d.money(x.equity), d.money(x.cash), x.completed),
+            )
+            if row is None:
+                row = cur.one("SELECT * FROM decisions WHERE run_id = %s AND step = %s",
+                              (x.run_id, x.step))
+        assert row is not None
+        return codec.decision_from(row)
+
+    def complete_step(self, run_id: int, step: int, *, equity: Decimal, cash: Decimal) -> None:
+        d = self.dialect
+        with self._tx(write=True) as cur:
+            cur.run(
+                "UPDATE decisions SET completed = %s, equity = %s, cash = %s"
+                " WHERE run_id = %s AND step = %s",
+                (True, d.money(equity), d.money(cash), run_id, step),
+            )
+            cur.run(
+                "UPDATE runs SET steps_done = %s WHERE id = %s AND steps_done <= %s",
+                (step + 1, run_id, step),
+            )
+
+    # -- market data -----------------------------------------------------------------
+    def save_prices(self, bars: Sequence[PriceBar]) -> int:
+        d = self.dialect
+        with self._tx(write=True) as cur:
+            for b in bars:
+                cur.run(
+                    "INSERT INTO stock_prices (symbol, interval, bar_time, open, high, low,"
+                    " close, volume) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (symbol, interval, bar_time) DO UPDATE SET open = excluded.open,"
+                    " high = excluded.high, low = excluded.low, close = excluded.close,"
+                    " volume = excluded.volume",
+                    (b.symbol, b.interval, d.time(b.bar_time), d.money(b.open), d.money(b.high),
+                     d.money(b.low), d.money(b.close), d.money(b.volume)),
+                )
+        return len(bars)
+
+    def load_prices(self, symbol: str, interval: str, start: dt.datetime,
+                    end: dt.datetime) -> Iterator[PriceBar]:
+        d = self.dialect
+        with self._tx() as cur:
+            rows = cur.all(
+                "SELECT * FROM stock_prices WHERE symbol = %s AND interval = %s"
+                " AND bar_time >= %s AND bar_time <= %s ORDER BY bar_time",
+                (symbol, interval, d.time(start), d.time(end)),
+            )
+        for r in rows:
+            yield PriceBar(symbol=r["symbol"], interval=r["interval"],
+                           bar_time=codec.ts(r["bar_time"]), open=codec.dec(r["open"]),
+                           high=codec.dec(r["high"]), low=codec.dec(r["low"]),
+                           close=codec.dec(r["close"]), volume=codec.dec(r["volume"]))

@@ -1,0 +1,117 @@
+"""SQLite store: the embedded default for `tickrun dev`, same semantics as PostgreSQL.
+
+Writes take SQLite's database lock up front (BEGIN IMMEDIATE), which is what makes a
+portfolio "locked" here; WAL lets readers go on meanwhile. One connection per thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from core.store import codec
+from core.store.postgres import migration_scripts
+from core.store.sql import Cursor, SqlStore
+
+
+class SqliteCursor:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    @staticmethod
+    def _sql(sql: str) -> str:
+        return sql.replace("%s", "?")
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[codec.Row]:
+        return [dict(r) for r in self._conn.execute(self._sql(sql), tuple(params)).fetchall()]
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> codec.Row | None:
+        cur = self._conn.execute(self._sql(sql), tuple(params))
+        row = cur.fetchone()
+        cur.fetchall()  # finish the statement so RETURNING rows are committed with it
+        return None if row is None else dict(row)
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._conn.execute(self._sql(sql), tuple(params)).rowcount
+
+
+class SqliteDialect:
+    for_update = ""
+
+    def money(self, value: Decimal | None) -> Any:
+        return None if value is None else str(value)
+
+    def json(self, value: Any) -> Any:
+        return json.dumps(value, separators=(",", ":"))
+
+    def time(self, value: dt.datetime | None) -> Any:
+        return None if value is None else value.astimezone(dt.UTC).isoformat()
+
+    def lock_admission(self, cur: Cursor) -> None:
+        """BEGIN IMMEDIATE already serializes every writer."""
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
+
+
+class SqliteStore(SqlStore):
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 30_000) -> None:
+        self.dialect = SqliteDialect()
+        self.path = str(path)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+
+    def connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=self._busy_timeout_ms / 1000)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self, write: bool = False) -> Iterator[Cursor]:
+        conn = self.connect()
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield SqliteCursor(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def migrate(self) -> list[str]:
+        conn = self.connect()
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY,"
+            " applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+        )
+        done = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}
+        applied = []
+        for name, sql in migration_scripts("sqlite"):
+            if name in done:
+                continue
+            conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\n"
+                               f"INSERT INTO schema_migrations (name) VALUES ('{name}');\nCOMMIT;")
+            applied.append(name)
+        return applied
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

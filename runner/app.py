@@ -1,0 +1,127 @@
+"""Play one run by id: load, validate, take the run, play, save the result.
+
+Everything a run does is loaded from the database by its id; the environment only
+says where the database and the event log are. Exit codes tell the Job what to do:
+0 for a run that ended (completed or stopped), EXIT_NO_RETRY when retrying cannot help
+(bad spec, unknown run, a failure already recorded), 1 for what a new pod may fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from core.errors import InvalidSpec, NotFound
+from core.eventlog import EventLog, EventType
+from core.logs import run_context
+from core.records import Run
+from core.status import RunStatus
+from core.store import Store
+from runner.deciders import Decider
+from runner.deciders.factory import build_decider, resolve_kind
+from runner.events import EventPublisher
+from runner.marketdata import market_data_for, timeline_for
+from runner.session import Ending, Session
+from runner.settings import RunnerSettings
+from runner.shutdown import StopSignal
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_RETRY = 1
+EXIT_NO_RETRY = 78  # EX_CONFIG; the Job's podFailurePolicy fails the Job at once on it
+
+
+@dataclass
+class RunnerDeps:
+    store: Store
+    event_log: EventLog
+    settings: RunnerSettings
+    stop: StopSignal
+    llm_available: bool = False
+
+
+def play_run(run_id: int, deps: RunnerDeps) -> int:
+    try:
+        run = deps.store.get_run(run_id)
+    except NotFound:
+        log.error("run %d does not exist", run_id)
+        return EXIT_NO_RETRY
+    with run_context(run.id, run.user_id):
+        return _play(run, deps)
+
+
+def _play(run: Run, deps: RunnerDeps) -> int:
+    if run.status.is_terminal:
+        log.info("run is already %s; nothing to do", run.status.value)
+        return EXIT_OK
+    if run.status is RunStatus.QUEUED:
+        log.error("run is queued, not admitted: the reconciler admits it first")
+        return EXIT_RETRY
+    publisher = EventPublisher(deps.event_log, run.id)
+    try:
+        session = _prepare(run, deps, publisher)
+    except InvalidSpec as exc:
+        log.error("run cannot be played: %s", exc)
+        _finalize(deps, publisher, run.id, RunStatus.FAILED, f"invalid run: {exc}", None)
+        return EXIT_NO_RETRY
+    try:
+        stopping = session.run.status is RunStatus.STOPPING
+        ending = Ending.STOPPED if stopping else session.play()
+    except Exception as exc:
+        # The trades stay; a new pod resumes from the checkpoint.
+        log.exception("session failed at a step; a retry resumes from the checkpoint")
+        publisher.publish(EventType.LOG, {"level": "error", "message": f"runner error: {exc}"})
+        publisher.finish(1.0)
+        return EXIT_RETRY
+    finally:
+        session.close()
+    status = RunStatus.COMPLETED if ending is Ending.COMPLETED else RunStatus.STOPPED
+    reason = None if ending is Ending.COMPLETED else f"stopped ({deps.stop.signal_name})"
+    _finalize(deps, publisher, run.id, status, reason, session.result(ending))
+    if deps.stop.received_at is not None:
+        log.info("stopped %.2fs after the request, at step %d",
+                 time.monotonic() - deps.stop.received_at,
+                 deps.store.get_run(run.id).steps_done)
+    return EXIT_OK
+
+
+def _prepare(run: Run, deps: RunnerDeps, publisher: EventPublisher) -> Session:
+    model = deps.store.get_model(run.model_id)
+    run.spec.check_playable()
+    timeline = timeline_for(run.spec)
+    provider = market_data_for(run.spec, deps.store, deps.settings.data_dir)
+    bars = {symbol: provider.bars(symbol, timeline) for symbol in run.spec.symbols}
+    decider = _decider(run, deps)
+    run = deps.store.start_attempt(run.id)
+    publisher.publish(EventType.STATUS, {"status": run.status.value, "attempt": run.attempts,
+                                         "decider": decider.name})
+    log.info("playing %s %s with %s from step %d of %d", run.spec.mode.value,
+             ",".join(run.spec.symbols), decider.name, run.steps_done, len(timeline))
+    return Session(store=deps.store, publisher=publisher, run=run, model=model,
+                   decider=decider, timeline=timeline, bars=bars, stop=deps.stop,
+                   settings=deps.settings)
+
+
+def _decider(run: Run, deps: RunnerDeps) -> Decider:
+    model = deps.store.get_model(run.model_id)
+    kind = resolve_kind(run, model, deps.llm_available)
+    return build_decider(kind, run, model, deps.store)
+
+
+def _finalize(deps: RunnerDeps, publisher: EventPublisher, run_id: int, status: RunStatus,
+              reason: str | None, result: dict[str, object] | None) -> None:
+    run = deps.store.transition(run_id, status, reason=reason, result=result)
+    log.info("run %s: %s", status.value, _summary_line(run))
+    publisher.publish(EventType.STATUS, {"status": status.value, "reason": reason})
+    publisher.publish(EventType.RESULT, {"status": status.value, "reason": reason,
+                                         "result": result})
+    publisher.finish(min(3.0, deps.settings.stop_budget_seconds / 3))
+
+
+def _summary_line(run: Run) -> str:
+    r = run.result or {}
+    return (f"{run.steps_done}/{run.steps_total} steps, equity {r.get('final_equity')}, "
+            f"return {r.get('return_pct')}%, {r.get('trades', 0)} trades "
+            f"({r.get('refused', 0)} refused)")

@@ -1,0 +1,71 @@
+"""The decider interface.
+
+A decider sees one StepContext: bars up to and including the current step (never
+later ones), the portfolio and recent trades. It answers with orders for the session
+loop to execute, or (an agent with tools) trades it made itself through the
+StepBroker, which is bound to this run and step only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+from core.records import Model, Order, Portfolio, Run, Trade
+from runner.marketdata import Bar
+
+
+class StepBroker(Protocol):
+    """Trades for the current step of one run; each call takes the next seq number."""
+
+    def submit(self, order: Order, reasoning: str | None = None) -> Trade: ...
+
+    def portfolio(self) -> Portfolio: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    run: Run
+    model: Model
+    step: int
+    steps_total: int
+    bar_time: dt.datetime
+    history: dict[str, Sequence[Bar]]  # per symbol, bars[0..step] inclusive
+    portfolio: Portfolio
+    recent_trades: Sequence[Trade]
+    broker: StepBroker
+    stop_requested: Callable[[], bool] = lambda: False
+
+    def price(self, symbol: str) -> Decimal:
+        return self.history[symbol][-1].close
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionResult:
+    action: str  # buy, sell, hold (or a combination such as "buy,sell")
+    orders: list[Order] = field(default_factory=list)
+    reasoning: str | None = None
+    outcome: str = "hold"  # trade, hold, timeout, error
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: Decimal | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    traded_by_tools: int = 0  # trades the decider already made through the broker
+
+    @classmethod
+    def hold(cls, reasoning: str, *, outcome: str = "hold", error: str | None = None
+             ) -> DecisionResult:
+        return cls(action="hold", reasoning=reasoning, outcome=outcome, error=error)
+
+
+class Decider(Protocol):
+    name: str
+    # True when decide() may block for long (network): the loop then runs it in a
+    # worker thread so a stop request can abandon it.
+    blocking: bool
+
+    def decide(self, ctx: StepContext) -> DecisionResult: ...

@@ -1,0 +1,41 @@
+"""Replay: play a recorded run's decisions again, with no model call.
+
+Step N of the new run takes the orders that step N of the source run took (its
+decision's orders plus the trades its tools made), so a replay on the same data gives
+the same trades: how users reproduce and compare runs.
+"""
+
+from __future__ import annotations
+
+from core.errors import InvalidSpec
+from core.records import Order
+from core.store import Store
+from runner.deciders.base import DecisionResult, StepContext
+
+
+class ReplayDecider:
+    name = "replay"
+    blocking = False
+
+    def __init__(self, store: Store, source_run_id: int, user_id: str,
+                 symbols: list[str]) -> None:
+        source = store.get_run(source_run_id, user_id)  # another user's run is NotFound
+        if source.spec.symbols != symbols:
+            raise InvalidSpec(f"replay source run {source_run_id} trades other symbols")
+        self.source_run_id = source_run_id
+        self._decisions = {d.step: d for d in store.list_decisions(source_run_id, limit=10**6)}
+        self._tool_orders: dict[int, list[Order]] = {}
+        for trade in store.list_trades(source_run_id, limit=10**6):
+            if trade.step in self._decisions and not self._decisions[trade.step].orders:
+                self._tool_orders.setdefault(trade.step, []).append(
+                    Order(trade.side, trade.symbol, trade.quantity))
+
+    def decide(self, ctx: StepContext) -> DecisionResult:
+        recorded = self._decisions.get(ctx.step)
+        if recorded is None:
+            return DecisionResult.hold(f"run {self.source_run_id} has no decision at this step")
+        orders = recorded.orders or self._tool_orders.get(ctx.step, [])
+        return DecisionResult(
+            action=recorded.action, orders=list(orders), outcome=recorded.outcome,
+            reasoning=f"replay of run {self.source_run_id}: {recorded.reasoning or ''}".strip(),
+        )

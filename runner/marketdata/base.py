@@ -1,0 +1,73 @@
+"""Bars, the timeline of a run, and the provider interface.
+
+The timeline comes from the exchange calendar: every minute of the session (intraday)
+or every session in the range (daily). Providers return exactly one bar per timeline
+step; the session loop hands the decider only bars up to the current step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from decimal import Decimal
+
+from core import calendar
+from core.errors import InvalidSpec
+from core.spec import Mode, RunSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    time: dt.datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    mode: Mode
+    times: list[dt.datetime]
+
+    @property
+    def interval(self) -> str:
+        return "1m" if self.mode is Mode.INTRADAY else "1d"
+
+    @property
+    def periods_per_year(self) -> int:
+        """For annualizing: 252 sessions a year, 390 minutes a regular session."""
+        return 252 * 390 if self.mode is Mode.INTRADAY else 252
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
+def timeline_for(spec: RunSpec) -> Timeline:
+    if spec.mode is Mode.INTRADAY:
+        return Timeline(spec.mode, calendar.session_minutes(spec.first_day))
+    days = calendar.sessions_in_range(spec.first_day, spec.last_day)
+    return Timeline(spec.mode, [dt.datetime.combine(d, dt.time(), dt.UTC) for d in days])
+
+
+class MarketData(ABC):
+    @abstractmethod
+    def bars(self, symbol: str, timeline: Timeline) -> list[Bar]:
+        """One bar per timeline step, in order."""
+
+
+def align(symbol: str, timeline: Timeline, found: dict[dt.datetime, Bar]) -> list[Bar]:
+    """Put found bars on the timeline; a minute with no trade repeats the last close
+    with zero volume (as data vendors do). A missing first bar is an error."""
+    out: list[Bar] = []
+    for t in timeline.times:
+        bar = found.get(t)
+        if bar is None:
+            if not out:
+                raise InvalidSpec(f"no {timeline.interval} bar for {symbol} at {t.isoformat()}")
+            last = out[-1].close
+            bar = Bar(t, last, last, last, last, Decimal(0))
+        out.append(bar)
+    return out

@@ -1,0 +1,29 @@
+"""Runner settings (TICKRUN_RUNNER_*): timeouts and budgets, never what a run does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RunnerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TICKRUN_RUNNER_", extra="ignore")
+
+    decision_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="A decision longer than this is a HOLD (timeout)")
+    abandon_decision_seconds: float = Field(
+        default=2.0, ge=0,
+        description="After a stop request, how long an in-flight decision may still finish")
+    stop_budget_seconds: float = Field(
+        default=10.0, gt=0,
+        description="From SIGTERM to exit; keep well under terminationGracePeriodSeconds (30)")
+    status_check_seconds: float = Field(
+        default=2.0, gt=0, description="How often the loop re-reads the run's status")
+    recent_trades: int = Field(default=20, ge=0, description="Trades shown to the decider")
+    data_dir: Path = Field(default=Path("data"), description="Bars for the `files` source")
+    metrics_port: int | None = Field(default=None, description="Serve /metrics when set")
+    step_delay_seconds: float = Field(
+        default=0.0, ge=0,
+        description="Pause after each step (demos and tests that need a run to take time)")

@@ -1,0 +1,20 @@
+"""Runner Prometheus metrics, served on an optional port (--metrics-port)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+DECISION_LATENCY = Histogram(
+    "tickrun_runner_decision_latency_seconds", "Time a decider took for one step",
+    ["decider"], buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30),
+)
+STEPS = Counter("tickrun_runner_steps_total", "Steps played", ["mode"])
+STEP_DURATION = Histogram(
+    "tickrun_runner_step_duration_seconds", "Whole step: decide, trade, record, checkpoint",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+TRADES = Counter("tickrun_runner_trades_total", "Trades by outcome", ["outcome"])
+DECISIONS = Counter("tickrun_runner_decisions_total", "Decisions by outcome", ["outcome"])
+TOKENS = Counter("tickrun_runner_llm_tokens_total", "LLM tokens by direction", ["direction"])
+EVENTS_DROPPED = Counter("tickrun_runner_events_dropped_total",
+                         "Events the event log could not take in time")
