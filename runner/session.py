@@ -16,12 +16,13 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+from core import performance
 from core.eventlog import EventType
 from core.records import Decision, Model, Order, Portfolio, Run, Trade
 from core.spec import FillRule
 from core.status import RunStatus
 from core.store import Store
-from runner import performance, telemetry
+from runner import telemetry
 from runner.deciders import Decider, DecisionResult, StepContext
 from runner.events import EventPublisher
 from runner.marketdata import Bar, Timeline
