@@ -21,6 +21,10 @@ class CoreSettings(BaseSettings):
         default=None,
         description="redis://...; unset means the SQLite event log in the database file",
     )
+    redis_key_prefix: str = Field(
+        default="tickrun", pattern=r"^[A-Za-z0-9_.\-]+$",
+        description="Prefix of every Redis key, so installations can share one Redis",
+    )
     db_pool_size: int = Field(default=10, ge=1, le=200, description="Connections per process")
     event_stream_maxlen: int = Field(
         default=100_000, ge=1000,

@@ -76,22 +76,29 @@ def redis_url(redis_server: Redis) -> str:
 
 
 @pytest.fixture
-def event_log(database_url: str, redis_server: Redis) -> Iterator[EventLog]:
+def redis_prefix() -> str:
+    """Every test's Redis keys apart: run ids restart with each fresh database."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def event_log(database_url: str, redis_server: Redis, redis_prefix: str) -> Iterator[EventLog]:
     """Redis Streams with PostgreSQL, the SQLite log with SQLite (as deployed)."""
     log: EventLog
     if database_url.startswith("sqlite"):
         log = SqliteEventLog(SqliteStore(database_url.removeprefix("sqlite:///")))
     else:
-        log = RedisEventLog(redis_server.url())
+        log = RedisEventLog(redis_server.url(), prefix=redis_prefix)
     yield log
     log.close()
 
 
 @pytest.fixture
-def runner_env(database_url: str, redis_server: Redis) -> dict[str, str]:
+def runner_env(database_url: str, redis_server: Redis, redis_prefix: str) -> dict[str, str]:
     """Environment for a `python -m runner` subprocess on the same backends."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKRUN_")}
     env["TICKRUN_DATABASE_URL"] = database_url
     if not database_url.startswith("sqlite"):
         env["TICKRUN_REDIS_URL"] = redis_server.url()
+        env["TICKRUN_REDIS_KEY_PREFIX"] = redis_prefix
     return env

@@ -13,7 +13,8 @@ def open_event_log(settings: CoreSettings) -> EventLog:
         return RedisEventLog(settings.redis_url.get_secret_value(),
                              maxlen=settings.event_stream_maxlen,
                              ttl_seconds=settings.event_stream_ttl_seconds,
-                             timeout_seconds=settings.redis_timeout_seconds)
+                             timeout_seconds=settings.redis_timeout_seconds,
+                             prefix=settings.redis_key_prefix)
     url = settings.database_url.get_secret_value()
     if not url.startswith("sqlite:///"):
         raise ValueError("TICKRUN_REDIS_URL is required with a PostgreSQL database")

@@ -15,17 +15,18 @@ from core.eventlog.base import Event, EventLog, EventType
 STREAM_ID = re.compile(r"^\d+-\d+$")
 
 
-def stream_key(run_id: int) -> str:
-    return f"tickrun:run:{run_id}:events"
+def stream_key(run_id: int, prefix: str = "tickrun") -> str:
+    return f"{prefix}:run:{run_id}:events"
 
 
-def progress_key(run_id: int) -> str:
-    return f"tickrun:run:{run_id}:progress"
+def progress_key(run_id: int, prefix: str = "tickrun") -> str:
+    return f"{prefix}:run:{run_id}:progress"
 
 
 class RedisEventLog(EventLog):
     def __init__(self, url: str, *, maxlen: int = 100_000, ttl_seconds: int = 7 * 24 * 3600,
-                 timeout_seconds: float = 0.5) -> None:
+                 timeout_seconds: float = 0.5, prefix: str = "tickrun") -> None:
+        self._prefix = prefix
         self._maxlen = maxlen
         self._ttl = ttl_seconds
         # Writes get a short timeout so a sick Redis cannot stall a trading step; blocking
@@ -42,12 +43,12 @@ class RedisEventLog(EventLog):
     def append(self, run_id: int, type: EventType, data: dict[str, Any]) -> str:
         fields = {"type": type.value, "time": dt.datetime.now(dt.UTC).isoformat(),
                   "data": json.dumps(data, separators=(",", ":"), default=str)}
-        return cast(str, self._writer.xadd(stream_key(run_id), fields,
+        return cast(str, self._writer.xadd(stream_key(run_id, self._prefix), fields,
                                            maxlen=self._maxlen, approximate=True))
 
     def read(self, run_id: int, after: str | None = None, *, count: int = 500,
              block_ms: int = 0) -> list[Event]:
-        key = stream_key(run_id)
+        key = stream_key(run_id, self._prefix)
         if block_ms > 0:
             reply = self._reader.xread({key: after or "0-0"}, count=count, block=block_ms)
             entries = reply[0][1] if reply else []
@@ -64,20 +65,20 @@ class RedisEventLog(EventLog):
 
     def set_progress(self, run_id: int, progress: dict[str, Any]) -> None:
         mapping = {k: json.dumps(v, default=str) for k, v in progress.items()}
-        self._writer.hset(progress_key(run_id), mapping=mapping)  # type: ignore[arg-type]
+        self._writer.hset(progress_key(run_id, self._prefix), mapping=mapping)  # type: ignore[arg-type]
 
     def get_progress(self, run_id: int) -> dict[str, Any]:
-        raw: dict[str, str] = self._reader.hgetall(progress_key(run_id))
+        raw: dict[str, str] = self._reader.hgetall(progress_key(run_id, self._prefix))
         return {k: json.loads(v) for k, v in raw.items()}
 
     def finish(self, run_id: int) -> None:
         pipe = self._writer.pipeline()
-        pipe.expire(stream_key(run_id), self._ttl)
-        pipe.expire(progress_key(run_id), self._ttl)
+        pipe.expire(stream_key(run_id, self._prefix), self._ttl)
+        pipe.expire(progress_key(run_id, self._prefix), self._ttl)
         pipe.execute()
 
     def delete(self, run_id: int) -> None:
-        self._writer.delete(stream_key(run_id), progress_key(run_id))
+        self._writer.delete(stream_key(run_id, self._prefix), progress_key(run_id, self._prefix))
 
     def ping(self) -> None:
         self._reader.ping()

@@ -1,0 +1,58 @@
+"""Event logs: ordered ids, exact resume after an id, blocking reads, progress."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from core.eventlog import EventLog, EventType
+from core.eventlog.redis_log import RedisEventLog
+from runner.events import EventPublisher
+
+
+def test_resume_after_an_id_misses_nothing_and_repeats_nothing(event_log: EventLog) -> None:
+    ids = [event_log.append(7, EventType.PROGRESS, {"step": i}) for i in range(10)]
+    assert all(event_log.valid_id(i) for i in ids)
+    everything = event_log.read(7)
+    assert [e.id for e in everything] == ids
+    after = event_log.read(7, ids[3])
+    assert [e.data["step"] for e in after] == list(range(4, 10))
+    assert event_log.read(8) == []  # another run's stream
+
+
+def test_a_blocking_read_wakes_on_append(event_log: EventLog) -> None:
+    last = event_log.append(9, EventType.STATUS, {"status": "running"})
+    writer = threading.Timer(0.2, lambda: event_log.append(9, EventType.RESULT, {"ok": True}))
+    writer.start()
+    began = time.monotonic()
+    events = event_log.read(9, last, block_ms=5000)
+    writer.join()
+    assert [e.type for e in events] == [EventType.RESULT]
+    assert time.monotonic() - began < 4
+
+
+def test_progress_is_a_small_hash(event_log: EventLog) -> None:
+    event_log.set_progress(3, {"step": 1, "total": 390})
+    event_log.set_progress(3, {"step": 2, "equity": "100.5"})
+    assert event_log.get_progress(3) == {"step": 2, "total": 390, "equity": "100.5"}
+    event_log.delete(3)
+    assert event_log.get_progress(3) == {}
+
+
+def test_events_wait_while_redis_is_down_and_arrive_in_order(redis_url: str,
+                                                             redis_prefix: str) -> None:
+    import redis
+
+    from tests.servers import free_port
+
+    down = RedisEventLog(f"redis://127.0.0.1:{free_port()}/0", timeout_seconds=0.2)
+    publisher = EventPublisher(down, 5, retry_after_seconds=60)
+    began = time.monotonic()
+    for step in range(50):
+        publisher.publish(EventType.PROGRESS, {"step": step})
+    assert time.monotonic() - began < 2  # one failed attempt, then no waiting per event
+    publisher._log = RedisEventLog(redis_url, prefix=redis_prefix)  # Redis is back
+    publisher.finish(deadline_seconds=5)
+    events = publisher._log.read(5)
+    assert [e.data["step"] for e in events] == list(range(50))
+    assert redis.Redis.from_url(redis_url).ttl(f"{redis_prefix}:run:5:events") > 0

@@ -1,0 +1,80 @@
+"""Run specs are refused before any step runs; sessions come from the XNYS calendar."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from core import calendar
+from core.errors import InvalidSpec
+from core.spec import RunSpec
+from tests.factories import daily_spec, intraday_spec
+
+
+def test_a_regular_session_has_390_minutes() -> None:
+    minutes = calendar.session_minutes(dt.date(2025, 3, 3))
+    assert len(minutes) == 390
+    assert minutes[0] == dt.datetime(2025, 3, 3, 14, 30, tzinfo=dt.UTC)  # 09:30 New York
+    assert minutes[-1] == dt.datetime(2025, 3, 3, 20, 59, tzinfo=dt.UTC)
+
+
+def test_a_half_day_has_210_steps() -> None:
+    assert intraday_spec(dt.date(2024, 11, 29)).step_count() == 210  # day after Thanksgiving
+
+
+def test_a_holiday_is_not_a_session() -> None:
+    assert not calendar.is_session(dt.date(2024, 12, 25))
+    with pytest.raises(InvalidSpec, match="not a trading session"):
+        intraday_spec(dt.date(2024, 12, 25)).check_playable()
+
+
+def test_a_range_without_sessions_is_a_clear_error() -> None:
+    spec = daily_spec(dt.date(2024, 12, 25), dt.date(2024, 12, 25))
+    with pytest.raises(InvalidSpec, match="no trading session between"):
+        spec.check_playable()
+
+
+def test_daily_steps_are_the_sessions_of_the_range() -> None:
+    assert daily_spec(dt.date(2024, 12, 23), dt.date(2024, 12, 31)).step_count() == 6
+
+
+def test_future_dates_are_refused() -> None:
+    spec = intraday_spec(dt.date(2025, 3, 3))
+    with pytest.raises(InvalidSpec, match="in the future"):
+        spec.check_playable(today=dt.date(2025, 3, 2))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"mode": "intraday", "symbols": ["aapl"], "date": "2025-03-03"}, "pattern"),
+        ({"mode": "intraday", "symbols": ["TOOLONGSYM"], "date": "2025-03-03"}, "pattern"),
+        ({"mode": "intraday", "symbols": [], "date": "2025-03-03"}, "at least 1"),
+        ({"mode": "daily", "symbols": ["AAPL"], "start": "2025-03-03", "end": "2025-03-01"},
+         "before `start`"),
+        ({"mode": "intraday", "symbols": ["AAPL"], "date": "2025-03-03", "initial_cash": 0},
+         "greater than 0"),
+        ({"mode": "intraday", "symbols": ["AAPL"], "date": "2025-03-03", "initial_cash": -5},
+         "greater than 0"),
+        ({"mode": "intraday", "symbols": ["AAPL"]}, "take `date`"),
+        ({"mode": "daily", "symbols": ["AAPL"], "date": "2025-03-03"}, "take `start`"),
+        ({"mode": "intraday", "symbols": ["AAPL"], "date": "2025-03-03", "colour": "red"},
+         "Extra inputs"),
+        ({"mode": "weekly", "symbols": ["AAPL"], "date": "2025-03-03"}, "mode"),
+        ({"mode": "intraday", "symbols": ["AAPL"], "date": "2025-03-03", "decider": "replay"},
+         "source_run_id"),
+    ],
+)
+def test_bad_specs_are_refused_with_a_clear_message(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        RunSpec.model_validate(fields)
+
+
+def test_money_is_decimal() -> None:
+    spec = RunSpec.model_validate({"mode": "intraday", "symbols": ["BRK.B"],
+                                   "date": "2025-03-03", "initial_cash": "1000.10"})
+    assert spec.initial_cash == Decimal("1000.10")
