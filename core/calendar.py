@@ -18,11 +18,13 @@ from core.errors import InvalidSpec
 
 EXCHANGE = "XNYS"
 NEW_YORK = "America/New_York"
+CALENDAR_START = "1990-01-02"
 
 
 @lru_cache(maxsize=1)
 def exchange_calendar() -> Any:
-    return xcals.get_calendar(EXCHANGE)
+    # The default calendar spans only ~20 years back; backtests go further.
+    return xcals.get_calendar(EXCHANGE, start=CALENDAR_START)
 
 
 def _bounds_check(day: dt.date) -> None:

@@ -16,10 +16,11 @@ from runner.deciders.base import DecisionResult, StepContext
 SIZE_BUFFER = Decimal("0.98")
 
 
-def affordable(cash: Decimal, price: Decimal, fee: Decimal = Decimal(0)) -> Decimal:
+def affordable(cash: Decimal, price: Decimal, fee: Decimal = Decimal(0),
+               buffer: Decimal = SIZE_BUFFER) -> Decimal:
     if price <= 0 or cash <= fee:
         return Decimal(0)
-    return ((cash - fee) * SIZE_BUFFER / price).to_integral_value(rounding=ROUND_DOWN)
+    return ((cash - fee) * buffer / price).to_integral_value(rounding=ROUND_DOWN)
 
 
 class BuyAndHold:
@@ -43,11 +44,14 @@ class SmaCrossover:
 
     blocking = False
 
-    def __init__(self, fast: int = 5, slow: int = 20) -> None:
+    def __init__(self, fast: int = 5, slow: int = 20, size_buffer: Decimal = SIZE_BUFFER) -> None:
         if not 0 < fast < slow:
             raise ValueError(f"need 0 < fast < slow, got fast={fast} slow={slow}")
+        if not 0 < size_buffer <= 1:
+            raise ValueError(f"need 0 < size_buffer <= 1, got {size_buffer}")
         self.fast = fast
         self.slow = slow
+        self.size_buffer = size_buffer
         self.name = "sma_crossover"
 
     def _sma(self, closes: list[Decimal], n: int, end: int) -> Decimal:
@@ -68,7 +72,8 @@ class SmaCrossover:
             slow_prev = self._sma(closes, self.slow, n - 1)
             held = ctx.portfolio.held(symbol)
             if fast_prev <= slow_prev and fast_now > slow_now and held == 0:
-                qty = affordable(budget, closes[-1], ctx.run.spec.fee_per_trade)
+                qty = affordable(budget, closes[-1], ctx.run.spec.fee_per_trade,
+                                 self.size_buffer)
                 if qty > 0:
                     orders.append(Order(Side.BUY, symbol, qty))
                     notes.append(f"{symbol}: SMA{self.fast} {fast_now:.2f} crossed above "

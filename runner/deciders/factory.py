@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
+
 from core.errors import InvalidSpec
 from core.records import Model, Run
 from core.spec import DeciderKind
@@ -24,10 +26,11 @@ def build_decider(kind: DeciderKind, run: Run, model: Model, store: Store) -> De
         if kind is DeciderKind.BUY_AND_HOLD:
             return BuyAndHold()
         if kind is DeciderKind.SMA_CROSSOVER:
-            return SmaCrossover(int(params.get("fast", 5)), int(params.get("slow", 20)))
+            return SmaCrossover(int(params.get("fast", 5)), int(params.get("slow", 20)),
+                                Decimal(str(params.get("size_buffer", "0.98"))))
         if kind is DeciderKind.REPLAY:
             return ReplayDecider(store, int(params["source_run_id"]), run.user_id,
                                  run.spec.symbols)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
         raise InvalidSpec(f"bad decider_params for {kind.value}: {exc}") from exc
     raise InvalidSpec(f"decider {kind.value} is not available in this runner")
