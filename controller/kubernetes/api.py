@@ -1,0 +1,75 @@
+"""The Kubernetes API as tickrun uses it: a client built from settings (never a
+module-level global), and retries the way Kubernetes clients are expected to retry.
+
+Only idempotent calls retry (429, 5xx, timeouts, connection errors), with backoff and
+honouring Retry-After; a create that meets AlreadyExists adopts the existing object.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from tenacity import (
+    retry,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from controller.kubernetes.settings import KubernetesSettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RETRIABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+def api_client(settings: KubernetesSettings) -> client.ApiClient:
+    configuration = client.Configuration()
+    if settings.kubeconfig:
+        config.load_kube_config(config_file=settings.kubeconfig,
+                                client_configuration=configuration)
+    else:
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except config.ConfigException:
+            config.load_kube_config(client_configuration=configuration)
+    configuration.retries = False  # tenacity decides, not urllib3
+    return client.ApiClient(configuration)
+
+
+def is_retriable(exc: BaseException) -> bool:
+    if isinstance(exc, ApiException):
+        return exc.status in RETRIABLE_STATUS
+    return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
+
+
+def status_of(exc: BaseException | None) -> int | None:
+    return exc.status if isinstance(exc, ApiException) else None
+
+
+def with_retries(call: Callable[[], T], *, attempts: int = 5) -> T:
+    """Run an idempotent API call with exponential backoff and jitter."""
+    wrapped = retry(
+        retry=retry_if_exception(is_retriable),
+        wait=wait_exponential_jitter(initial=0.2, max=5.0),
+        stop=stop_after_attempt(attempts),
+        reraise=True,
+        before_sleep=lambda state: log.warning(
+            "Kubernetes API call failed (%s); retrying",
+            status_of(state.outcome.exception()) if state.outcome and
+            state.outcome.exception() else None),
+    )(call)
+    return wrapped()
+
+
+def raw(obj: Any) -> dict[str, Any]:
+    """A model object as the plain dict the API sent (camelCase keys)."""
+    if isinstance(obj, dict):
+        return obj
+    return dict(client.ApiClient().sanitize_for_serialization(obj))

@@ -1,0 +1,133 @@
+"""A small informer: Jobs and Pods of tickrun, cached by run id, kept by two watches.
+
+Each watch runs in its own thread and calls `on_change(run_id)` after applying an
+event, so the reconciler handles one run's events in order and never polls. The cache
+starts empty on every (re-)list: objects absent from a fresh list are gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client
+from prometheus_client import Counter
+
+from controller.kubernetes.jobs import RUN_ID, RUN_SELECTOR
+from controller.kubernetes.settings import KubernetesSettings
+from controller.kubernetes.watch import watch_forever
+
+log = logging.getLogger(__name__)
+
+WATCH_RESTARTS = Counter("tickrun_controller_watch_restarts_total",
+                         "Watch streams restarted, by resource and cause",
+                         ["resource", "cause"])
+
+
+def run_id_of(obj: dict[str, Any]) -> int | None:
+    value = ((obj.get("metadata") or {}).get("labels") or {}).get(RUN_ID)
+    return int(value) if value and value.isdigit() else None
+
+
+class RunInformer:
+    def __init__(self, batch: client.BatchV1Api, core: client.CoreV1Api,
+                 settings: KubernetesSettings, on_change: Callable[[int], None]) -> None:
+        self._batch = batch
+        self._core = core
+        self._settings = settings
+        self._on_change = on_change
+        self._lock = threading.Lock()
+        self._jobs: dict[int, dict[str, Any]] = {}
+        self._pods: dict[int, dict[str, dict[str, Any]]] = {}
+        self._synced = {"jobs": threading.Event(), "pods": threading.Event()}
+        self._threads: list[threading.Thread] = []
+
+    # -- reads -----------------------------------------------------------------------
+    def job(self, run_id: int) -> dict[str, Any] | None:
+        with self._lock:
+            return self._jobs.get(run_id)
+
+    def pods(self, run_id: int) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._pods.get(run_id, {}).values())
+
+    def run_ids(self) -> set[int]:
+        with self._lock:
+            return set(self._jobs) | {r for r, pods in self._pods.items() if pods}
+
+    def wait_synced(self, timeout: float) -> bool:
+        return all(e.wait(timeout) for e in self._synced.values())
+
+    # -- watching --------------------------------------------------------------------
+    def start(self, stop: threading.Event) -> None:
+        ns = self._settings.namespace
+        for resource, list_fn in (
+            ("jobs", lambda **kw: self._batch.list_namespaced_job(ns, **kw)),
+            ("pods", lambda **kw: self._core.list_namespaced_pod(ns, **kw)),
+        ):
+            thread = threading.Thread(target=self._watch, args=(resource, list_fn, stop),
+                                      name=f"watch-{resource}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def join(self, timeout: float) -> None:
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _watch(self, resource: str, list_fn: Callable[..., Any], stop: threading.Event) -> None:
+        fresh: dict[int, Any] | None = None
+        for event in watch_forever(
+            list_fn, label_selector=RUN_SELECTOR,
+            timeout_seconds=self._settings.watch_timeout_seconds,
+            inactivity_seconds=self._settings.watch_inactivity_seconds, stop=stop,
+            on_restart=lambda cause: WATCH_RESTARTS.labels(resource, cause).inc(),
+        ):
+            if event.type == "SYNC":
+                fresh = fresh if fresh is not None else {}
+                self._collect(resource, fresh, event.object)
+            elif event.type == "SYNCED":
+                self._replace(resource, fresh or {})
+                fresh = None
+                self._synced[resource].set()
+            else:
+                self._apply(resource, event.type, event.object)
+
+    def _collect(self, resource: str, fresh: dict[int, Any], obj: dict[str, Any]) -> None:
+        run_id = run_id_of(obj)
+        if run_id is None:
+            return
+        if resource == "jobs":
+            fresh[run_id] = obj
+        else:
+            fresh.setdefault(run_id, {})[obj["metadata"]["name"]] = obj
+
+    def _replace(self, resource: str, fresh: dict[int, Any]) -> None:
+        with self._lock:
+            old = self._jobs if resource == "jobs" else self._pods
+            changed = set(old) | set(fresh)
+            if resource == "jobs":
+                self._jobs = fresh
+            else:
+                self._pods = fresh
+        for run_id in sorted(changed):
+            self._on_change(run_id)
+
+    def _apply(self, resource: str, kind: str, obj: dict[str, Any]) -> None:
+        run_id = run_id_of(obj)
+        if run_id is None:
+            return
+        with self._lock:
+            if resource == "jobs":
+                if kind == "DELETED":
+                    self._jobs.pop(run_id, None)
+                else:
+                    self._jobs[run_id] = obj
+            else:
+                pods = self._pods.setdefault(run_id, {})
+                if kind == "DELETED":
+                    pods.pop(obj["metadata"]["name"], None)
+                else:
+                    pods[obj["metadata"]["name"]] = obj
+        self._on_change(run_id)

@@ -1,0 +1,80 @@
+"""The Job of a run: labels, retry policy, hardening, and no secret values."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+from controller.kubernetes.jobs import build_job, job_name, label_value
+from controller.kubernetes.settings import KubernetesSettings
+from core.records import Run
+from core.status import RunStatus
+from tests.factories import daily_spec
+
+NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+
+
+def a_run(user_id: str = "7d9f6a1c-2b1e-4a8e-9c43-1f0e5b1a2c3d") -> Run:
+    return Run(id=42, user_id=user_id, model_id=7, spec=daily_spec(initial_cash=Decimal(5000)),
+               status=RunStatus.QUEUED, status_reason=None, steps_total=124, steps_done=0,
+               created_at=NOW, admitted_at=None, started_at=None, finished_at=None,
+               stop_requested_at=None, result=None)
+
+
+def test_it_should_be_suspended_and_labelled_for_kubectl() -> None:
+    job = build_job(a_run(), KubernetesSettings(namespace="runs"))
+    assert job["metadata"]["name"] == job_name(42) == "tickrun-run-42"
+    assert job["metadata"]["namespace"] == "runs"
+    assert job["spec"]["suspend"] is True
+    labels = job["metadata"]["labels"]
+    assert labels == {"app.kubernetes.io/name": "tickrun-run",
+                      "app.kubernetes.io/managed-by": "tickrun", "tickrun.io/run-id": "42",
+                      "tickrun.io/user-id": "7d9f6a1c-2b1e-4a8e-9c43-1f0e5b1a2c3d",
+                      "tickrun.io/model-id": "7"}
+    assert job["spec"]["template"]["metadata"]["labels"] == labels  # copied to the pod
+    notes = job["metadata"]["annotations"]
+    assert notes["tickrun.io/symbols"] == "MSFT" and notes["tickrun.io/mode"] == "daily"
+    assert notes["tickrun.io/start"] == "2024-01-02"
+
+
+def test_it_should_fail_at_once_on_a_config_error_and_ignore_disruptions() -> None:
+    spec = build_job(a_run(), KubernetesSettings(backoff_limit=2))["spec"]
+    rules = spec["podFailurePolicy"]["rules"]
+    assert rules[0]["action"] == "FailJob" and rules[0]["onExitCodes"]["values"] == [78]
+    assert rules[1] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    assert spec["backoffLimit"] == 2 and spec["podReplacementPolicy"] == "Failed"
+    assert spec["template"]["spec"]["restartPolicy"] == "Never"
+    assert spec["activeDeadlineSeconds"] > 6.5 * 3600 and spec["ttlSecondsAfterFinished"] > 0
+
+
+def test_it_should_run_hardened_with_the_run_id_as_only_input() -> None:
+    pod = build_job(a_run(), KubernetesSettings())["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = pod["containers"][0]
+    assert container["args"] == ["--run-id", "42"]
+    ctx = container["securityContext"]
+    assert ctx["readOnlyRootFilesystem"] and not ctx["allowPrivilegeEscalation"]
+    assert ctx["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_it_should_reference_secrets_never_hold_them() -> None:
+    settings = KubernetesSettings(runner_env={"TICKRUN_RUNNER_DECISION_TIMEOUT_SECONDS": "20"})
+    job = build_job(a_run(), settings)
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["TICKRUN_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "tickrun-database", "key": "url"}
+    assert env["TICKRUN_LLM_API_KEY"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    assert env["TICKRUN_RUNNER_DECISION_TIMEOUT_SECONDS"]["value"] == "20"
+    text = json.dumps(job)
+    assert "postgresql://" not in text and "redis://" not in text
+
+
+def test_label_values_are_sanitized() -> None:
+    assert label_value("user@example.com") == "user_example.com"
+    assert len(label_value("x" * 100)) == 63
+    assert label_value("-abc-") == "abc"
+    job = build_job(a_run(user_id="user@example.com"), KubernetesSettings())
+    assert job["metadata"]["annotations"]["tickrun.io/user-id"] == "user@example.com"
