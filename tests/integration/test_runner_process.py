@@ -116,6 +116,25 @@ def test_sigterm_saves_partial_results_and_exits_zero(store: Store, event_log: E
     assert_ledger_consistent(store, run.id, run.spec.initial_cash)
 
 
+def test_metrics_are_served_on_the_optional_port(store: Store, event_log: EventLog,
+                                                runner_env: dict[str, str]) -> None:
+    import httpx
+
+    run = make_run(store)
+    port = free_port()
+    proc = start_runner(run.id, runner_env, TICKRUN_RUNNER_STEP_DELAY_SECONDS="0.02",
+                        TICKRUN_RUNNER_METRICS_PORT=str(port))
+    try:
+        wait_for_step(event_log, run.id, 20)
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert 'tickrun_runner_steps_total{mode="intraday"}' in text
+        assert "tickrun_runner_decision_latency_seconds_bucket" in text
+        assert "tickrun_runner_trades_total" in text
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
 def test_sigkill_then_restart_resumes_without_deciding_or_trading_twice(
         store: Store, event_log: EventLog, runner_env: dict[str, str]) -> None:
     run = make_run(store, intraday_spec(decider_params={"fast": 2, "slow": 4}))
