@@ -15,6 +15,7 @@ from core.eventlog.redis_log import RedisEventLog
 from core.eventlog.sqlite_log import SqliteEventLog
 from core.store import Store, open_store
 from core.store.sqlite import SqliteStore
+from tests.apiserver import Backend
 from tests.servers import Postgres, Redis, start_postgres, start_redis
 
 
@@ -102,3 +103,11 @@ def runner_env(database_url: str, redis_server: Redis, redis_prefix: str) -> dic
         env["TICKRUN_REDIS_URL"] = redis_server.url()
         env["TICKRUN_REDIS_KEY_PREFIX"] = redis_prefix
     return env
+
+
+@pytest.fixture
+def backend(database_url: str, redis_server: Redis, redis_prefix: str,
+            tmp_path: Path) -> Backend:
+    """PostgreSQL + Redis, or SQLite alone: the two ways tickrun is deployed."""
+    redis = None if database_url.startswith("sqlite") else redis_server.url()
+    return Backend(database_url, redis, redis_prefix, tmp_path / "runner-logs")

@@ -8,24 +8,14 @@ is unit-tested without a cluster and proven again on the real one.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-Phase = Literal["suspended", "pending", "running", "succeeded", "failed", "gone"]
+from controller.workload import WorkloadState
 
 # Waiting reasons that will not fix themselves: the run fails with them.
 FATAL_WAITING = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName",
                            "CreateContainerConfigError", "CreateContainerError",
                            "ErrImageNeverPull"})
-
-
-@dataclass(frozen=True, slots=True)
-class WorkloadState:
-    phase: Phase
-    reason: str | None = None
-    exit_code: int | None = None
-    # A pod still holds the run (running or terminating): do not finalize yet.
-    pod_alive: bool = False
 
 
 def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:

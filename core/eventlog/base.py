@@ -51,6 +51,14 @@ class EventLog(ABC):
         """Events after `after` (all when None), waiting up to block_ms for the first."""
 
     @abstractmethod
+    def last_id(self, run_id: int) -> str | None:
+        """The id of the run's newest event, None when it has none."""
+
+    def order_key(self, event_id: str) -> tuple[int, ...]:
+        """Ids compare in append order by this key."""
+        return tuple(int(part) for part in event_id.split("-"))
+
+    @abstractmethod
     def set_progress(self, run_id: int, progress: dict[str, Any]) -> None: ...
 
     @abstractmethod

@@ -57,6 +57,10 @@ class RedisEventLog(EventLog):
             entries = self._reader.xrange(key, min=start, max="+", count=count)
         return [self._event(run_id, eid, fields) for eid, fields in entries]
 
+    def last_id(self, run_id: int) -> str | None:
+        newest = self._reader.xrevrange(stream_key(run_id, self._prefix), count=1)
+        return str(newest[0][0]) if newest else None
+
     @staticmethod
     def _event(run_id: int, event_id: str, fields: dict[str, str]) -> Event:
         return Event(id=event_id, run_id=run_id, type=EventType(fields["type"]),

@@ -46,6 +46,11 @@ class SqliteEventLog(EventLog):
                         for r in rows]
             time.sleep(POLL_SECONDS)
 
+    def last_id(self, run_id: int) -> str | None:
+        row = self._store.connect().execute(
+            "SELECT MAX(id) FROM events WHERE run_id = ?", (run_id,)).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
     def set_progress(self, run_id: int, progress: dict[str, Any]) -> None:
         merged = {**self.get_progress(run_id), **progress}
         self._store.connect().execute(

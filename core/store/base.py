@@ -143,6 +143,10 @@ class Store(ABC):
     def runs_with_status(self, statuses: Sequence[RunStatus]) -> list[Run]: ...
 
     @abstractmethod
+    def count_runs_by_status(self) -> dict[RunStatus, int]:
+        """Every user's runs, counted by status (metrics)."""
+
+    @abstractmethod
     def transition(
         self,
         run_id: int,

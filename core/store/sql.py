@@ -242,6 +242,11 @@ class SqlStore(Store):
                            [s.value for s in statuses])
         return [codec.run_from(r) for r in rows]
 
+    def count_runs_by_status(self) -> dict[RunStatus, int]:
+        with self._tx() as cur:
+            rows = cur.all("SELECT status, COUNT(*) AS n FROM runs GROUP BY status", [])
+        return {RunStatus(r["status"]): int(r["n"]) for r in rows}
+
     def transition(self, run_id: int, target: RunStatus, *, reason: str | None = None,
                    result: dict[str, Any] | None = None) -> Run:
         d = self.dialect

@@ -1,0 +1,309 @@
+"""`tickrun`: run the embedded default, and start, follow and stop runs over the API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from api.cli.client import ApiClient, ApiError
+from api.cli.follow import follow
+
+app = typer.Typer(help="Run AI trading agent sessions.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+runs_app = typer.Typer(help="Start, list, follow and stop runs.", no_args_is_help=True)
+models_app = typer.Typer(help="Trading models: LLM, rules, instructions.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(models_app, name="models")
+
+out = Console()
+err = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object on stdout")]
+DataDir = Annotated[Path, typer.Option(help="Where the embedded default keeps its files")]
+
+
+def _client() -> ApiClient:
+    return ApiClient()
+
+
+def _fail(exc: ApiError) -> typer.Exit:
+    err.print(f"[red]error[/red] {exc.detail}" if exc.status == 0
+              else f"[red]error {exc.status}[/red] {exc.detail}")
+    return typer.Exit(1)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=None, default=str) + "\n")
+
+
+# -- the embedded default ----------------------------------------------------------------
+@app.command()
+def dev(host: str = "127.0.0.1", port: int = 8321,
+        data_dir: DataDir = Path(".tickrun")) -> None:
+    """API + reconciler + local runner processes on SQLite, in this process."""
+    from api.cli.dev import run_dev
+
+    err.print(f"tickrun dev on http://{host}:{port} (data in {data_dir}/; the CLI reads "
+              f"its token from {data_dir}/dev-token)")
+    run_dev(host, port, data_dir)
+
+
+@app.command()
+def demo(as_json: JsonOpt = False, symbol: str = "AAPL",
+         data_dir: DataDir = Path(".tickrun")) -> None:
+    """Start the embedded default, play one intraday session with the SMA baseline, and
+    follow it to the end."""
+    from api.cli.dev import BackgroundServer
+    from core.calendar import previous_sessions, today_in_new_york
+
+    with BackgroundServer(data_dir) as server:
+        client = ApiClient(server.url, server.token)
+        try:
+            model = _demo_model(client)
+            day = previous_sessions(today_in_new_york(), 1)[-1]
+            run = client.post("/v1/runs", {"model_id": model["id"], "mode": "intraday",
+                                           "symbols": [symbol], "date": day.isoformat(),
+                                           "decider": "sma_crossover"})
+            if not as_json:
+                err.print(f"run {run['id']}: {symbol} on {day}, {run['progress']['total']} "
+                          "minute steps, SMA crossover on synthetic bars")
+            follow(client, run["id"], err, quiet=as_json)
+            final = client.get(f"/v1/runs/{run['id']}")
+        except ApiError as exc:
+            raise _fail(exc) from exc
+    if as_json:
+        _print_json(final)
+    else:
+        _summary(final)
+    if final["status"] != "completed":
+        raise typer.Exit(1)
+
+
+def _demo_model(client: ApiClient) -> dict[str, Any]:
+    for model in client.get("/v1/models", limit=500)["items"]:
+        if model["signature"] == "demo-sma":
+            return dict(model)
+    return dict(client.post("/v1/models", {
+        "signature": "demo-sma", "custom_instructions": "SMA(5/20) crossover baseline"}))
+
+
+def _summary(run: dict[str, Any]) -> None:
+    result = run.get("result") or {}
+    bench = result.get("benchmark") or {}
+    table = Table(title=f"run {run['id']}: {run['status']}"
+                        + (f" ({run['status_reason']})" if run.get("status_reason") else ""))
+    table.add_column("")
+    table.add_column("agent", justify="right")
+    table.add_column("buy & hold", justify="right")
+    for key, label in (("final_equity", "final equity"), ("return_pct", "return %"),
+                       ("max_drawdown_pct", "max drawdown %"), ("sharpe", "Sharpe"),
+                       ("trades", "trades"), ("win_rate", "win rate")):
+        table.add_row(label, _fmt(result.get(key)), _fmt(bench.get(key)))
+    table.add_row("steps", f"{run['progress']['step']}/{run['progress']['total']}", "")
+    out.print(table)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.4f}"
+    return str(value)
+
+
+# -- runs --------------------------------------------------------------------------------
+@runs_app.command("create")
+def runs_create(
+    model_id: Annotated[int, typer.Option("--model", help="Model id")],
+    symbols: Annotated[list[str], typer.Option("--symbol", help="Ticker; repeat for more")],
+    date: Annotated[str | None, typer.Option(help="Intraday: the session date")] = None,
+    start: Annotated[str | None, typer.Option(help="Daily: first date")] = None,
+    end: Annotated[str | None, typer.Option(help="Daily: last date")] = None,
+    cash: Annotated[str, typer.Option(help="Initial cash")] = "100000",
+    decider: Annotated[str | None, typer.Option(help="llm, sma_crossover, buy_and_hold, "
+                                                     "replay")] = None,
+    idempotency_key: Annotated[str | None, typer.Option()] = None,
+    follow_run: Annotated[bool, typer.Option("--follow", help="Follow it to the end")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Queue a run (intraday with --date, daily with --start/--end)."""
+    body: dict[str, Any] = {"model_id": model_id, "symbols": [s.upper() for s in symbols],
+                            "mode": "intraday" if date else "daily", "initial_cash": cash}
+    body.update({k: v for k, v in (("date", date), ("start", start), ("end", end),
+                                   ("decider", decider)) if v is not None})
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    client = _client()
+    try:
+        run = client.post("/v1/runs", body, headers=headers)
+        if follow_run:
+            follow(client, run["id"], err, quiet=as_json)
+            run = client.get(f"/v1/runs/{run['id']}")
+    except ApiError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        _print_json(run)
+    elif follow_run:
+        _summary(run)
+    else:
+        out.print(f"run {run['id']} {run['status']}")
+
+
+@runs_app.command("ls")
+def runs_ls(status: str | None = None, symbol: str | None = None,
+            model: Annotated[int | None, typer.Option(help="Model id")] = None,
+            limit: int = 20, as_json: JsonOpt = False) -> None:
+    """Your runs, newest first."""
+    try:
+        page = _client().get("/v1/runs", status=status, symbol=symbol, model_id=model,
+                             limit=limit)
+    except ApiError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        _print_json(page)
+        return
+    table = Table("id", "status", "mode", "symbols", "dates", "steps", "return %", "created")
+    for r in page["items"]:
+        spec = r["spec"]
+        dates = spec.get("date") or f"{spec.get('start')}..{spec.get('end')}"
+        ret = (r.get("result") or {}).get("return_pct")
+        table.add_row(str(r["id"]), r["status"], spec["mode"], ",".join(spec["symbols"]), dates,
+                      f"{r['progress']['step']}/{r['progress']['total']}", _fmt(ret),
+                      _age(r["created_at"]))
+    out.print(table)
+
+
+def _age(stamp: str) -> str:
+    seconds = (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(stamp)).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit} ago"
+    return f"{int(seconds)}s ago"
+
+
+@runs_app.command("get")
+def runs_get(run_id: int, as_json: JsonOpt = False) -> None:
+    try:
+        run = _client().get(f"/v1/runs/{run_id}")
+    except ApiError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        _print_json(run)
+    else:
+        _summary(run)
+
+
+@runs_app.command("stop")
+def runs_stop(run_id: Annotated[int | None, typer.Argument()] = None,
+              all_runs: Annotated[bool, typer.Option("--all", help="Every run of yours")] = False,
+              as_json: JsonOpt = False) -> None:
+    """Stop a run (partial results are kept), or all of yours with --all."""
+    if (run_id is None) == (not all_runs):
+        err.print("give a run id or --all")
+        raise typer.Exit(2)
+    try:
+        client = _client()
+        answer = (client.post("/v1/runs/stop-all") if all_runs
+                  else client.post(f"/v1/runs/{run_id}/stop"))
+    except ApiError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        _print_json(answer)
+    elif all_runs:
+        out.print(f"stopping {len(answer['stopping'])} runs: {answer['stopping']}")
+    else:
+        out.print(f"run {answer['id']} {answer['status']}")
+
+
+@runs_app.command("rm")
+def runs_rm(run_id: int) -> None:
+    """Delete a run and its records (stopping it first)."""
+    try:
+        _client().request("DELETE", f"/v1/runs/{run_id}")
+    except ApiError as exc:
+        raise _fail(exc) from exc
+    out.print(f"run {run_id} deleted")
+
+
+@runs_app.command("follow")
+def runs_follow(run_id: int, as_json: JsonOpt = False) -> None:
+    """A progress bar from the live event stream, then the summary."""
+    client = _client()
+    try:
+        follow(client, run_id, err, quiet=as_json)
+        run = client.get(f"/v1/runs/{run_id}")
+    except ApiError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        _print_json(run)
+    else:
+        _summary(run)
+
+
+# -- models ------------------------------------------------------------------------------
+@models_app.command("create")
+def models_create(signature: str, llm: str | None = None, rules: str | None = None,
+                  instructions: str | None = None,
+                  params: Annotated[str | None, typer.Option(help="JSON object")] = None,
+                  as_json: JsonOpt = False) -> None:
+    body = {"signature": signature, "llm": llm, "custom_rules": rules,
+            "custom_instructions": instructions, "parameters": json.loads(params or "{}")}
+    try:
+        model = _client().post("/v1/models", body)
+    except ApiError as exc:
+        raise _fail(exc) from exc
+    _print_json(model) if as_json else out.print(f"model {model['id']} {model['signature']}")
+
+
+@models_app.command("ls")
+def models_ls(as_json: JsonOpt = False) -> None:
+    try:
+        page = _client().get("/v1/models", limit=500)
+    except ApiError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        _print_json(page)
+        return
+    table = Table("id", "signature", "llm", "parameters")
+    for m in page["items"]:
+        table.add_row(str(m["id"]), m["signature"], m["llm"] or "-", json.dumps(m["parameters"]))
+    out.print(table)
+
+
+@models_app.command("get")
+def models_get(model_id: int) -> None:
+    try:
+        _print_json(_client().get(f"/v1/models/{model_id}"))
+    except ApiError as exc:
+        raise _fail(exc) from exc
+
+
+@models_app.command("update")
+def models_update(model_id: int, llm: str | None = None, rules: str | None = None,
+                  instructions: str | None = None,
+                  params: Annotated[str | None, typer.Option(help="JSON object")] = None,
+                  as_json: JsonOpt = False) -> None:
+    changes = {k: v for k, v in (("llm", llm), ("custom_rules", rules),
+                                 ("custom_instructions", instructions)) if v is not None}
+    if params is not None:
+        changes["parameters"] = json.loads(params)
+    try:
+        model = _client().request("PATCH", f"/v1/models/{model_id}", json=changes)
+    except ApiError as exc:
+        raise _fail(exc) from exc
+    _print_json(model) if as_json else out.print(f"model {model['id']} updated")
+
+
+@models_app.command("rm")
+def models_rm(model_id: int) -> None:
+    try:
+        _client().request("DELETE", f"/v1/models/{model_id}")
+    except ApiError as exc:
+        raise _fail(exc) from exc
+    out.print(f"model {model_id} deleted")

@@ -1,0 +1,82 @@
+"""The FastAPI application: `uvicorn --factory api.main:create_app`.
+
+With the local executor the reconciler runs inside this process (the embedded default,
+`tickrun dev`); with Kubernetes it runs in the controller Deployment.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import errors
+from api.auth import Authenticator
+from api.middleware import BodySizeLimit, RequestMetrics
+from api.routes import events, health, models, runs
+from api.services import Services, run_ended
+from api.settings import ApiSettings
+from api.sse import EventHub
+from controller.factory import open_executor
+from controller.reconciler import Limits, Reconciler
+from controller.settings import ControllerSettings
+from core.eventlog import open_event_log
+from core.logs import configure_logging
+from core.settings import CoreSettings
+from core.store import open_store
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Start AI trading agent runs, follow them live, stop them, read their
+ledger. Every request needs `Authorization: Bearer <Supabase access token>`; errors are
+`application/problem+json`."""
+
+
+def build_services(api: ApiSettings | None = None, core: CoreSettings | None = None,
+                   ctl: ControllerSettings | None = None) -> Services:
+    api, core, ctl = api or ApiSettings(), core or CoreSettings(), ctl or ControllerSettings()
+    store = open_store(core.database_url.get_secret_value(), pool_size=core.db_pool_size)
+    if api.migrate_on_start:
+        store.migrate()
+    event_log = open_event_log(core)
+    executor = open_executor(ctl, core)
+    embedded = api.embedded_controller
+    if embedded is None:
+        embedded = ctl.executor == "local"
+    reconciler = Reconciler(store, event_log, executor,
+                            Limits(ctl.per_user_limit, ctl.global_limit),
+                            lost_grace_seconds=ctl.lost_grace_seconds) if embedded else None
+    hub = EventHub(event_log, run_ended(store), end_check_seconds=api.sse_end_check_seconds)
+    return Services(settings=api, store=store, events=event_log, executor=executor,
+                    auth=Authenticator(api), hub=hub, reconciler=reconciler)
+
+
+def create_app(services: Services | None = None) -> FastAPI:
+    """The app; services are built from TICKRUN_* settings at start-up unless given."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = services or build_services()
+        app.state.services = svc
+        svc.start_controller(ControllerSettings().reconcile_interval_seconds)
+        try:
+            yield
+        finally:
+            svc.close()
+
+    app = FastAPI(title="tickrun", version="0.1.0", description=DESCRIPTION,
+                  lifespan=lifespan, openapi_url="/openapi.json")
+    errors.install(app)
+    for router in (runs.router, events.router, models.router, health.router):
+        app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=(services.settings if services
+                                                 else ApiSettings()).max_body_bytes)
+    app.add_middleware(RequestMetrics)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    configure_logging("api")
+    return create_app()

@@ -1,0 +1,64 @@
+"""GET /v1/runs/{id}/events: Server-Sent Events that resume with Last-Event-ID."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from api.deps import CallerDep, ServicesDep
+from api.errors import ApiProblem
+from api.services import Services
+from core.eventlog import Event
+
+router = APIRouter(prefix="/v1/runs", tags=["events"])
+
+STREAM_DOC: dict[int | str, dict[str, Any]] = {200: {"description": "text/event-stream of status, progress, decision, trade, "
+                                   "log and result events; the last one is `result`",
+                    "content": {"text/event-stream": {}}}}
+
+
+@router.get("/{run_id}/events", response_class=EventSourceResponse, responses=STREAM_DOC)
+async def run_events(
+    run_id: Annotated[int, Path(ge=1, le=2**63 - 1)], who: CallerDep, svc: ServicesDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
+    after: Annotated[str | None, Query(max_length=64,
+                                       description="Same as Last-Event-ID")] = None,
+) -> EventSourceResponse:
+    """Replays the run's events after Last-Event-ID (all of them without it), then
+    follows live ones; ends after the final `result` event."""
+    run = await asyncio.to_thread(svc.store.get_run, run_id, who.user_id)
+    resume = last_event_id or after
+    if resume is not None and not svc.events.valid_id(resume):
+        raise ApiProblem(400, f"Last-Event-ID {resume!r} is not an event id of this server")
+    del run
+    return EventSourceResponse(_sse(svc, run_id, resume), ping=svc.settings.sse_heartbeat_seconds,
+                               headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+async def _sse(svc: Services, run_id: int, after: str | None) -> AsyncIterator[ServerSentEvent]:
+    async for event in svc.hub.stream(run_id, after):
+        if event is None:
+            yield await _final_from_store(svc, run_id)
+            return
+        yield _message(event)
+
+
+def _message(event: Event) -> ServerSentEvent:
+    return ServerSentEvent(id=event.id, event=event.type.value,
+                           data=json.dumps(event.to_json(), separators=(",", ":"), default=str))
+
+
+async def _final_from_store(svc: Services, run_id: int) -> ServerSentEvent:
+    """The run ended but its final event never reached the log (Redis was down)."""
+    try:
+        run = await asyncio.to_thread(svc.store.get_run, run_id)
+        data = {"status": run.status.value, "reason": run.status_reason, "result": run.result}
+    except Exception:
+        data = {"status": "deleted", "reason": "the run was deleted", "result": None}
+    body = {"id": None, "run_id": run_id, "type": "result", "time": None, "data": data}
+    return ServerSentEvent(event="result", data=json.dumps(body, default=str))

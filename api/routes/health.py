@@ -1,0 +1,37 @@
+"""Probes and metrics: /healthz (the process answers), /readyz (its dependencies do)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.deps import ServicesDep
+from api.errors import problem
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "A dependency does not answer"}})
+async def readyz(svc: ServicesDep) -> Response:
+    checks: dict[str, str] = {}
+    for name, ping in (("store", svc.store.ping), ("event_log", svc.events.ping)):
+        try:
+            await asyncio.wait_for(asyncio.to_thread(ping), timeout=3)
+            checks[name] = "ok"
+        except Exception as exc:
+            checks[name] = f"unavailable: {type(exc).__name__}"
+    if all(v == "ok" for v in checks.values()):
+        return Response('{"status":"ready"}', media_type="application/json")
+    return problem(503, "not ready", checks=checks)
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

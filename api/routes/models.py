@@ -1,0 +1,59 @@
+"""/v1/models: a user's trading models (signature unique per user)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from api.deps import CallerDep, ServicesDep, decode_cursor, encode_cursor
+from api.schemas import ModelCreate, ModelOut, ModelPage, ModelUpdate
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+ModelId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Model id")]
+
+
+@router.post("", status_code=201, response_model=ModelOut,
+             responses={409: {"description": "The signature is taken"}})
+def create_model(body: ModelCreate, who: CallerDep, svc: ServicesDep,
+                 response: Response) -> ModelOut:
+    model = svc.store.create_model(who.user_id, body.signature, llm=body.llm,
+                                   custom_rules=body.custom_rules,
+                                   custom_instructions=body.custom_instructions,
+                                   parameters=body.parameters)
+    response.headers["Location"] = f"/v1/models/{model.id}"
+    return ModelOut.of(model)
+
+
+@router.get("", response_model=ModelPage)
+def list_models(who: CallerDep, svc: ServicesDep,
+                cursor: Annotated[str | None, Query(max_length=100)] = None,
+                limit: Annotated[int, Query(ge=1, le=500)] = 50) -> ModelPage:
+    models = svc.store.list_models(who.user_id, after_id=decode_cursor(cursor), limit=limit + 1)
+    more = len(models) > limit
+    models = models[:limit]
+    return ModelPage(items=[ModelOut.of(m) for m in models],
+                     next_cursor=encode_cursor(models[-1].id) if more and models else None)
+
+
+@router.get("/{model_id}", response_model=ModelOut)
+def get_model(model_id: ModelId, who: CallerDep, svc: ServicesDep) -> ModelOut:
+    return ModelOut.of(svc.store.get_model(model_id, who.user_id))
+
+
+@router.patch("/{model_id}", response_model=ModelOut)
+def update_model(model_id: ModelId, body: ModelUpdate, who: CallerDep,
+                 svc: ServicesDep) -> ModelOut:
+    changes = body.model_dump(exclude_unset=True)
+    if changes.get("signature", "") is None:
+        del changes["signature"]
+    if "parameters" in changes and changes["parameters"] is None:
+        changes["parameters"] = {}
+    return ModelOut.of(svc.store.update_model(model_id, who.user_id, changes))
+
+
+@router.delete("/{model_id}", status_code=204, response_class=Response,
+               responses={409: {"description": "The model has runs"}})
+def delete_model(model_id: ModelId, who: CallerDep, svc: ServicesDep) -> Response:
+    svc.store.delete_model(model_id, who.user_id)
+    return Response(status_code=204)

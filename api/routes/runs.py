@@ -1,0 +1,225 @@
+"""/v1/runs: create, list, read, stop, delete; and a run's records."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Response, status
+
+from api.deps import CallerDep, ServicesDep, decode_cursor, encode_cursor
+from api.errors import ApiProblem
+from api.schemas import (
+    DecisionOut,
+    PositionOut,
+    ResultOut,
+    RunCreate,
+    RunOut,
+    RunPage,
+    StopAllOut,
+    TradeOut,
+)
+from api.services import Services
+from core.errors import IllegalTransition, NotFound
+from core.records import Run, TradeStatus
+from core.spec import DeciderKind, Mode
+from core.status import RunStatus
+from core.store import RunFilter
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", max_length=200, pattern=r"^[\x21-\x7e]+$",
+    description="The same key and body give the same run; a different body is a 409")]
+RunId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Run id")]
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+def _out(svc: Services, run: Run) -> RunOut:
+    live: dict[str, Any] = {}
+    if not run.status.is_terminal:
+        try:
+            live = svc.events.get_progress(run.id)
+        except Exception as exc:  # the live view is optional; the store is the record
+            log.warning("progress of run %d unavailable: %s", run.id, exc)
+    return RunOut.of(run, live)
+
+
+def _request_hash(body: RunCreate) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@router.post("", status_code=201, response_model=RunOut,
+             responses={200: {"description": "Replay of an earlier request (same key)"},
+                        409: {"description": "Idempotency key reused with another body"},
+                        422: {"description": "The spec cannot be played"}})
+def create_run(body: RunCreate, who: CallerDep, svc: ServicesDep, response: Response,
+               idempotency_key: IdempotencyKey = None) -> RunOut:
+    """Queue a run; its workload is created suspended and admitted within the limits."""
+    spec = body.spec()
+    spec.check_playable()
+    try:
+        svc.store.get_model(body.model_id, who.user_id)
+    except NotFound as exc:
+        raise ApiProblem(422, f"model_id: model {body.model_id} not found") from exc
+    if spec.decider is DeciderKind.REPLAY:
+        _check_replay_source(svc, spec.decider_params, who.user_id)
+    run, created = svc.store.create_run(
+        who.user_id, body.model_id, spec, spec.step_count(),
+        idempotency_key=idempotency_key, request_hash=_request_hash(body))
+    if not created:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+        return _out(svc, run)
+    try:
+        svc.executor.submit(run)
+    except Exception as exc:  # the reconciler submits queued runs it finds without one
+        log.warning("run %d: workload not created yet (%s); the reconciler retries",
+                    run.id, exc)
+    svc.wake_controller()
+    response.headers["Location"] = f"/v1/runs/{run.id}"
+    return _out(svc, run)
+
+
+def _check_replay_source(svc: Services, params: dict[str, Any], user_id: str) -> None:
+    source = params.get("source_run_id")
+    if not isinstance(source, int) or isinstance(source, bool) or source < 1:
+        raise ApiProblem(422, "decider_params.source_run_id must be a run id")
+    try:
+        svc.store.get_run(source, user_id)
+    except NotFound as exc:
+        raise ApiProblem(422, f"decider_params.source_run_id: run {source} not found") from exc
+
+
+@router.get("", response_model=RunPage)
+def list_runs(who: CallerDep, svc: ServicesDep,
+              status_: Annotated[RunStatus | None, Query(alias="status")] = None,
+              symbol: Annotated[str | None, Query(max_length=12)] = None,
+              model_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+              mode: Mode | None = None, cursor: Annotated[str | None, Query(max_length=100)] = None,
+              limit: Limit = 50) -> RunPage:
+    """The caller's runs, newest first."""
+    flt = RunFilter(status=status_, symbol=symbol.upper() if symbol else None,
+                    model_id=model_id, mode=mode.value if mode else None,
+                    before_id=decode_cursor(cursor), limit=limit + 1)
+    runs = svc.store.list_runs(who.user_id, flt)
+    more = len(runs) > limit
+    runs = runs[:limit]
+    return RunPage(items=[_out(svc, r) for r in runs],
+                   next_cursor=encode_cursor(runs[-1].id) if more and runs else None)
+
+
+@router.post("/stop-all", status_code=202, response_model=StopAllOut)
+def stop_all(who: CallerDep, svc: ServicesDep) -> StopAllOut:
+    """Kill switch: ask every queued or active run of the caller to stop."""
+    stopping = []
+    for run in svc.store.list_runs(who.user_id, RunFilter(limit=100_000)):
+        if not run.status.is_terminal:
+            request_stop(svc, run)
+            stopping.append(run.id)
+    return StopAllOut(stopping=stopping)
+
+
+@router.get("/{run_id}", response_model=RunOut)
+def get_run(run_id: RunId, who: CallerDep, svc: ServicesDep) -> RunOut:
+    return _out(svc, svc.store.get_run(run_id, who.user_id))
+
+
+def request_stop(svc: Services, run: Run) -> Run:
+    """Idempotent: a queued run stops at once (no pod ever starts); an active one goes to
+    `stopping` and its workload is deleted, so the runner gets SIGTERM and saves."""
+    if run.status.is_terminal:
+        return run
+    try:
+        if run.status is RunStatus.QUEUED:
+            run = svc.store.transition(run.id, RunStatus.STOPPED,
+                                       reason="stopped before it started")
+        elif run.status is not RunStatus.STOPPING:
+            run = svc.store.transition(run.id, RunStatus.STOPPING, reason="stop requested")
+    except IllegalTransition:
+        run = svc.store.get_run(run.id)  # it moved meanwhile; the state machine decided
+    try:
+        svc.executor.stop(run.id)
+    except Exception as exc:  # the reconciler stops `stopping` runs it sees alive
+        log.warning("run %d: workload not deleted yet (%s); the reconciler retries",
+                    run.id, exc)
+    svc.wake_controller()
+    return run
+
+
+@router.post("/{run_id}/stop", status_code=202, response_model=RunOut)
+def stop_run(run_id: RunId, who: CallerDep, svc: ServicesDep) -> RunOut:
+    """Stop a run; partial results are saved. Stopping a finished run changes nothing."""
+    run = request_stop(svc, svc.store.get_run(run_id, who.user_id))
+    return _out(svc, run)
+
+
+@router.delete("/{run_id}", status_code=204, response_class=Response,
+               responses={409: {"description": "Still stopping; retry the delete"}})
+async def delete_run(run_id: RunId, who: CallerDep, svc: ServicesDep) -> Response:
+    """Stop the run if needed, then remove it with its trades, decisions and events."""
+    run = await asyncio.to_thread(svc.store.get_run, run_id, who.user_id)
+    if not run.status.is_terminal:
+        await asyncio.to_thread(request_stop, svc, run)
+        run = await _wait_final(svc, run_id, svc.settings.delete_wait_seconds)
+        if not run.status.is_terminal:
+            raise ApiProblem(409, f"run {run_id} is still stopping; retry the delete",
+                             headers={"Retry-After": "5"})
+    await asyncio.to_thread(svc.store.delete_run, run_id, who.user_id)
+    try:
+        await asyncio.to_thread(svc.events.delete, run_id)
+    except Exception as exc:
+        log.warning("events of run %d not deleted: %s", run_id, exc)
+    svc.executor.forget(run_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _wait_final(svc: Services, run_id: int, seconds: float) -> Run:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        run = await asyncio.to_thread(svc.store.get_run, run_id)
+        if run.status.is_terminal or loop.time() >= deadline:
+            return run
+        await asyncio.sleep(0.2)
+
+
+@router.get("/{run_id}/trades", response_model=list[TradeOut])
+def list_trades(run_id: RunId, who: CallerDep, svc: ServicesDep,
+                status_: Annotated[TradeStatus | None, Query(alias="status")] = None,
+                after_id: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+                limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> list[TradeOut]:
+    """Filled and refused trades (a refusal carries its reason), in order."""
+    svc.store.get_run(run_id, who.user_id)
+    trades = svc.store.list_trades(run_id, after_id=after_id, limit=limit)
+    return [TradeOut.of(t) for t in trades if status_ is None or t.status is status_]
+
+
+@router.get("/{run_id}/positions", response_model=list[PositionOut])
+def list_positions(run_id: RunId, who: CallerDep, svc: ServicesDep,
+                   limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> list[PositionOut]:
+    """The portfolio after every filled trade."""
+    svc.store.get_run(run_id, who.user_id)
+    return [PositionOut.of(p) for p in svc.store.list_positions(run_id, limit=limit)]
+
+
+@router.get("/{run_id}/decisions", response_model=list[DecisionOut])
+def list_decisions(run_id: RunId, who: CallerDep, svc: ServicesDep,
+                   after_step: Annotated[int, Query(ge=-1, le=10_000_000)] = -1,
+                   limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> list[DecisionOut]:
+    """Every step's decision with its reasoning, tool calls, latency and tokens."""
+    svc.store.get_run(run_id, who.user_id)
+    decisions = svc.store.list_decisions(run_id, after_step=after_step, limit=limit)
+    return [DecisionOut.of(d) for d in decisions]
+
+
+@router.get("/{run_id}/result", response_model=ResultOut)
+def get_result(run_id: RunId, who: CallerDep, svc: ServicesDep) -> ResultOut:
+    run = svc.store.get_run(run_id, who.user_id)
+    return ResultOut(run_id=run.id, status=run.status, status_reason=run.status_reason,
+                     result=run.result)

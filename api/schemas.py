@@ -1,0 +1,202 @@
+"""Request and response bodies of the /v1 API, with the examples OpenAPI shows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from core.records import Decision, Model, PositionRecord, Run, Trade
+from core.spec import RunSpec
+from core.status import RunStatus
+
+RUN_EXAMPLE: dict[str, Any] = {"model_id": 1, "mode": "intraday", "symbols": ["AAPL"], "date": "2025-06-02",
+               "initial_cash": "100000", "decider": "sma_crossover"}
+RUN_EXAMPLES: list[Any] = [RUN_EXAMPLE, {"model_id": 1, "mode": "daily", "symbols": ["SPY"],
+                                         "start": "2024-01-02", "end": "2024-06-28"}]
+
+
+class RunCreate(RunSpec):
+    """A run spec plus the model that trades it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True,
+                              json_schema_extra={"examples": RUN_EXAMPLES})
+
+    model_id: int = Field(ge=1, le=2**63 - 1, description="One of the caller's models")
+
+    def spec(self) -> RunSpec:
+        return RunSpec.model_validate(self.model_dump(exclude={"model_id"}))
+
+
+class Progress(BaseModel):
+    step: int = Field(description="Steps done")
+    total: int
+    equity: Decimal | None = None
+    cash: Decimal | None = None
+    last_action: str | None = None
+
+
+class RunOut(BaseModel):
+    id: int
+    user_id: str
+    model_id: int
+    status: RunStatus
+    status_reason: str | None
+    spec: RunSpec
+    progress: Progress
+    created_at: dt.datetime
+    admitted_at: dt.datetime | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    stop_requested_at: dt.datetime | None
+    attempts: int
+    result: dict[str, Any] | None = Field(
+        description="Final equity, return, drawdown, Sharpe, trades, win rate, benchmark")
+
+    @classmethod
+    def of(cls, run: Run, live: dict[str, Any] | None = None) -> RunOut:
+        live = live or {}
+        step = max(int(live.get("step", 0) or 0), run.steps_done)
+        progress = Progress(step=step, total=run.steps_total, equity=live.get("equity"),
+                            cash=live.get("cash"), last_action=live.get("last_action"))
+        return cls(id=run.id, user_id=run.user_id, model_id=run.model_id, status=run.status,
+                   status_reason=run.status_reason, spec=run.spec, progress=progress,
+                   created_at=run.created_at, admitted_at=run.admitted_at,
+                   started_at=run.started_at, finished_at=run.finished_at,
+                   stop_requested_at=run.stop_requested_at, attempts=run.attempts,
+                   result=run.result)
+
+
+class RunPage(BaseModel):
+    items: list[RunOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page")
+
+
+class StopAllOut(BaseModel):
+    stopping: list[int] = Field(description="Runs asked to stop")
+
+
+class TradeOut(BaseModel):
+    id: int
+    step: int
+    seq: int
+    bar_time: dt.datetime
+    side: str
+    symbol: str
+    quantity: Decimal
+    price: Decimal
+    fees: Decimal
+    status: str = Field(description="filled or refused")
+    reason: str | None = Field(description="Why a trade was refused")
+    cash_after: Decimal
+    reasoning: str | None
+
+    @classmethod
+    def of(cls, t: Trade) -> TradeOut:
+        return cls(id=t.id, step=t.step, seq=t.seq, bar_time=t.bar_time, side=t.side.value,
+                   symbol=t.symbol, quantity=t.quantity, price=t.price, fees=t.fees,
+                   status=t.status.value, reason=t.reason, cash_after=t.cash_after,
+                   reasoning=t.reasoning)
+
+
+class PositionOut(BaseModel):
+    step: int
+    seq: int
+    bar_time: dt.datetime
+    action: str
+    symbol: str
+    cash: Decimal
+    holdings: dict[str, Decimal]
+
+    @classmethod
+    def of(cls, p: PositionRecord) -> PositionOut:
+        return cls(step=p.step, seq=p.seq, bar_time=p.bar_time, action=p.action.value,
+                   symbol=p.symbol, cash=p.cash, holdings=p.holdings)
+
+
+class DecisionOut(BaseModel):
+    step: int
+    bar_time: dt.datetime
+    action: str
+    outcome: str = Field(description="trade, hold, timeout or error")
+    orders: list[dict[str, Any]]
+    reasoning: str | None
+    latency_ms: float
+    tokens_in: int
+    tokens_out: int
+    cost: Decimal | None
+    tool_calls: list[dict[str, Any]]
+    error: str | None
+    equity: Decimal | None
+    cash: Decimal | None
+
+    @classmethod
+    def of(cls, d: Decision) -> DecisionOut:
+        return cls(step=d.step, bar_time=d.bar_time, action=d.action, outcome=d.outcome,
+                   orders=[o.to_json() for o in d.orders], reasoning=d.reasoning,
+                   latency_ms=d.latency_ms, tokens_in=d.tokens_in, tokens_out=d.tokens_out,
+                   cost=d.cost, tool_calls=d.tool_calls, error=d.error, equity=d.equity,
+                   cash=d.cash)
+
+
+class ResultOut(BaseModel):
+    run_id: int
+    status: RunStatus
+    status_reason: str | None
+    result: dict[str, Any] | None = Field(description="None until the run ends")
+
+
+Signature = Annotated[str, StringConstraints(min_length=1, max_length=100,
+                                             pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\- ]*$")]
+LongText = Annotated[str, StringConstraints(max_length=20_000)]
+LlmName = Annotated[str, StringConstraints(min_length=1, max_length=200,
+                                           pattern=r"^[A-Za-z0-9_.:/\-]+$")]
+
+
+class ModelCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "signature": "momentum-v1", "llm": "openai/gpt-4.1-mini",
+        "custom_rules": "Never hold more than 50% of equity in one symbol.",
+        "custom_instructions": "Trade the opening range breakout.",
+        "parameters": {"max_tool_calls": 5}}]})
+
+    signature: Signature = Field(description="Unique per user")
+    llm: LlmName | None = Field(default=None, description="e.g. openai/gpt-4.1-mini")
+    custom_rules: LongText | None = None
+    custom_instructions: LongText | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict, max_length=100)
+
+
+class ModelUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"custom_instructions": "Hold through lunch."}]})
+
+    signature: Signature | None = None
+    llm: LlmName | None = None
+    custom_rules: LongText | None = None
+    custom_instructions: LongText | None = None
+    parameters: dict[str, Any] | None = Field(default=None, max_length=100)
+
+
+class ModelOut(BaseModel):
+    id: int
+    signature: str
+    llm: str | None
+    custom_rules: str | None
+    custom_instructions: str | None
+    parameters: dict[str, Any]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @classmethod
+    def of(cls, m: Model) -> ModelOut:
+        return cls(id=m.id, signature=m.signature, llm=m.llm, custom_rules=m.custom_rules,
+                   custom_instructions=m.custom_instructions, parameters=m.parameters,
+                   created_at=m.created_at, updated_at=m.updated_at)
+
+
+class ModelPage(BaseModel):
+    items: list[ModelOut]
+    next_cursor: str | None

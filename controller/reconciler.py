@@ -1,0 +1,176 @@
+"""The reconciler: admits queued runs and keeps every run's status true.
+
+It serves both executors. Each pass reads the active runs from the store and what the
+executor says of their workloads, then does what the difference asks for; every action
+is idempotent, so a pass repeated after a crash or beside the API changes nothing twice.
+Admission is decided inside one store transaction, so no run is ever admitted twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from controller import telemetry
+from controller.executor import Executor
+from controller.finalize import finalize
+from controller.workload import WorkloadState
+from core.errors import IllegalTransition, NotFound
+from core.eventlog import EventLog
+from core.records import Run
+from core.status import RunStatus
+from core.store import Store
+
+log = logging.getLogger(__name__)
+
+ACTIVE_OR_QUEUED = (RunStatus.QUEUED, RunStatus.ADMITTED, RunStatus.RUNNING, RunStatus.STOPPING)
+
+# (run, reason) -> None: the Kubernetes controller turns these into Events on the Job.
+Notify = Callable[[Run, str, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    per_user: int = 2
+    global_: int = 20
+
+
+class Reconciler:
+    def __init__(self, store: Store, events: EventLog, executor: Executor, limits: Limits,
+                 *, lost_grace_seconds: float = 30.0, notify: Notify | None = None) -> None:
+        self.store = store
+        self.events = events
+        self.executor = executor
+        self.limits = limits
+        self.lost_grace = dt.timedelta(seconds=lost_grace_seconds)
+        self.notify: Notify = notify or (lambda run, reason, message: None)
+        self.wake = threading.Event()
+
+    # -- one pass ----------------------------------------------------------------------
+    def reconcile_once(self) -> None:
+        started = time.perf_counter()
+        try:
+            runs = self.store.runs_with_status(ACTIVE_OR_QUEUED)
+            states = self.executor.observe(r.id for r in runs)
+            for run in runs:
+                self._reconcile_run(run, states[run.id])
+            self._admit()
+            self._delete_orphans({r.id for r in runs})
+            self._export_counts()
+        except Exception:
+            telemetry.RECONCILE_ERRORS.inc()
+            raise
+        finally:
+            telemetry.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+
+    def _reconcile_run(self, run: Run, state: WorkloadState) -> None:
+        if run.status is RunStatus.QUEUED:
+            if state.phase == "gone":
+                self.executor.submit(run)
+            return
+        if run.status is RunStatus.STOPPING:
+            self._reconcile_stopping(run, state)
+            return
+        # admitted or running
+        if state.phase == "suspended":
+            self.executor.admit(run.id)
+        elif state.phase == "failed":
+            self._finalize(run, RunStatus.FAILED, state.reason or "the runner failed")
+        elif state.phase == "succeeded":
+            self._finalize(run, RunStatus.FAILED, "the runner exited without saving a result")
+        elif state.phase == "gone":
+            self._reconcile_gone(run, state)
+
+    def _reconcile_stopping(self, run: Run, state: WorkloadState) -> None:
+        if state.phase in ("suspended", "pending", "running"):
+            self.executor.stop(run.id)
+        elif not state.pod_alive:
+            # The runner saves `stopped` itself; this is for one that died first.
+            reason = run.status_reason or "stopped; the runner exited without saving"
+            self._finalize(run, RunStatus.STOPPED, reason)
+
+    def _reconcile_gone(self, run: Run, state: WorkloadState) -> None:
+        if state.pod_alive:
+            return  # a terminating pod may still save its own result
+        if self.executor.gone_means_stopped:
+            self._finalize(run, RunStatus.STOPPED, f"stopped: {state.reason or 'Job deleted'}")
+            return
+        since = run.started_at or run.admitted_at or run.created_at
+        if dt.datetime.now(dt.UTC) - since < self.lost_grace:
+            return
+        # The local runner was lost (the server restarted): a new one resumes the run
+        # from its checkpoint, as a Job's replacement pod would.
+        log.warning("run %d has no workload; resubmitting to resume from step %d",
+                    run.id, run.steps_done)
+        self.executor.submit(run)
+        self.executor.admit(run.id)
+
+    def _finalize(self, run: Run, status: RunStatus, reason: str) -> None:
+        final = finalize(self.store, self.events, run, status, reason)
+        if final is not None:
+            telemetry.RUNS_FINALIZED.labels(status.value).inc()
+            self._observe_duration(final)
+            self.notify(final, "Finished", f"run {status.value}: {reason}")
+        self.executor.forget(run.id)
+
+    def _admit(self) -> None:
+        for run in self.store.admit_queued(self.limits.per_user, self.limits.global_):
+            telemetry.RUNS_ADMITTED.inc()
+            if run.admitted_at is not None:
+                telemetry.ADMISSION_WAIT.observe(
+                    (run.admitted_at - run.created_at).total_seconds())
+            log.info("run %d admitted (user %s)", run.id, run.user_id)
+            self.executor.submit(run)
+            self.executor.admit(run.id)
+            self.notify(run, "Admitted", "run admitted within the user and global limits")
+
+    def _delete_orphans(self, active_ids: set[int]) -> None:
+        for run_id in self.executor.workload_run_ids() - active_ids:
+            try:
+                run = self.store.get_run(run_id)
+            except NotFound:
+                log.warning("workload of run %d has no run; deleting it", run_id)
+                telemetry.ORPHANS_DELETED.inc()
+                self.executor.stop(run_id)
+                continue
+            if run.status.is_terminal:
+                self._observe_duration(run)
+                self.executor.forget(run_id)
+
+    def _observe_duration(self, run: Run) -> None:
+        if run.finished_at and run.admitted_at:
+            telemetry.RUN_DURATION.labels(run.status.value).observe(
+                (run.finished_at - run.admitted_at).total_seconds())
+
+    def _export_counts(self) -> None:
+        counts = self.store.count_runs_by_status()
+        for status in RunStatus:
+            telemetry.RUNS_BY_STATUS.labels(status.value).set(counts.get(status, 0))
+
+    # -- the loop ----------------------------------------------------------------------
+    def run_forever(self, stop: threading.Event, *, interval: float = 15.0) -> None:
+        """Reconcile on every change the executor or the API signals, and at least every
+        `interval` seconds (a resync, as informers do)."""
+        while not stop.is_set():
+            try:
+                self.reconcile_once()
+            except Exception:
+                log.exception("reconcile pass failed; retrying")
+                stop.wait(1.0)
+            self._wait_for_change(stop, interval)
+
+    def _wait_for_change(self, stop: threading.Event, interval: float) -> None:
+        deadline = time.monotonic() + interval
+        while not stop.is_set() and time.monotonic() < deadline:
+            if self.wake.wait(0.05) or self.executor.changed.is_set():
+                break
+        self.wake.clear()
+        self.executor.changed.clear()
+
+
+
+__all__ = ["IllegalTransition", "Limits", "Reconciler"]

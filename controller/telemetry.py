@@ -1,0 +1,26 @@
+"""Controller metrics (tickrun_controller_*, tickrun_runs_*), Prometheus conventions."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RUNS_BY_STATUS = Gauge("tickrun_runs", "Runs by status, as the reconciler last saw them",
+                       ["status"])
+ADMISSION_WAIT = Histogram(
+    "tickrun_run_admission_wait_seconds", "From creation to admission",
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 7200))
+RUN_DURATION = Histogram(
+    "tickrun_run_duration_seconds", "From admission to the final status, by outcome",
+    ["outcome"], buckets=(1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600, 7200, 14400, 28800))
+RECONCILE_SECONDS = Histogram(
+    "tickrun_controller_reconcile_seconds", "One reconcile pass over every active run",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+RECONCILE_ERRORS = Counter("tickrun_controller_reconcile_errors_total",
+                           "Reconcile passes that raised")
+RUNS_ADMITTED = Counter("tickrun_runs_admitted_total", "Runs admitted by the reconciler")
+RUNS_FINALIZED = Counter("tickrun_runs_finalized_total",
+                         "Runs the reconciler finalized because the runner could not",
+                         ["status"])
+ORPHANS_DELETED = Counter("tickrun_controller_orphan_workloads_deleted_total",
+                          "Workloads deleted because no run owns them")
+LEADER = Gauge("tickrun_controller_leader", "1 while this replica holds the Lease")
