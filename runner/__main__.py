@@ -14,6 +14,7 @@ from core.logs import configure_logging
 from core.settings import CoreSettings
 from core.store import open_store
 from runner.app import RunnerDeps, play_run
+from runner.llm_settings import LlmSettings
 from runner.settings import RunnerSettings
 from runner.shutdown import StopSignal, install_handlers
 
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     event_log = open_event_log(core_settings)
     try:
         return play_run(args.run_id, RunnerDeps(store=store, event_log=event_log,
-                                                settings=settings, stop=stop))
+                                                settings=settings, stop=stop,
+                                                llm=LlmSettings()))
     finally:
         event_log.close()
         store.close()

@@ -21,6 +21,7 @@ from core.store import Store
 from runner.deciders import Decider
 from runner.deciders.factory import build_decider, resolve_kind
 from runner.events import EventPublisher
+from runner.llm_settings import LlmSettings
 from runner.marketdata import market_data_for, timeline_for
 from runner.session import Ending, Session
 from runner.settings import RunnerSettings
@@ -39,7 +40,11 @@ class RunnerDeps:
     event_log: EventLog
     settings: RunnerSettings
     stop: StopSignal
-    llm_available: bool = False
+    llm: LlmSettings | None = None
+
+    @property
+    def llm_available(self) -> bool:
+        return self.llm is not None and self.llm.available
 
 
 def play_run(run_id: int, deps: RunnerDeps) -> int:
@@ -107,7 +112,8 @@ def _prepare(run: Run, deps: RunnerDeps, publisher: EventPublisher) -> Session:
 def _decider(run: Run, deps: RunnerDeps) -> Decider:
     model = deps.store.get_model(run.model_id)
     kind = resolve_kind(run, model, deps.llm_available)
-    return build_decider(kind, run, model, deps.store)
+    return build_decider(kind, run, model, deps.store, llm=deps.llm,
+                         decision_timeout_seconds=deps.settings.decision_timeout_seconds)
 
 
 def _finalize(deps: RunnerDeps, publisher: EventPublisher, run_id: int, status: RunStatus,

@@ -9,9 +9,11 @@ its orders trade, so a runner restarted after a crash re-executes that same deci
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import logging
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -60,6 +62,42 @@ class RunBroker:
         return self.trading.store.get_portfolio(self.run_id)
 
 
+class StepClosed(RuntimeError):
+    """A decider traded after its step was over (it was abandoned): refused."""
+
+
+@dataclass
+class DeciderBroker:
+    """The broker a decider's tools trade through, closed when its step is decided.
+
+    A decider abandoned on a timeout or a stop may still be running in its thread;
+    once closed, its late orders raise instead of trading into a step the loop has
+    left. The lock makes "close" wait for an order already in flight, so the trades
+    this returns are all the decider made.
+    """
+
+    broker: RunBroker
+    trades: list[Trade] = field(default_factory=list)
+    closed: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def submit(self, order: Order, reasoning: str | None = None) -> Trade:
+        with self._lock:
+            if self.closed:
+                raise StepClosed(f"step {self.broker.step} is over; the order was not sent")
+            trade = self.broker.submit(order, reasoning)
+            self.trades.append(trade)
+            return trade
+
+    def portfolio(self) -> Portfolio:
+        return self.broker.portfolio()
+
+    def close(self) -> list[Trade]:
+        with self._lock:
+            self.closed = True
+            return list(self.trades)
+
+
 class Session:
     def __init__(self, *, store: Store, publisher: EventPublisher, run: Run, model: Model,
                  decider: Decider, timeline: Timeline, bars: dict[str, list[Bar]],
@@ -100,13 +138,15 @@ class Session:
         bar_time = self.timeline.times[step]
         broker = RunBroker(self.trading, run_id, step, self._fill_prices(step), bar_time)
         decision = self.store.get_decision(run_id, step)
+        tool_trades: list[Trade] = []
         if decision is None:
-            decision = self._decide_and_record(step, broker)
+            decision, tool_trades = self._decide_and_record(step, broker)
         else:
             # Its orders replay from seq 0 and return the trades already made.
             log.info("step %d was decided before a restart; executing that decision", step)
         self.publisher.publish(EventType.DECISION, _decision_event(decision))
-        trades = [broker.submit(order, decision.reasoning) for order in decision.orders]
+        trades = tool_trades + [broker.submit(order, decision.reasoning)
+                                for order in decision.orders]
         for trade in trades:
             telemetry.TRADES.labels(trade.status.value).inc()
             self.publisher.publish(EventType.TRADE, _trade_event(trade))
@@ -119,7 +159,9 @@ class Session:
         self.publisher.progress(progress)
         self.publisher.publish(EventType.PROGRESS, progress)
 
-    def _decide_and_record(self, step: int, broker: RunBroker) -> Decision:
+    def _decide_and_record(self, step: int, broker: RunBroker) -> tuple[Decision, list[Trade]]:
+        """Decide, then record the decision; also returns the trades its tools made."""
+        tools_broker = DeciderBroker(broker)
         ctx = StepContext(
             run=self.run, model=self.model, step=step, steps_total=len(self.timeline),
             bar_time=self.timeline.times[step],
@@ -127,11 +169,20 @@ class Session:
             portfolio=self.store.get_portfolio(self.run.id),
             recent_trades=self.store.list_trades(self.run.id)[-self.settings.recent_trades:]
             if self.settings.recent_trades else [],
-            broker=broker, stop_requested=lambda: self.stop.requested,
+            broker=tools_broker, stop_requested=lambda: self.stop.requested,
         )
         began = time.perf_counter()
         result = self._decide(ctx)
         latency = time.perf_counter() - began
+        tool_trades = tools_broker.close()
+        if len(tool_trades) != result.traded_by_tools:
+            # Abandoned after trading through its tools: the ledger keeps those trades
+            # (a replay takes them from there); the record says so.
+            sides = ",".join(sorted({t.side.value for t in tool_trades}))
+            result = dataclasses.replace(
+                result, action=sides or result.action, traded_by_tools=len(tool_trades),
+                reasoning=f"{result.reasoning} ({len(tool_trades)} trade(s) made through "
+                          "tools before that)")
         telemetry.DECISION_LATENCY.labels(self.decider.name).observe(latency)
         telemetry.DECISIONS.labels(result.outcome).inc()
         return self.store.record_decision(Decision(
@@ -140,7 +191,7 @@ class Session:
             latency_ms=round(latency * 1000, 3), tokens_in=result.tokens_in,
             tokens_out=result.tokens_out, cost=result.cost, tool_calls=result.tool_calls,
             error=result.error,
-        ))
+        )), tool_trades
 
     def _decide(self, ctx: StepContext) -> DecisionResult:
         if self._pool is None:
@@ -194,6 +245,9 @@ class Session:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        close_decider = getattr(self.decider, "close", None)
+        if callable(close_decider):
+            close_decider()
 
     # -- the result ------------------------------------------------------------------
     def result(self, ending: Ending) -> dict[str, Any]:

@@ -1,11 +1,15 @@
 """Replay: play a recorded run's decisions again, with no model call.
 
-Step N of the new run takes the orders that step N of the source run took (its
-decision's orders plus the trades its tools made), so a replay on the same data gives
-the same trades: how users reproduce and compare runs.
+Step N of the new run takes the orders that step N of the source run took: its
+decision's orders or, for an agent that traded through its tools (an LLM run), the
+trades the ledger holds for that step, filled and refused, in seq order. A replay on
+the same data gives the same trades with no model call: how users reproduce and
+compare runs.
 """
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 from core.errors import InvalidSpec
 from core.records import Order
@@ -27,8 +31,9 @@ class ReplayDecider:
         self._tool_orders: dict[int, list[Order]] = {}
         for trade in store.list_trades(source_run_id, limit=10**6):
             if trade.step in self._decisions and not self._decisions[trade.step].orders:
+                # The ledger's NUMERIC comes back as 10.000000: replay the order as sent.
                 self._tool_orders.setdefault(trade.step, []).append(
-                    Order(trade.side, trade.symbol, trade.quantity))
+                    Order(trade.side, trade.symbol, _as_sent(trade.quantity)))
 
     def decide(self, ctx: StepContext) -> DecisionResult:
         recorded = self._decisions.get(ctx.step)
@@ -39,3 +44,8 @@ class ReplayDecider:
             action=recorded.action, orders=list(orders), outcome=recorded.outcome,
             reasoning=f"replay of run {self.source_run_id}: {recorded.reasoning or ''}".strip(),
         )
+
+
+def _as_sent(quantity: Decimal) -> Decimal:
+    whole = quantity.to_integral_value()
+    return whole if whole == quantity else quantity.normalize()

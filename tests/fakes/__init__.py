@@ -1,0 +1,1 @@
+"""Local stand-ins for outside services, driven through their real clients."""
