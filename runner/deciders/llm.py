@@ -104,8 +104,7 @@ class _Tally:
         reported = (message.response_metadata.get("token_usage") or {}).get("cost")
         if reported is not None:
             self.cost = (self.cost or Decimal(0)) + Decimal(str(reported))
-        text = message.text.strip() if isinstance(message.text, str) else ""
-        if text:
+        if text := _text_of(message):
             self.texts.append(text)
 
     def result(self, note: str | None = None, failure: StepAbandoned | None = None
@@ -347,6 +346,15 @@ def _check_well_formed(answer: AIMessage, tools: dict[str, BaseTool]) -> None:
         if call["name"] not in tools:
             raise StepAbandoned("error", "malformed_tool_call",
                                 f"no tool named {call['name']!r}")
+
+
+def _text_of(message: AIMessage) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content.strip()
+    parts = [p if isinstance(p, str) else str(p.get("text", "")) for p in content
+             if isinstance(p, str) or p.get("type") == "text"]
+    return "".join(parts).strip()
 
 
 def _kind(exc: BaseException | None) -> str:
