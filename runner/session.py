@@ -139,6 +139,8 @@ class Session:
         broker = RunBroker(self.trading, run_id, step, self._fill_prices(step), bar_time)
         decision = self.store.get_decision(run_id, step)
         tool_trades: list[Trade] = []
+        if decision is None and step == self.run.steps_done and self.run.attempts > 1:
+            decision, tool_trades = self._interrupted_decision(step)
         if decision is None:
             decision, tool_trades = self._decide_and_record(step, broker)
         else:
@@ -192,6 +194,20 @@ class Session:
             tokens_out=result.tokens_out, cost=result.cost, tool_calls=result.tool_calls,
             error=result.error,
         )), tool_trades
+
+    def _interrupted_decision(self, step: int) -> tuple[Decision | None, list[Trade]]:
+        """A decider that trades through tools trades before its decision is recorded: a
+        runner that died in between left trades and no decision. The step is not decided
+        again (it would trade twice); the record is rebuilt from the ledger."""
+        made = [t for t in self.store.list_trades(self.run.id, limit=10**6) if t.step == step]
+        if not made:
+            return None, []
+        log.info("step %d traded through tools before a restart; not deciding it again", step)
+        return self.store.record_decision(Decision(
+            run_id=self.run.id, step=step, bar_time=self.timeline.times[step],
+            action=",".join(sorted({t.side.value for t in made})), orders=[],
+            reasoning=f"decided before a restart: its {len(made)} trade(s) through tools stand",
+            outcome="trade", latency_ms=0.0)), made
 
     def _decide(self, ctx: StepContext) -> DecisionResult:
         if self._pool is None:
@@ -298,7 +314,9 @@ def _count(values: Any) -> dict[str, int]:
 def _decision_event(d: Decision) -> dict[str, Any]:
     return {"step": d.step, "bar_time": d.bar_time.isoformat(), "action": d.action,
             "orders": [o.to_json() for o in d.orders], "reasoning": d.reasoning,
-            "outcome": d.outcome, "latency_ms": d.latency_ms}
+            "outcome": d.outcome, "latency_ms": d.latency_ms, "error": d.error,
+            "tokens_in": d.tokens_in, "tokens_out": d.tokens_out,
+            "tool_calls": [c.get("name") for c in d.tool_calls]}
 
 
 def _trade_event(t: Trade) -> dict[str, Any]:

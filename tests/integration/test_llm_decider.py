@@ -23,11 +23,12 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from core.eventlog import EventLog, EventType
-from core.records import Model, Run, Side, TradeStatus
+from core.records import Model, Order, Run, Side, TradeStatus
 from core.spec import DeciderKind, RunSpec
 from core.status import RunStatus
 from core.store import Store
 from runner.deciders.factory import build_decider
+from runner.deciders.replay import ReplayDecider
 from runner.events import EventPublisher
 from runner.llm_settings import LlmSettings
 from runner.marketdata import market_data_for, timeline_for
@@ -299,6 +300,52 @@ def test_a_replayed_run_reproduces_the_original_trades(
     assert (ours.cash, ours.holdings) == (theirs.cash, theirs.holdings)
     replayed = store.list_decisions(replay.id, limit=100)
     assert replayed[5].outcome == "error" and replayed[0].action == "buy"
+
+
+def test_an_abandoned_decision_keeps_its_tool_trades_and_cannot_trade_late(
+        store: Store, event_log: EventLog, fake: FakeOpenAI, api_key: str) -> None:
+    from runner.deciders.llm import LlmDecider
+
+    run = llm_run(store, "openai/dawdler")
+    fake.script("dawdler", by_step({0: Reply.call("buy", symbol="MSFT", quantity=1)},
+                                   after_tools=lambda r: Reply.call(
+                                       "buy", symbol="MSFT", quantity=2).after(1.5)))
+    session = session_for(store, event_log, run, llm_settings(fake, api_key),
+                          decision_timeout_seconds=0.5)
+    # A decider whose own deadline is longer than the loop's: the loop abandons it.
+    session.decider = LlmDecider(run=run, model=session.model, deadline_seconds=10,
+                                 settings=llm_settings(fake, api_key))
+    session._play_step(0)
+    first = store.get_decision(run.id, 0)
+    assert first is not None and (first.action, first.outcome) == ("buy", "timeout")
+    assert "1 trade(s) made through tools" in str(first.reasoning)
+    time.sleep(2.5)  # the abandoned call answers with a second buy: refused, not traded
+    assert [(t.step, t.seq, t.quantity) for t in store.list_trades(run.id)] == [
+        (0, 0, Decimal(1))]
+    session.close()
+    replay = ReplayDecider(store, run.id, run.user_id, run.spec.symbols)
+    assert replay._tool_orders[0][0].quantity == Decimal(1)
+
+
+def test_a_restart_does_not_decide_again_a_step_whose_tools_traded(
+        store: Store, event_log: EventLog, fake: FakeOpenAI, api_key: str) -> None:
+    from runner.trading import TradingService
+
+    run = llm_run(store, "openai/restarted")
+    fake.script("restarted", by_step({0: Reply.call("buy", symbol="MSFT", quantity=7)}))
+    started = store.start_attempt(run.id)
+    # The first attempt's tools bought at step 0, then the pod died before the record.
+    TradingService(store).execute(run.id, 0, 0, Order(Side.BUY, "MSFT", Decimal(3)),
+                                  price=Decimal(100), bar_time=dt.datetime.now(dt.UTC))
+    assert started.attempts == 1
+    session = session_for(store, event_log, run, llm_settings(fake, api_key))
+    assert session.run.attempts == 2
+    assert play(session) is Ending.COMPLETED
+    assert all(r.step != 0 for r in fake.requests)
+    decision = store.get_decision(run.id, 0)
+    assert decision is not None and decision.action == "buy" and decision.outcome == "trade"
+    assert "before a restart" in str(decision.reasoning)
+    assert [(t.step, t.quantity) for t in store.list_trades(run.id)] == [(0, Decimal(3))]
 
 
 def test_no_api_key_in_logs_events_or_stored_records(
