@@ -78,7 +78,7 @@ class Backend:
 class ApiServer:
     def __init__(self, backend: Backend, *, per_user: int = 2, global_: int = 20,
                  runner_env: dict[str, str] | None = None, grace: float = 10.0,
-                 port: int | None = None, **api: Any) -> None:
+                 port: int | None = None, reconcile: bool = True, **api: Any) -> None:
         self.backend = backend
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -92,7 +92,7 @@ class ApiServer:
             auth=Authenticator(settings),
             hub=EventHub(events, run_ended(store), end_check_seconds=0.5),
             reconciler=Reconciler(store, events, executor, Limits(per_user, global_),
-                                  lost_grace_seconds=1.0))
+                                  lost_grace_seconds=1.0) if reconcile else None)
         config = uvicorn.Config(create_app(self.services), host="127.0.0.1", port=self.port,
                                 log_level="warning", log_config=None,
                                 timeout_graceful_shutdown=1)
