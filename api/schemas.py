@@ -12,8 +12,9 @@ from core.records import Decision, Model, PositionRecord, Run, Trade
 from core.spec import RunSpec
 from core.status import RunStatus
 
-RUN_EXAMPLE: dict[str, Any] = {"model_id": 1, "mode": "intraday", "symbols": ["AAPL"], "date": "2025-06-02",
-               "initial_cash": "100000", "decider": "sma_crossover"}
+RUN_EXAMPLE: dict[str, Any] = {"model_id": 1, "mode": "intraday", "symbols": ["AAPL"],
+                               "date": "2025-06-02", "initial_cash": "100000",
+                               "decider": "sma_crossover"}
 RUN_EXAMPLES: list[Any] = [RUN_EXAMPLE, {"model_id": 1, "mode": "daily", "symbols": ["SPY"],
                                          "start": "2024-01-02", "end": "2024-06-28"}]
 

@@ -17,9 +17,10 @@ from core.eventlog import Event
 
 router = APIRouter(prefix="/v1/runs", tags=["events"])
 
-STREAM_DOC: dict[int | str, dict[str, Any]] = {200: {"description": "text/event-stream of status, progress, decision, trade, "
-                                   "log and result events; the last one is `result`",
-                    "content": {"text/event-stream": {}}}}
+STREAM_DOC: dict[int | str, dict[str, Any]] = {200: {
+    "description": "text/event-stream of status, progress, decision, trade, log and result "
+                   "events; the last one is `result`",
+    "content": {"text/event-stream": {}}}}
 
 
 @router.get("/{run_id}/events", response_class=EventSourceResponse, responses=STREAM_DOC)

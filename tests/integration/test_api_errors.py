@@ -120,7 +120,7 @@ def test_bad_tokens_are_refused(api: ApiServer, bearer: str | None) -> None:
 class _Jwks(BaseHTTPRequestHandler):
     body = b"{}"
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.end_headers()
