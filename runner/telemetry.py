@@ -19,7 +19,7 @@ TOKENS = Counter("tickrun_runner_llm_tokens_total", "LLM tokens by direction", [
 LLM_REQUESTS = Counter(
     "tickrun_runner_llm_requests_total",
     "LLM HTTP attempts by outcome (ok, rate_limited, server_error, timeout, "
-    "connection_error, client_error)", ["outcome"])
+    "connection_error, client_error, stopped)", ["outcome"])
 LLM_REQUEST_LATENCY = Histogram(
     "tickrun_runner_llm_request_latency_seconds", "One LLM HTTP attempt, answered or failed",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30),
