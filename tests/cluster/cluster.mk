@@ -1,0 +1,29 @@
+# The real single-node Kubernetes the tests run against (tests/cluster/README in the
+# top-level README, "Test cluster"). Included by the top-level Makefile.
+.PHONY: cluster-build cluster-up cluster-down cluster-status cluster-images cluster-tests
+
+# Build (cold, once per version) or find in the cache the Kubernetes, etcd, helm and
+# pause binaries.
+cluster-build:
+	@tests/cluster/install-deps.sh
+	@start=$$(date +%s); tests/cluster/build.sh && \
+	  echo "cluster-build: $$(( $$(date +%s) - start ))s"
+
+# Start the cluster (builds first if needed); prints its cold or warm set-up time.
+cluster-up:
+	@start=$$(date +%s); tests/cluster/up.sh && \
+	  echo "cluster-up: $$(( $$(date +%s) - start ))s (kubeconfig: $$(tests/cluster/paths.sh kubeconfig))"
+
+cluster-down:
+	@tests/cluster/down.sh
+
+cluster-status:
+	@tests/cluster/status.sh
+
+# The pause, base, runner and api images, rebuilt only when their inputs change.
+cluster-images: cluster-up
+	@start=$$(date +%s); tests/cluster/images.sh all && \
+	  echo "cluster-images: $$(( $$(date +%s) - start ))s"
+
+cluster-tests: deps cluster-up cluster-images
+	$(PY) -m pytest -p no:cacheprovider tests/cluster

@@ -1,0 +1,26 @@
+# Shared by the test cluster's scripts: versions, paths, logging. Source it.
+# shellcheck shell=bash
+CLUSTER_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$CLUSTER_SRC/../.." && pwd)
+# shellcheck source=versions.env
+. "$CLUSTER_SRC/versions.env"
+export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+CACHE_ROOT=${XDG_CACHE_HOME:-$HOME/.cache}/tickrun/cluster
+BIN_DIR=$CACHE_ROOT/$KUBERNETES_VERSION/bin
+IMAGE_CACHE=$CACHE_ROOT/images
+# Where the running cluster keeps its state (PKI, configs, logs, etcd data, kubeconfig).
+STATE_DIR=${TICKRUN_CLUSTER_STATE:-$CACHE_ROOT/state}
+KUBECONFIG_PATH=$STATE_DIR/kubeconfig
+# The node's pod network (CNI bridge with host-local IPAM); its gateway is the host
+# address pods use to reach PostgreSQL and Redis on the host.
+POD_CIDR=10.244.0.0/24
+BRIDGE_NAME=tickrun0
+HOST_ADDRESS_FOR_PODS=10.244.0.1
+SERVICE_CIDR=10.96.0.0/16
+SERVICE_IP=10.96.0.1
+NODE_NAME=tickrun-node
+CONTAINERD_ROOT=/var/lib/tickrun-containerd
+CONTAINERD_SOCK=/run/tickrun-containerd/containerd.sock
+
+log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
