@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -61,6 +61,7 @@ class ChatRequest:
     body: dict[str, Any]
     authorized: bool
     received_at: float
+    headers: dict[str, str] = field(default_factory=dict)  # all but Authorization
     answered_at: float | None = None
 
     @property
@@ -155,7 +156,9 @@ class FakeOpenAI:
         except json.JSONDecodeError:
             return 400, {}, _error_body(400, "request body is not JSON")
         request = ChatRequest(model=str(body.get("model", "")), body=body,
-                              authorized=authorized, received_at=received)
+                              authorized=authorized, received_at=received,
+                              headers={k: v for k, v in headers.items()
+                                       if k != "authorization"})
         with self._arrived:
             self.requests.append(request)
             self._arrived.notify_all()

@@ -58,8 +58,8 @@ def llm_settings(fake: FakeOpenAI, api_key: str, **kw: Any) -> LlmSettings:
     kw.setdefault("max_retries", 2)
     kw.setdefault("retry_initial_seconds", 0.01)
     kw.setdefault("retry_max_seconds", 0.05)
-    return LlmSettings(provider="openai", base_url=fake.base_url, api_key=SecretStr(api_key),
-                       **kw)
+    kw.setdefault("provider", "openai")
+    return LlmSettings(base_url=fake.base_url, api_key=SecretStr(api_key), **kw)
 
 
 def llm_run(store: Store, llm: str, spec: RunSpec | None = None, *, user_id: str = "user-a",
@@ -417,6 +417,18 @@ def test_sigterm_during_a_slow_llm_answer_stops_the_runner_within_the_budget(
     assert decision.outcome == "timeout" and "stop requested" in str(decision.reasoning)
     assert api_key not in stderr and "decider" not in (stopped.status_reason or "")
     assert (stopped.result or {})["decider"] == "llm"
+
+
+def test_openrouter_keeps_the_model_prefix_and_reports_cost(
+        store: Store, event_log: EventLog, fake: FakeOpenAI, api_key: str) -> None:
+    run = llm_run(store, "openai/gpt-4.1-mini")
+    fake.default = Reply.text("Hold.", cost=0.0001)
+    settings = llm_settings(fake, api_key, provider="openrouter")
+    session = session_for(store, event_log, run, settings)
+    assert play(session) is Ending.COMPLETED
+    requests = fake.requests_for("openai/gpt-4.1-mini")
+    assert len(requests) == 9 and requests[0].headers.get("x-title") == "tickrun"
+    assert Decimal(session.result(Ending.COMPLETED)["cost"]) == Decimal("0.0009")
 
 
 @pytest.mark.parametrize("setting, message", [
