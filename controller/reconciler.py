@@ -76,7 +76,9 @@ class Reconciler:
             self._reconcile_stopping(run, state)
             return
         # admitted or running
-        if state.phase == "suspended":
+        if state.deleting or (state.phase == "gone" and state.pod_alive):
+            self._mark_stopping(run, state.reason or "workload deleted")
+        elif state.phase == "suspended":
             self.executor.admit(run.id)
         elif state.phase == "failed":
             self._finalize(run, RunStatus.FAILED, state.reason or "the runner failed")
@@ -93,9 +95,16 @@ class Reconciler:
             reason = run.status_reason or "stopped; the runner exited without saving"
             self._finalize(run, RunStatus.STOPPED, reason)
 
+    def _mark_stopping(self, run: Run, why: str) -> None:
+        """Deleting a workload (kubectl delete job) is a stop: say so, so the runner that
+        gets SIGTERM saves its results instead of waiting for a retry."""
+        try:
+            self.store.transition(run.id, RunStatus.STOPPING, reason=f"stopped: {why}")
+        except IllegalTransition:
+            return
+        self.notify(run, "StopRequested", f"stopping: {why}")
+
     def _reconcile_gone(self, run: Run, state: WorkloadState) -> None:
-        if state.pod_alive:
-            return  # a terminating pod may still save its own result
         if self.executor.gone_means_stopped:
             self._finalize(run, RunStatus.STOPPED, f"stopped: {state.reason or 'Job deleted'}")
             return
@@ -161,9 +170,9 @@ class Reconciler:
             except Exception:
                 log.exception("reconcile pass failed; retrying")
                 stop.wait(1.0)
-            self._wait_for_change(stop, interval)
+            self.wait_for_change(stop, interval)
 
-    def _wait_for_change(self, stop: threading.Event, interval: float) -> None:
+    def wait_for_change(self, stop: threading.Event, interval: float) -> None:
         deadline = time.monotonic() + interval
         while not stop.is_set() and time.monotonic() < deadline:
             if self.wake.wait(0.05) or self.executor.changed.is_set():

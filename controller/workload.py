@@ -21,6 +21,8 @@ class WorkloadState:
     exit_code: int | None = None
     # A pod or process still holds the run (running or terminating): do not finalize yet.
     pod_alive: bool = False
+    # The workload is being deleted (a Job with a deletionTimestamp): someone stops it.
+    deleting: bool = False
 
 
 GONE = WorkloadState("gone")

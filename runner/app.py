@@ -82,6 +82,8 @@ def _play(run: Run, deps: RunnerDeps) -> int:
         return EXIT_RETRY
     finally:
         session.close()
+    if ending is Ending.STOPPED and not _stop_intended(run.id, deps):
+        return _interrupted(run.id, deps, publisher)
     status = RunStatus.COMPLETED if ending is Ending.COMPLETED else RunStatus.STOPPED
     reason = None if ending is Ending.COMPLETED else f"stopped ({deps.stop.signal_name})"
     _finalize(deps, publisher, run.id, status, reason, session.result(ending))
@@ -90,6 +92,34 @@ def _play(run: Run, deps: RunnerDeps) -> int:
                  time.monotonic() - deps.stop.received_at,
                  deps.store.get_run(run.id).steps_done)
     return EXIT_OK
+
+
+def _stop_intended(run_id: int, deps: RunnerDeps) -> bool:
+    """SIGINT is a person's stop, and so is a status the loop saw as `stopping`. A
+    SIGTERM is a stop only once the run says `stopping` (the API, or the controller
+    seeing its Job deleted, says so); otherwise it is a disruption."""
+    if deps.stop.signal_name in (None, "SIGINT"):
+        return True
+    deadline = time.monotonic() + deps.settings.stop_intent_wait_seconds
+    while True:
+        if deps.store.get_run(run_id).status is not RunStatus.RUNNING:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+
+
+def _interrupted(run_id: int, deps: RunnerDeps, publisher: EventPublisher) -> int:
+    """Evicted or its pod deleted: leave the run running for the Job's next pod, which
+    resumes after the checkpoint; exit 1 so the Job makes one."""
+    steps = deps.store.get_run(run_id).steps_done
+    log.warning("%s without a stop request (eviction or pod deletion); the next attempt "
+                "resumes at step %d", deps.stop.signal_name, steps)
+    publisher.publish(EventType.LOG, {"level": "warning", "message":
+                                      f"runner interrupted at step {steps}; the next "
+                                      "attempt resumes there"})
+    publisher.flush()
+    return EXIT_RETRY
 
 
 def _prepare(run: Run, deps: RunnerDeps, publisher: EventPublisher) -> Session:

@@ -19,6 +19,11 @@ class RunnerSettings(BaseSettings):
     stop_budget_seconds: float = Field(
         default=10.0, gt=0,
         description="From SIGTERM to exit; keep well under terminationGracePeriodSeconds (30)")
+    stop_intent_wait_seconds: float = Field(
+        default=3.0, ge=0,
+        description="After SIGTERM, how long to wait for the run to say `stopping`; a "
+                    "SIGTERM without it is a disruption (eviction, pod deleted): exit 1 and "
+                    "let the Job's next pod resume")
     status_check_seconds: float = Field(
         default=2.0, gt=0, description="How often the loop re-reads the run's status")
     recent_trades: int = Field(default=20, ge=0, description="Trades shown to the decider")

@@ -77,6 +77,9 @@ def interpret(job: dict[str, Any] | None, pods: list[dict[str, Any]], *,
     alive = any(pod_alive(p) for p in pods)
     if job is None:
         return WorkloadState("gone", pod_alive=alive)
+    if (job.get("metadata") or {}).get("deletionTimestamp"):
+        return WorkloadState("running" if alive else "pending", "Job deleted",
+                             pod_alive=alive, deleting=True)
     conditions = _conditions(job)
     newest = max(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), default=None)
     if "Failed" in conditions:

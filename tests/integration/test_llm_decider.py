@@ -401,6 +401,7 @@ def test_sigterm_during_a_slow_llm_answer_stops_the_runner_within_the_budget(
     try:
         fake.wait_for_requests(1, timeout=90)
         time.sleep(0.3)  # well inside the call
+        store.transition(run.id, RunStatus.STOPPING, reason="stop requested")  # as the API
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)

@@ -99,6 +99,7 @@ def test_sigterm_saves_partial_results_and_exits_zero(store: Store, event_log: E
     run = make_run(store)
     proc = start_runner(run.id, runner_env, TICKRUN_RUNNER_STEP_DELAY_SECONDS="0.02")
     wait_for_step(event_log, run.id, 30)
+    store.transition(run.id, RunStatus.STOPPING, reason="stop requested")  # as the API does
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=30)
@@ -113,6 +114,28 @@ def test_sigterm_saves_partial_results_and_exits_zero(store: Store, event_log: E
     assert len(store.list_decisions(run.id)) == stopped.steps_done
     final = event_log.read(run.id, count=10_000)[-1]
     assert final.type is EventType.RESULT and final.data["status"] == "stopped"
+    assert_ledger_consistent(store, run.id, run.spec.initial_cash)
+
+
+def test_sigterm_without_a_stop_request_leaves_the_run_to_the_next_attempt(
+        store: Store, event_log: EventLog, runner_env: dict[str, str]) -> None:
+    """An eviction or a deleted pod: exit 1 (the Job retries), nothing finalized, and the
+    next runner resumes after the checkpoint."""
+    run = make_run(store)
+    env = {**runner_env, "TICKRUN_RUNNER_STOP_INTENT_WAIT_SECONDS": "0.5"}
+    proc = start_runner(run.id, env, TICKRUN_RUNNER_STEP_DELAY_SECONDS="0.02")
+    wait_for_step(event_log, run.id, 20)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 1, stderr
+    interrupted = store.get_run(run.id)
+    assert interrupted.status is RunStatus.RUNNING and interrupted.steps_done >= 20
+    again = start_runner(run.id, runner_env)
+    _, stderr = again.communicate(timeout=120)
+    assert again.returncode == 0, stderr
+    done = store.get_run(run.id)
+    assert done.status is RunStatus.COMPLETED and done.attempts == 2
+    assert [d.step for d in store.list_decisions(run.id)] == list(range(390))
     assert_ledger_consistent(store, run.id, run.spec.initial_cash)
 
 

@@ -1,0 +1,108 @@
+"""`python -m controller`: the reconciler against Kubernetes, one leader among replicas.
+
+Every replica keeps its informer (Jobs and Pods watches) warm; only the Lease holder
+reconciles, so a failover within the lease duration resumes with a synced cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+from kubernetes import client
+from prometheus_client import start_http_server
+
+from controller import telemetry
+from controller.kubernetes.executor import KubernetesExecutor
+from controller.kubernetes.leader import LeaseElector
+from controller.kubernetes.settings import KubernetesSettings
+from controller.reconciler import Limits, Notify, Reconciler
+from controller.settings import ControllerSettings
+from core.eventlog import open_event_log
+from core.logs import configure_logging
+from core.records import Run
+from core.settings import CoreSettings
+from core.store import open_store
+
+log = logging.getLogger("controller")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m controller")
+    parser.add_argument("--metrics-port", type=int, default=9100)
+    parser.add_argument("--identity", default=os.environ.get("POD_NAME") or socket.gethostname())
+    args = parser.parse_args(argv)
+    configure_logging("controller")
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    start_http_server(args.metrics_port)
+
+    core, ctl, k8s = CoreSettings(), ControllerSettings(), KubernetesSettings()
+    store = open_store(core.database_url.get_secret_value(), pool_size=core.db_pool_size)
+    events = open_event_log(core)
+    executor = KubernetesExecutor(k8s, component="tickrun-controller", instance=args.identity)
+    reconciler = Reconciler(store, events, executor, Limits(ctl.per_user_limit,
+                                                            ctl.global_limit),
+                            lost_grace_seconds=ctl.lost_grace_seconds,
+                            notify=_notifier(executor))
+    executor.start_informer(stop)
+    elector = LeaseElector(client_coordination(executor), namespace=k8s.namespace,
+                           name=k8s.lease_name, identity=args.identity,
+                           duration=k8s.lease_duration_seconds, renew=k8s.lease_renew_seconds)
+    threading.Thread(target=elector.run, args=(stop, _on_leadership(executor)),
+                     name="lease", daemon=True).start()
+    log.info("controller %s watching namespace %s", args.identity, k8s.namespace)
+    _reconcile_while_leader(reconciler, elector, stop, k8s.resync_seconds)
+    executor.close()
+    store.close()
+    events.close()
+    return 0
+
+
+def client_coordination(executor: KubernetesExecutor) -> client.CoordinationV1Api:
+    return client.CoordinationV1Api(executor.api)
+
+
+def _reconcile_while_leader(reconciler: Reconciler, elector: LeaseElector,
+                            stop: threading.Event, resync: float) -> None:
+    while not stop.is_set():
+        if not elector.is_leader.wait(1.0):
+            continue
+        try:
+            reconciler.reconcile_once()
+        except Exception:
+            log.exception("reconcile pass failed; retrying")
+            stop.wait(1.0)
+        reconciler.wait_for_change(stop, resync)
+
+
+def _notifier(executor: KubernetesExecutor) -> Notify:
+    def notify(run: Run, reason: str, message: str) -> None:
+        executor.record(run.id, reason, message, warning="failed" in message)
+    return notify
+
+
+def _on_leadership(executor: KubernetesExecutor) -> Callable[[bool], None]:
+    def changed(held: bool) -> None:
+        telemetry.LEADER.set(1 if held else 0)
+        executor.changed.set()
+    return changed
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handle(signum: int, frame: FrameType | None) -> None:
+        log.info("%s: stopping", signal.Signals(signum).name)
+        stop.set()
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

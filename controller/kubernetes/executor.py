@@ -1,0 +1,142 @@
+"""The Kubernetes executor: one batch/v1 Job per run.
+
+The API process uses submit and stop only; the controller also starts the informer,
+whose cache of Jobs and Pods answers observe() without a single polling call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Iterable
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from controller.executor import Executor
+from controller.kubernetes.api import api_client, with_retries
+from controller.kubernetes.events import EventRecorder
+from controller.kubernetes.informer import RunInformer
+from controller.kubernetes.jobs import build_job, job_name
+from controller.kubernetes.settings import KubernetesSettings
+from controller.kubernetes.status import interpret
+from controller.workload import WorkloadState
+from core.errors import TemporaryError
+from core.records import Run
+
+log = logging.getLogger(__name__)
+
+# A Job this process just created may not be in the informer's cache yet; until then it
+# is "pending", never "gone" (which would read as `kubectl delete job`).
+CACHE_LAG_SECONDS = 30.0
+
+
+class KubernetesExecutor(Executor):
+    name = "kubernetes"
+    gone_means_stopped = True  # `kubectl delete job` is a stop, as DESIGN.md says
+
+    def __init__(self, settings: KubernetesSettings, api: client.ApiClient | None = None,
+                 *, component: str = "tickrun", instance: str = "") -> None:
+        super().__init__()
+        self.settings = settings
+        self.api = api or api_client(settings)
+        self.batch = client.BatchV1Api(self.api)
+        self.core = client.CoreV1Api(self.api)
+        self.recorder = EventRecorder(self.core, namespace=settings.namespace,
+                                      component=component, instance=instance or component)
+        self.informer: RunInformer | None = None
+        self._recent: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    # -- the informer (controller only) ------------------------------------------------
+    def start_informer(self, stop: threading.Event, *, sync_timeout: float = 60.0) -> None:
+        self.informer = RunInformer(self.batch, self.core, self.settings,
+                                    on_change=lambda run_id: self.changed.set())
+        self.informer.start(stop)
+        if not self.informer.wait_synced(sync_timeout):
+            raise TemporaryError("the Job and Pod watches did not sync")
+
+    # -- Executor ----------------------------------------------------------------------
+    def submit(self, run: Run) -> None:
+        body = build_job(run, self.settings)
+        self._remember(run.id)
+        try:
+            # The client takes the plain dict the API speaks (its stubs say V1Job).
+            with_retries(lambda: self.batch.create_namespaced_job(
+                self.settings.namespace, body))  # type: ignore[arg-type]
+            log.info("run %d: Job %s created (suspended)", run.id, job_name(run.id))
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            # AlreadyExists: an earlier attempt (or a retry of this one) made it; adopt it.
+
+    def admit(self, run_id: int) -> None:
+        self._remember(run_id)
+        try:
+            with_retries(lambda: self.batch.patch_namespaced_job(
+                job_name(run_id), self.settings.namespace, {"spec": {"suspend": False}}))
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            log.warning("run %d: no Job to admit; the next pass recreates it", run_id)
+
+    def stop(self, run_id: int) -> None:
+        name = job_name(run_id)
+        job = self.informer.job(run_id) if self.informer else None
+        self.recorder.record(job or {"metadata": {"name": name}}, "StopRequested",
+                             "deleting the Job; the runner gets SIGTERM and saves its results")
+        try:
+            with_retries(lambda: self.batch.delete_namespaced_job(
+                name, self.settings.namespace,
+                body=client.V1DeleteOptions(propagation_policy="Foreground")))
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def observe(self, run_ids: Iterable[int]) -> dict[int, WorkloadState]:
+        if self.informer is None:
+            raise RuntimeError("observe() needs the informer: call start_informer() first")
+        now = dt.datetime.now(dt.UTC)
+        states = {}
+        for run_id in run_ids:
+            job = self.informer.job(run_id)
+            if job is not None:
+                self._forget_recent(run_id)  # the cache has it: from now on it tells the truth
+            state = interpret(job, self.informer.pods(run_id), now=now,
+                              unschedulable_timeout=self.settings.unschedulable_timeout_seconds)
+            if state.phase == "gone" and self._just_made(run_id):
+                state = WorkloadState("pending")
+            elif state.phase == "gone":
+                state = WorkloadState("gone", "Job deleted", pod_alive=state.pod_alive)
+            states[run_id] = state
+        return states
+
+    def workload_run_ids(self) -> set[int]:
+        return self.informer.run_ids() if self.informer else set()
+
+    def record(self, run_id: int, reason: str, message: str, *, warning: bool = False) -> None:
+        job = self.informer.job(run_id) if self.informer else None
+        self.recorder.record(job or {"metadata": {"name": job_name(run_id)}}, reason, message,
+                             warning=warning)
+
+    def close(self) -> None:
+        self.api.close()
+
+    # -- internals ---------------------------------------------------------------------
+    def _remember(self, run_id: int) -> None:
+        with self._lock:
+            self._recent[run_id] = time.monotonic()
+
+    def _forget_recent(self, run_id: int) -> None:
+        with self._lock:
+            self._recent.pop(run_id, None)
+
+    def _just_made(self, run_id: int) -> bool:
+        with self._lock:
+            made = self._recent.get(run_id)
+            if made is not None and time.monotonic() - made > CACHE_LAG_SECONDS:
+                del self._recent[run_id]
+                return False
+            return made is not None
