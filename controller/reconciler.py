@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from controller import telemetry
 from controller.executor import Executor
 from controller.finalize import finalize
-from controller.workload import WorkloadState
+from controller.workload import GONE, WorkloadState
 from core.errors import IllegalTransition, NotFound
 from core.eventlog import EventLog
 from core.records import Run
@@ -58,7 +58,7 @@ class Reconciler:
             states = self.executor.observe(r.id for r in runs)
             for run in runs:
                 self._reconcile_run(run, states[run.id])
-            self._admit()
+            self._admit(states)
             self._delete_orphans({r.id for r in runs})
             self._export_counts()
         except Exception:
@@ -82,6 +82,8 @@ class Reconciler:
             self.executor.admit(run.id)
         elif state.phase == "failed":
             self._finalize(run, RunStatus.FAILED, state.reason or "the runner failed")
+            if state.pod_alive:  # stuck (ImagePullBackOff, Unschedulable): free the node
+                self.executor.stop(run.id)
         elif state.phase == "succeeded":
             self._finalize(run, RunStatus.FAILED, "the runner exited without saving a result")
         elif state.phase == "gone":
@@ -126,14 +128,15 @@ class Reconciler:
             self.notify(final, "Finished", f"run {status.value}: {reason}")
         self.executor.forget(run.id)
 
-    def _admit(self) -> None:
+    def _admit(self, states: dict[int, WorkloadState]) -> None:
         for run in self.store.admit_queued(self.limits.per_user, self.limits.global_):
             telemetry.RUNS_ADMITTED.inc()
             if run.admitted_at is not None:
                 telemetry.ADMISSION_WAIT.observe(
                     (run.admitted_at - run.created_at).total_seconds())
             log.info("run %d admitted (user %s)", run.id, run.user_id)
-            self.executor.submit(run)
+            if states.get(run.id, GONE).phase == "gone":
+                self.executor.submit(run)
             self.executor.admit(run.id)
             self.notify(run, "Admitted", "run admitted within the user and global limits")
 

@@ -23,6 +23,7 @@ from api.main import create_app
 from api.services import Services, run_ended
 from api.settings import ApiSettings
 from api.sse import EventHub
+from controller.executor import Executor
 from controller.local import LocalExecutor
 from controller.reconciler import Limits, Reconciler
 from core.eventlog import EventLog
@@ -78,14 +79,15 @@ class Backend:
 class ApiServer:
     def __init__(self, backend: Backend, *, per_user: int = 2, global_: int = 20,
                  runner_env: dict[str, str] | None = None, grace: float = 10.0,
-                 port: int | None = None, reconcile: bool = True, **api: Any) -> None:
+                 port: int | None = None, reconcile: bool = True,
+                 executor: Executor | None = None, **api: Any) -> None:
         self.backend = backend
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         store = open_store(backend.database_url, pool_size=10)
         events = backend.event_log()
-        executor = LocalExecutor(backend.runner_env(**(runner_env or {})),
-                                 log_dir=backend.log_dir, grace_seconds=grace)
+        executor = executor or LocalExecutor(backend.runner_env(**(runner_env or {})),
+                                             log_dir=backend.log_dir, grace_seconds=grace)
         settings = ApiSettings(jwt_secret=SecretStr(JWT_SECRET), **api)
         self.services = Services(
             settings=settings, store=store, events=events, executor=executor,

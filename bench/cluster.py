@@ -1,0 +1,195 @@
+"""`python -m bench cluster`: tickrun on the real test cluster (`make cluster-up`).
+
+- start latency: POST /v1/runs to the runner's first progress event, over 20 runs
+  (images are local: Kubernetes' pod startup SLO without pulls is p99 <= 5 s);
+- stop latency: POST .../stop to `stopped` with partial results saved;
+- status lag with 50 concurrent short runs: the runner's final event to the API showing
+  the final status, and POST to completed for the whole batch;
+- admission throughput: 1,000 queued runs, each admitted by unsuspending its Job on the
+  real API server (a node selector that matches nothing keeps the pods Pending).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench._support import emit, percentile
+
+START_RUNS = 20
+STOP_RUNS = 10
+CONCURRENT = 50
+ADMISSIONS = 1000
+
+
+def _daily(model_id: int, end: str = "2024-01-31") -> dict[str, Any]:
+    return {"model_id": model_id, "mode": "daily", "symbols": ["SPY"], "start": "2024-01-02",
+            "end": end, "decider": "buy_and_hold"}
+
+
+def _intraday(model_id: int) -> dict[str, Any]:
+    return {"model_id": model_id, "mode": "intraday", "symbols": ["AAPL"],
+            "date": "2025-03-03", "decider": "sma_crossover"}
+
+
+def _wait(c: httpx.Client, run_id: int, statuses: set[str], timeout: float = 300
+          ) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run: dict[str, Any] = c.get(f"/v1/runs/{run_id}").json()
+        if run["status"] in statuses:
+            return run
+        time.sleep(0.05)
+    raise TimeoutError(f"run {run_id} not {statuses}")
+
+
+def _start_latency(c: httpx.Client, events: Any, model_id: int) -> list[float]:
+    from core.eventlog import EventType
+
+    out = []
+    for _ in range(START_RUNS):
+        posted = time.time()
+        run = c.post("/v1/runs", json=_daily(model_id)).json()
+        first = None
+        while first is None:
+            first = next((e for e in events.read(run["id"], block_ms=200)
+                          if e.type is EventType.PROGRESS), None)
+        out.append(first.time.timestamp() - posted)
+        _wait(c, run["id"], {"completed", "failed"})
+    return out
+
+
+def _stop_latency(c: httpx.Client, model_id: int) -> list[float]:
+    out = []
+    for _ in range(STOP_RUNS):
+        run = c.post("/v1/runs", json=_intraday(model_id)).json()
+        deadline = time.monotonic() + 120
+        while c.get(f"/v1/runs/{run['id']}").json()["progress"]["step"] < 5:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        asked = time.monotonic()
+        c.post(f"/v1/runs/{run['id']}/stop")
+        stopped = _wait(c, run["id"], {"stopped", "completed", "failed"}, 60)
+        assert stopped["status"] == "stopped" and stopped["result"], stopped
+        out.append(time.monotonic() - asked)
+    return out
+
+
+def _status_lag(c: httpx.Client, events: Any, model_id: int) -> dict[str, Any]:
+    from core.eventlog import EventType
+
+    posted = time.time()
+    ids = [c.post("/v1/runs", json=_daily(model_id)).json()["id"] for _ in range(CONCURRENT)]
+    seen: dict[int, float] = {}
+    while len(seen) < len(ids):
+        for rid in ids:
+            if rid not in seen and c.get(f"/v1/runs/{rid}").json()["status"] in (
+                    "completed", "failed", "stopped"):
+                seen[rid] = time.time()
+        time.sleep(0.05)
+    lags = []
+    for rid in ids:
+        final = [e for e in events.read(rid, count=10_000) if e.type is EventType.RESULT]
+        lags.append(max(0.0, seen[rid] - final[-1].time.timestamp()))
+    statuses = [c.get(f"/v1/runs/{r}").json()["status"] for r in ids]
+    return {"concurrent_runs": CONCURRENT,
+            "concurrent_completed": statuses.count("completed"),
+            "concurrent_batch_seconds": round(max(seen.values()) - posted, 1),
+            "status_lag_p50_s": round(percentile(lags, 50), 3),
+            "status_lag_p99_s": round(percentile(lags, 99), 3)}
+
+
+def _admission(stack: Any, pg: Any) -> dict[str, Any]:
+    from core.status import RunStatus
+    from core.store import open_store
+
+    with stack.api(TICKRUN_K8S_NODE_SELECTOR='{"tickrun.io/bench": "no-such-node"}') as api, \
+            api.client("admission-bench") as c:
+        model_id = c.post("/v1/models", json={"signature": "admit"}).json()["id"]
+        for _ in range(ADMISSIONS):
+            c.post("/v1/runs", json=_daily(model_id))
+        started = time.monotonic()
+        stack.start_controller("bench-admit", per_user=ADMISSIONS)
+        store = open_store(stack.db_url, pool_size=1)
+        batch = stack.cluster.batch
+        while True:
+            jobs = batch.list_namespaced_job(stack.namespace,
+                                             label_selector="tickrun.io/user-id=admission-bench")
+            unsuspended = sum(1 for j in jobs.items if not j.spec.suspend)
+            if unsuspended >= ADMISSIONS:
+                break
+            time.sleep(0.5)
+        took = time.monotonic() - started
+        admitted = store.count_runs_by_status().get(RunStatus.ADMITTED, 0)
+        store.close()
+        stack.stop_controllers()
+    return {"admissions": ADMISSIONS, "admission_seconds": round(took, 1),
+            "admissions_per_s": round(ADMISSIONS / took, 1), "admitted_in_store": admitted}
+
+
+def _with_stack(fn: Any) -> dict[str, Any]:
+    from kubernetes import client, config
+
+    from tests.cluster.helpers import Cluster, cluster_path
+    from tests.cluster.stack import Stack
+    from tests.servers import start_postgres, start_redis
+
+    kubeconfig = Path(cluster_path("kubeconfig"))
+    api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+    cluster = Cluster(kubeconfig=kubeconfig, api=api, core=client.CoreV1Api(api),
+                      batch=client.BatchV1Api(api),
+                      host_address=cluster_path("host-address"))
+    namespace = f"bench-{uuid.uuid4().hex[:6]}"
+    cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
+        name=namespace)))
+    deadline = time.monotonic() + 30
+    while not cluster.core.list_namespaced_service_account(namespace).items:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    pg, redis = start_postgres(), start_redis()
+    stack = Stack(cluster, namespace, pg, redis, Path(tempfile.mkdtemp()))
+    try:
+        return dict(fn(stack, pg))
+    finally:
+        stack.close(pg)
+        cluster.core.delete_namespace(namespace)
+        pg.stop()
+        redis.stop()
+
+
+def _runs(stack: Any, pg: Any) -> dict[str, Any]:
+    stack.start_controller("bench", per_user=CONCURRENT)
+    result: dict[str, Any] = {}
+    with stack.api(TICKRUN_K8S_RUNNER_ENV='{"TICKRUN_REDIS_KEY_PREFIX": "' + stack.prefix
+                   + '"}') as api, api.client("bench-user") as c:
+        model_id = c.post("/v1/models", json={"signature": "bench"}).json()["id"]
+        events = stack.backend.event_log()
+        starts = _start_latency(c, events, model_id)
+        result.update({"start_p50_s": round(percentile(starts, 50), 2),
+                       "start_p99_s": round(percentile(starts, 99), 2), "start_runs": len(starts)})
+        with stack.api() as slow_api, slow_api.client("bench-user") as slow:
+            stops = _stop_latency(slow, model_id)
+        result.update({"stop_p50_s": round(percentile(stops, 50), 2),
+                       "stop_p99_s": round(percentile(stops, 99), 2), "stop_runs": len(stops)})
+        result.update(_status_lag(c, events, model_id))
+    stack.stop_controllers()
+    return result
+
+
+def main(argv: list[str]) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    started = dt.datetime.now(dt.UTC)
+    result = _with_stack(_runs)
+    result.update(_with_stack(_admission))
+    result["bench_seconds"] = round((dt.datetime.now(dt.UTC) - started).total_seconds())
+    emit(result)
+    return 0
+
+
