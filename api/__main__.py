@@ -1,0 +1,25 @@
+"""`python -m api`: the API server (the chart's command), settings from TICKRUN_*."""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from core.logs import configure_logging
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m api")
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    configure_logging("api")
+    uvicorn.run("api.main:create_app", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_config=None, access_log=False, proxy_headers=True,
+                forwarded_allow_ips="*", timeout_graceful_shutdown=10)
+
+
+if __name__ == "__main__":
+    main()
