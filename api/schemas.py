@@ -6,7 +6,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from core.records import Decision, Model, PositionRecord, Run, Trade
 from core.spec import RunSpec
@@ -19,6 +19,33 @@ RUN_EXAMPLES: list[Any] = [RUN_EXAMPLE, {"model_id": 1, "mode": "daily", "symbol
                                          "start": "2024-01-02", "end": "2024-06-28"}]
 
 
+def storable(value: Any) -> Any:
+    """Refuse text a database cannot store (NUL, lone surrogates) anywhere in a body, as
+    a 422 instead of a failed INSERT."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError("text must be valid Unicode (no lone surrogates)") from exc
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            storable(key)
+            storable(item)
+    elif isinstance(value, list):
+        for item in value:
+            storable(item)
+    return value
+
+
+class StorableBody(BaseModel):
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        return storable(data)
+
+
 class RunCreate(RunSpec):
     """A run spec plus the model that trades it."""
 
@@ -26,6 +53,11 @@ class RunCreate(RunSpec):
                               json_schema_extra={"examples": RUN_EXAMPLES})
 
     model_id: int = Field(ge=1, le=2**63 - 1, description="One of the caller's models")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        return storable(data)
 
     def spec(self) -> RunSpec:
         return RunSpec.model_validate(self.model_dump(exclude={"model_id"}))
@@ -156,7 +188,7 @@ LlmName = Annotated[str, StringConstraints(min_length=1, max_length=200,
                                            pattern=r"^[A-Za-z0-9_.:/\-]+$")]
 
 
-class ModelCreate(BaseModel):
+class ModelCreate(StorableBody):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "signature": "momentum-v1", "llm": "openai/gpt-4.1-mini",
         "custom_rules": "Never hold more than 50% of equity in one symbol.",
@@ -170,7 +202,7 @@ class ModelCreate(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict, max_length=100)
 
 
-class ModelUpdate(BaseModel):
+class ModelUpdate(StorableBody):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"custom_instructions": "Hold through lunch."}]})
 

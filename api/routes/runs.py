@@ -99,7 +99,7 @@ def _check_replay_source(svc: Services, params: dict[str, Any], user_id: str) ->
 @router.get("", response_model=RunPage)
 def list_runs(who: CallerDep, svc: ServicesDep,
               status_: Annotated[RunStatus | None, Query(alias="status")] = None,
-              symbol: Annotated[str | None, Query(max_length=12)] = None,
+              symbol: Annotated[str | None, Query(pattern=r"^[A-Za-z.\-]{1,12}$")] = None,
               model_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
               mode: Mode | None = None, cursor: Annotated[str | None, Query(max_length=100)] = None,
               limit: Limit = 50) -> RunPage:
