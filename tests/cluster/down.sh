@@ -9,7 +9,7 @@ stop() { # stop NAME: SIGTERM, then SIGKILL after 10s
   local f=$RUN/$1.pid pid
   [ -f "$f" ] || return 0
   pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
+  if running "$1"; then
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
@@ -20,7 +20,7 @@ for c in kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserve
   stop "$c"
 done
 # The pods' containers, while containerd still runs (images stay).
-if [ -S "$CONTAINERD_SOCK" ] && [ -f "$RUN/containerd.pid" ]; then
+if [ -S "$CONTAINERD_SOCK" ] && running containerd; then
   ctr_() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
   for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks kill -s SIGKILL "$t" >/dev/null 2>&1 || true; done
   sleep 0.5

@@ -123,7 +123,7 @@ def wait_gone(read: Callable[[], Any], timeout: float, what: str) -> None:
 def job_manifest(name: str, image: str, command: list[str] | None = None,
                  args: list[str] | None = None, *, env: dict[str, str] | None = None,
                  grace_seconds: int = 30, ttl_seconds: int | None = None,
-                 backoff_limit: int = 0) -> client.V1Job:
+                 backoff_limit: int = 0, service_account_token: bool = False) -> client.V1Job:
     """A Job like the ones tickrun makes: non-root, read-only root filesystem, no
     capabilities, seccomp RuntimeDefault, no service account token, image present."""
     container = client.V1Container(
@@ -139,7 +139,7 @@ def job_manifest(name: str, image: str, command: list[str] | None = None,
     pod = client.V1PodSpec(
         restart_policy="Never", containers=[container],
         termination_grace_period_seconds=grace_seconds,
-        automount_service_account_token=False,
+        automount_service_account_token=service_account_token,
         security_context=client.V1PodSecurityContext(
             seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault")),
         volumes=[client.V1Volume(name="tmp", empty_dir=client.V1EmptyDirVolumeSource())])

@@ -10,8 +10,17 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 mkdir -p "$IMAGE_CACHE"
 PAUSE_IMAGE=tickrun.test/pause:$PAUSE_VERSION
-DEBIAN_SUITE=${DEBIAN_SUITE:-bookworm}
-DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The host's Debian release and the mirror its apt uses (debootstrap needs nothing else).
+host_mirror() {
+  local m
+  m=$(sed -n 's#^URIs:[[:space:]]*\(\S*/debian\)/*$#\1#p' /etc/apt/sources.list.d/*.sources \
+        2>/dev/null | head -1)
+  [ -n "$m" ] || m=$(sed -n 's#^deb[[:space:]]\+\(\S*/debian\)/*[[:space:]].*#\1#p' \
+        /etc/apt/sources.list 2>/dev/null | head -1)
+  echo "${m:-http://deb.debian.org/debian}"
+}
+DEBIAN_SUITE=${DEBIAN_SUITE:-$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")}
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-$(host_mirror)}
 BASE_PACKAGES=python3,python3-venv,ca-certificates
 BUILDAH=(buildah --storage-driver overlay)
 
@@ -126,12 +135,13 @@ app_images() {
       "${trust[@]}" --build-arg "BASE_IMAGE=$base" -f "$ctx/$df" -t "$name" "$ctx" \
       > "$IMAGE_CACHE/build-$kind.log" 2>&1 ||
       { tail -30 "$IMAGE_CACHE/build-$kind.log" >&2; die "building $name failed"; }
+    local built=$(date +%s)
     tar=$IMAGE_CACHE/$kind.tar
     rm -f "$tar"
     "${BUILDAH[@]}" push -q "$name" "docker-archive:$tar:docker.io/$name"
     import_archive "docker.io/$name" "$h" "$tar"
     rm -f "$tar"
-    log "$name built and imported in $(( $(date +%s) - start ))s"
+    log "$name built in $(( built - start ))s, imported in $(( $(date +%s) - built ))s"
   done
 }
 

@@ -22,5 +22,14 @@ NODE_NAME=tickrun-node
 CONTAINERD_ROOT=/var/lib/tickrun-containerd
 CONTAINERD_SOCK=/run/tickrun-containerd/containerd.sock
 
+# running NAME: true when the process in $STATE_DIR/run/NAME.pid is alive and is NAME
+# (a stale pid file after a reboot must never make us signal someone else's process).
+running() {
+  local f=$STATE_DIR/run/$1.pid pid
+  [ -f "$f" ] || return 1
+  pid=$(cat "$f")
+  [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "$1"
+}
+
 log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }

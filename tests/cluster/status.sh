@@ -5,7 +5,7 @@ set -uo pipefail
 RUN=$STATE_DIR/run
 rc=0
 for c in containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
-  if [ -f "$RUN/$c.pid" ] && kill -0 "$(cat "$RUN/$c.pid")" 2>/dev/null; then
+  if running "$c"; then
     printf '%-24s running (pid %s, log %s)\n' "$c" "$(cat "$RUN/$c.pid")" "$STATE_DIR/logs/$c.log"
   else
     printf '%-24s stopped\n' "$c"; rc=1

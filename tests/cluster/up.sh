@@ -10,7 +10,6 @@ t0=$(date +%s)
 RUN=$STATE_DIR/run LOGS=$STATE_DIR/logs PKI=$STATE_DIR/pki CONF=$STATE_DIR/conf
 K=$BIN_DIR/kubectl
 
-running() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 start() { # start NAME CMD...: a daemon in its own session, logging to $LOGS/NAME.log
   local name=$1; shift
   running "$name" && return 0
@@ -37,6 +36,12 @@ if [ -f "$KUBECONFIG_PATH" ] && running kube-apiserver && running kubelet &&
   exit 0
 fi
 
+# Leftovers of a cluster that did not stop cleanly (a killed session, a reboot): start
+# from a clean slate, with a new PKI and an empty etcd.
+if [ -d "$STATE_DIR" ]; then
+  log "cleaning up a cluster that is not running"
+  "$CLUSTER_SRC/down.sh"
+fi
 "$CLUSTER_SRC/install-deps.sh"
 "$CLUSTER_SRC/build.sh"
 mkdir -p "$RUN" "$LOGS" "$CONF"
