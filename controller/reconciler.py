@@ -49,12 +49,14 @@ class Reconciler:
         self.lost_grace = dt.timedelta(seconds=lost_grace_seconds)
         self.notify: Notify = notify or (lambda run, reason, message: None)
         self.wake = threading.Event()
+        self._active: set[int] = set()  # runs active or queued in the last pass
 
     # -- one pass ----------------------------------------------------------------------
     def reconcile_once(self) -> None:
         started = time.perf_counter()
         try:
             runs = self.store.runs_with_status(ACTIVE_OR_QUEUED)
+            self._observe_ended({r.id for r in runs})
             states = self.executor.observe(r.id for r in runs)
             for run in runs:
                 self._reconcile_run(run, states[run.id])
@@ -91,7 +93,8 @@ class Reconciler:
 
     def _reconcile_stopping(self, run: Run, state: WorkloadState) -> None:
         if state.phase in ("suspended", "pending", "running"):
-            self.executor.stop(run.id)
+            if not state.deleting:  # already on its way out; asking again only adds noise
+                self.executor.stop(run.id)
         elif not state.pod_alive:
             # The runner saves `stopped` itself; this is for one that died first.
             reason = run.status_reason or "stopped; the runner exited without saving"
@@ -124,7 +127,6 @@ class Reconciler:
         final = finalize(self.store, self.events, run, status, reason)
         if final is not None:
             telemetry.RUNS_FINALIZED.labels(status.value).inc()
-            self._observe_duration(final)
             self.notify(final, "Finished", f"run {status.value}: {reason}")
         self.executor.forget(run.id)
 
@@ -150,13 +152,26 @@ class Reconciler:
                 self.executor.stop(run_id)
                 continue
             if run.status.is_terminal:
-                self._observe_duration(run)
                 self.executor.forget(run_id)
 
-    def _observe_duration(self, run: Run) -> None:
-        if run.finished_at and run.admitted_at:
-            telemetry.RUN_DURATION.labels(run.status.value).observe(
-                (run.finished_at - run.admitted_at).total_seconds())
+    def _observe_ended(self, active: set[int]) -> None:
+        """A run active in the last pass and not in this one has ended: observe its
+        duration and, for a stop, the time from the request to the final status. Once
+        per run, whoever wrote the final status (the runner or this reconciler)."""
+        ended, self._active = self._active - active, active
+        for run_id in ended:
+            try:
+                run = self.store.get_run(run_id)
+            except NotFound:
+                continue
+            if not run.status.is_terminal or run.finished_at is None:
+                continue
+            if run.admitted_at:
+                telemetry.RUN_DURATION.labels(run.status.value).observe(
+                    (run.finished_at - run.admitted_at).total_seconds())
+            if run.status is RunStatus.STOPPED and run.stop_requested_at:
+                telemetry.STOP_SECONDS.observe(
+                    max(0.0, (run.finished_at - run.stop_requested_at).total_seconds()))
 
     def _export_counts(self) -> None:
         counts = self.store.count_runs_by_status()

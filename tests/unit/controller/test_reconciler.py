@@ -1,0 +1,154 @@
+"""The reconciler's decisions, driven by scripted workload states on a real SQLite store.
+
+The executors themselves are proven for real elsewhere (local processes in
+tests/integration, Jobs in tests/cluster); here each state a Job or process can be in
+meets each run status, quickly and exhaustively.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.executor import Executor
+from controller.reconciler import Limits, Reconciler
+from controller.workload import GONE, WorkloadState
+from core.eventlog.sqlite_log import SqliteEventLog
+from core.records import Run
+from core.status import RunStatus
+from core.store import Store, open_store
+from core.store.sqlite import SqliteStore
+from tests.factories import daily_spec, make_model
+
+
+class ScriptedExecutor(Executor):
+    name = "scripted"
+
+    def __init__(self, gone_means_stopped: bool) -> None:
+        super().__init__()
+        self.gone_means_stopped = gone_means_stopped
+        self.states: dict[int, WorkloadState] = {}
+        self.calls: list[tuple[str, int]] = []
+
+    def submit(self, run: Run) -> None:
+        self.calls.append(("submit", run.id))
+        self.states.setdefault(run.id, WorkloadState("suspended"))
+
+    def admit(self, run_id: int) -> None:
+        self.calls.append(("admit", run_id))
+        self.states[run_id] = WorkloadState("pending")
+
+    def stop(self, run_id: int) -> None:
+        self.calls.append(("stop", run_id))
+
+    def observe(self, run_ids: Iterable[int]) -> dict[int, WorkloadState]:
+        return {r: self.states.get(r, GONE) for r in run_ids}
+
+    def workload_run_ids(self) -> set[int]:
+        return set(self.states)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = open_store(f"sqlite:///{tmp_path / 'r.db'}")
+    s.migrate()
+    yield s
+    s.close()
+
+
+def reconciler(store: Store, executor: Executor, per_user: int = 2) -> Reconciler:
+    assert isinstance(store, SqliteStore)
+    return Reconciler(store, SqliteEventLog(store), executor, Limits(per_user, 10),
+                      lost_grace_seconds=0)
+
+
+def queued(store: Store, n: int, user: str = "u") -> list[Run]:
+    model = make_model(store, user, f"m-{user}")
+    spec = daily_spec()
+    return [store.create_run(user, model.id, spec, spec.step_count())[0] for _ in range(n)]
+
+
+def test_admits_oldest_first_within_the_limit_and_never_twice(store: Store) -> None:
+    ex = ScriptedExecutor(gone_means_stopped=True)
+    runs = queued(store, 4)
+    rec = reconciler(store, ex)
+    rec.reconcile_once()
+    rec.reconcile_once()
+    assert [c for c in ex.calls if c[0] == "admit"] == [("admit", runs[0].id),
+                                                         ("admit", runs[1].id)]
+    assert [store.get_run(r.id).status for r in runs] == [
+        RunStatus.ADMITTED, RunStatus.ADMITTED, RunStatus.QUEUED, RunStatus.QUEUED]
+
+
+def test_a_suspended_workload_of_an_admitted_run_is_admitted_again(store: Store) -> None:
+    ex = ScriptedExecutor(gone_means_stopped=True)
+    (run,) = queued(store, 1)
+    store.transition(run.id, RunStatus.ADMITTED)
+    ex.states[run.id] = WorkloadState("suspended")
+    reconciler(store, ex).reconcile_once()
+    assert ("admit", run.id) in ex.calls
+
+
+@pytest.mark.parametrize(("state", "status", "reason"), [
+    (WorkloadState("failed", "OOMKilled: the runner exceeded its memory limit", 137),
+     RunStatus.FAILED, "OOMKilled"),
+    (WorkloadState("succeeded", exit_code=0), RunStatus.FAILED, "without saving"),
+    (WorkloadState("gone", "Job deleted"), RunStatus.STOPPED, "Job deleted"),
+])
+def test_a_runner_that_ended_without_saving_is_finalized_from_the_ledger(
+        store: Store, state: WorkloadState, status: RunStatus, reason: str) -> None:
+    ex = ScriptedExecutor(gone_means_stopped=True)
+    (run,) = queued(store, 1)
+    store.transition(run.id, RunStatus.ADMITTED)
+    store.start_attempt(run.id)
+    ex.states[run.id] = state
+    reconciler(store, ex).reconcile_once()
+    final = store.get_run(run.id)
+    assert final.status is status and reason in str(final.status_reason)
+    assert (final.result or {})["from_ledger"] is True
+
+
+def test_a_stuck_failure_frees_the_node(store: Store) -> None:
+    ex = ScriptedExecutor(gone_means_stopped=True)
+    (run,) = queued(store, 1)
+    store.transition(run.id, RunStatus.ADMITTED)
+    ex.states[run.id] = WorkloadState("failed", "ImagePullBackOff: no such image",
+                                      pod_alive=True)
+    reconciler(store, ex).reconcile_once()
+    assert store.get_run(run.id).status is RunStatus.FAILED and ("stop", run.id) in ex.calls
+
+
+def test_a_workload_being_deleted_marks_the_run_stopping_and_waits(store: Store) -> None:
+    ex = ScriptedExecutor(gone_means_stopped=True)
+    (run,) = queued(store, 1)
+    store.transition(run.id, RunStatus.ADMITTED)
+    store.start_attempt(run.id)
+    ex.states[run.id] = WorkloadState("running", "Job deleted", pod_alive=True, deleting=True)
+    rec = reconciler(store, ex)
+    rec.reconcile_once()
+    assert store.get_run(run.id).status is RunStatus.STOPPING
+    rec.reconcile_once()  # still terminating: no second delete, no finalization
+    assert ("stop", run.id) not in ex.calls
+    assert store.get_run(run.id).status is RunStatus.STOPPING
+    ex.states[run.id] = GONE
+    rec.reconcile_once()
+    assert store.get_run(run.id).status is RunStatus.STOPPED
+
+
+def test_a_lost_local_runner_is_resubmitted_to_resume(store: Store) -> None:
+    ex = ScriptedExecutor(gone_means_stopped=False)
+    (run,) = queued(store, 1)
+    store.transition(run.id, RunStatus.ADMITTED)
+    store.start_attempt(run.id)
+    reconciler(store, ex).reconcile_once()
+    assert ex.calls[:2] == [("submit", run.id), ("admit", run.id)]
+    assert store.get_run(run.id).status is RunStatus.RUNNING
+
+
+def test_a_workload_whose_run_is_gone_is_deleted(store: Store) -> None:
+    ex = ScriptedExecutor(gone_means_stopped=True)
+    ex.states[4242] = WorkloadState("running", pod_alive=True)
+    reconciler(store, ex).reconcile_once()
+    assert ("stop", 4242) in ex.calls
