@@ -12,6 +12,9 @@ ADMISSION_WAIT = Histogram(
 RUN_DURATION = Histogram(
     "tickrun_run_duration_seconds", "From admission to the final status, by outcome",
     ["outcome"], buckets=(1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600, 7200, 14400, 28800))
+STOP_SECONDS = Histogram(
+    "tickrun_run_stop_seconds", "From a stop request to the run's final status (stopped)",
+    buckets=(0.25, 0.5, 1, 2, 3, 5, 10, 15, 20, 30, 60, 120))
 RECONCILE_SECONDS = Histogram(
     "tickrun_controller_reconcile_seconds", "One reconcile pass over every active run",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
