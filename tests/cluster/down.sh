@@ -40,6 +40,8 @@ awk '{print $2}' /proc/mounts |
   { grep -E "^(/var/lib/tickrun-kubelet|$(dirname "$CONTAINERD_SOCK")|/run/netns/cni-)" || true; } |
   sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 rm -f /run/netns/cni-* 2>/dev/null || true
+# containerd's run state (its socket too); its root with the images stays.
+rm -rf "$(dirname "$CONTAINERD_SOCK")"
 rm -rf /var/lib/tickrun-cni /var/lib/tickrun-kubelet
 ip link del "$BRIDGE_NAME" 2>/dev/null || true
 # kube-proxy's rules (it would clean them itself with --cleanup).

@@ -104,7 +104,8 @@ base_image() {
 stage_context() {
   local ctx=$1
   mkdir -p "$ctx"
-  cp "$REPO_ROOT"/pyproject.toml "$REPO_ROOT"/Dockerfile.runner "$REPO_ROOT"/Dockerfile.api "$ctx/"
+  cp "$REPO_ROOT"/pyproject.toml "$REPO_ROOT"/constraints.txt "$REPO_ROOT"/Dockerfile.runner \
+    "$REPO_ROOT"/Dockerfile.api "$ctx/"
   [ ! -f "$REPO_ROOT/README.md" ] || cp "$REPO_ROOT/README.md" "$ctx/"
   local dirs=()
   for d in core runner controller api bench; do [ ! -d "$REPO_ROOT/$d" ] || dirs+=("$d"); done
@@ -116,7 +117,6 @@ app_images() {
   local base ctx h name df tar start
   base=$(base_image)
   ctx=$(mktemp -d)
-  trap 'rm -rf "$ctx"' RETURN
   stage_context "$ctx"
   # pip in the build trusts what the host's pip trusts (a TLS-inspecting proxy's CA, a
   # pip.conf): mounted for the RUN steps only, never part of an image.
@@ -143,6 +143,7 @@ app_images() {
     rm -f "$tar"
     log "$name built in $(( built - start ))s, imported in $(( $(date +%s) - built ))s"
   done
+  rm -rf "$ctx"
 }
 
 case ${1:-all} in

@@ -146,7 +146,7 @@ start etcd "$BIN_DIR/etcd" --name tickrun --data-dir "$STATE_DIR/etcd" \
   --listen-peer-urls http://127.0.0.1:12380 --initial-advertise-peer-urls http://127.0.0.1:12380 \
   --initial-cluster tickrun=http://127.0.0.1:12380 --unsafe-no-fsync \
   --listen-metrics-urls http://127.0.0.1:12381 --log-level warn
-wait_for containerd 30 test -S "$CONTAINERD_SOCK"
+wait_for containerd 30 ctr --address "$CONTAINERD_SOCK" version
 "$CLUSTER_SRC/images.sh" pause
 
 start kube-apiserver "$BIN_DIR/kube-apiserver" \
