@@ -100,17 +100,17 @@ base_image() {
   echo "$name"
 }
 
-# The build context: only what the images need, so unrelated edits rebuild nothing.
+# The build context: what .dockerignore lets in (its `!path` lines), so unrelated edits
+# rebuild nothing and a plain `docker build` sees the same files.
 stage_context() {
-  local ctx=$1
+  local ctx=$1 entry paths=()
   mkdir -p "$ctx"
-  cp "$REPO_ROOT"/pyproject.toml "$REPO_ROOT"/constraints.txt "$REPO_ROOT"/Dockerfile.runner \
-    "$REPO_ROOT"/Dockerfile.api "$ctx/"
-  [ ! -f "$REPO_ROOT/README.md" ] || cp "$REPO_ROOT/README.md" "$ctx/"
-  local dirs=()
-  for d in core runner controller api bench; do [ ! -d "$REPO_ROOT/$d" ] || dirs+=("$d"); done
-  tar -C "$REPO_ROOT" --exclude=__pycache__ --exclude='*.pyc' -cf - "${dirs[@]}" |
-    tar -C "$ctx" -xf -
+  while read -r entry; do
+    entry=${entry#!}; entry=${entry%/}
+    [ ! -e "$REPO_ROOT/$entry" ] || paths+=("$entry")
+  done < <(grep '^![^*]' "$REPO_ROOT/.dockerignore")
+  tar -C "$REPO_ROOT" --exclude=__pycache__ --exclude='*.pyc' -cf - "${paths[@]}" \
+    Dockerfile.runner Dockerfile.api | tar -C "$ctx" -xf -
 }
 
 app_images() {
