@@ -1,0 +1,100 @@
+{{/* The chart's name, 63 characters at most (a DNS label). */}}
+{{- define "tickrun.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The release's base name: <release> or <release>-<chart>, 63 characters at most; the
+suffixes of the components ("-api", "-controller") are cut from a 52-character base. */}}
+{{- define "tickrun.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "tickrun.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every object; "component" is added per object. */}}
+{{- define "tickrun.labels" -}}
+helm.sh/chart: {{ include "tickrun.chart" . }}
+{{ include "tickrun.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: tickrun
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "tickrun.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "tickrun.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "tickrun.apiName" -}}{{ include "tickrun.fullname" . }}-api{{- end }}
+{{- define "tickrun.controllerName" -}}{{ include "tickrun.fullname" . }}-controller{{- end }}
+
+{{- define "tickrun.apiServiceAccount" -}}
+{{- if .Values.serviceAccount.api.create }}
+{{- default (include "tickrun.apiName" .) .Values.serviceAccount.api.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.api.name }}
+{{- end }}
+{{- end }}
+
+{{- define "tickrun.controllerServiceAccount" -}}
+{{- if .Values.serviceAccount.controller.create }}
+{{- default (include "tickrun.controllerName" .) .Values.serviceAccount.controller.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.controller.name }}
+{{- end }}
+{{- end }}
+
+{{- define "tickrun.image" -}}
+{{- $img := index .root.Values.image .which -}}
+{{- if $img.digest }}{{ $img.repository }}@{{ $img.digest }}{{ else }}{{ $img.repository }}:{{ default .root.Chart.AppVersion $img.tag }}{{ end }}
+{{- end }}
+
+{{/* Secrets: only their names and keys are in the chart; Kubernetes injects the values. */}}
+{{- define "tickrun.secretEnv" -}}
+- name: TICKRUN_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.secrets.database.existingSecret }}
+      key: {{ .Values.secrets.database.key }}
+- name: TICKRUN_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.secrets.redis.existingSecret }}
+      key: {{ .Values.secrets.redis.key }}
+{{- end }}
+
+{{- define "tickrun.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.securityContext.runAsUser }}
+runAsGroup: {{ .Values.securityContext.runAsGroup }}
+fsGroup: {{ .Values.securityContext.runAsGroup }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "tickrun.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: ["ALL"]
+{{- end }}
+
+{{/* The settings ConfigMap's checksum: a changed setting rolls the pods. */}}
+{{- define "tickrun.configChecksum" -}}
+{{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- end }}

@@ -1,0 +1,152 @@
+"""The chart renders, lints and validates with default and with full values; the schema
+refuses wrong types; no secret value ever appears in what it renders; the Prometheus
+Operator objects appear only when their CRDs exist; the cluster's API server accepts
+every rendered object (server-side dry run)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.cluster.helpers import Cluster, cluster_path
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
+
+CHART = Path(__file__).resolve().parents[2] / "helm" / "tickrun"
+FULL = Path(__file__).resolve().parent / "values-full.yaml"
+MONITORING = ["--api-versions", "monitoring.coreos.com/v1/ServiceMonitor",
+              "--api-versions", "monitoring.coreos.com/v1/PodMonitor"]
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run([f"{cluster_path('bin')}/helm", *args], capture_output=True,
+                         text=True, timeout=120)
+    if check and out.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)}:\n{out.stdout}\n{out.stderr}")
+    return out
+
+
+def render(*args: str) -> list[dict[str, Any]]:
+    out = helm("template", "rel", str(CHART), "-n", "apps", *args).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def kinds(docs: list[dict[str, Any]]) -> list[str]:
+    return sorted(d["kind"] for d in docs)
+
+
+@pytest.mark.parametrize("values", [[], ["-f", str(FULL)]], ids=["default", "full"])
+def test_lint_is_clean(values: list[str]) -> None:
+    out = helm("lint", "--strict", str(CHART), *values)
+    assert "0 chart(s) failed" in out.stdout
+
+
+def test_default_values_render_every_part() -> None:
+    docs = render()
+    assert kinds(docs) == sorted(
+        ["ConfigMap"] * 3 + ["Deployment"] * 2 + ["Job", "Lease", "Pod", "Service"]
+        + ["NetworkPolicy"] * 3 + ["PodDisruptionBudget"] * 2 + ["Role"] * 2
+        + ["RoleBinding"] * 2 + ["ServiceAccount"] * 2)
+    by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    controller = by["Deployment", "rel-tickrun-controller"]["spec"]
+    assert controller["replicas"] == 2
+    env = controller["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in env
+    api = by["Deployment", "rel-tickrun-api"]["spec"]["template"]["spec"]["containers"][0]
+    assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    settings = by["ConfigMap", "rel-tickrun-settings"]["data"]
+    assert settings["TICKRUN_EXECUTOR"] == "kubernetes"
+    assert settings["TICKRUN_EMBEDDED_CONTROLLER"] == "false"
+    assert settings["TICKRUN_K8S_NAMESPACE"] == "apps"
+    hooks = {d["kind"]: d["metadata"]["annotations"]["helm.sh/hook"] for d in docs
+             if "helm.sh/hook" in d["metadata"].get("annotations", {})}
+    assert hooks == {"Job": "pre-install,pre-upgrade", "Pod": "test"}
+    dashboards = [d for d in docs if d["metadata"].get("labels", {}).get("grafana_dashboard")]
+    assert len(dashboards) == 2 and all(d["metadata"]["labels"]["grafana_dashboard"] == "1"
+                                        for d in dashboards)
+
+
+def test_every_pod_is_hardened() -> None:
+    for doc in render("-f", str(FULL)):
+        spec = doc.get("spec", {})
+        pod = spec.get("template", {}).get("spec") if doc["kind"] in ("Deployment", "Job") \
+            else spec if doc["kind"] == "Pod" else None
+        if pod is None:
+            continue
+        assert pod["securityContext"]["runAsNonRoot"] is True, doc["metadata"]["name"]
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"] == {
+                "drop": ["ALL"]} and sc["allowPrivilegeEscalation"] is False, c["name"]
+
+
+def test_secrets_are_referenced_by_name_and_never_rendered() -> None:
+    for args in ([], ["-f", str(FULL)]):
+        docs = render(*args)
+        assert "Secret" not in kinds(docs)
+        for doc in docs:
+            if doc["kind"] != "Deployment":
+                continue
+            for c in doc["spec"]["template"]["spec"]["containers"]:
+                for var in c.get("env", []):
+                    if var["name"] in ("TICKRUN_DATABASE_URL", "TICKRUN_REDIS_URL",
+                                       "TICKRUN_JWT_SECRET"):
+                        assert "secretKeyRef" in var["valueFrom"] and "value" not in var
+
+
+def test_full_values_switch_everything_on() -> None:
+    docs = render("-f", str(FULL), *MONITORING)
+    assert {"ServiceMonitor", "PodMonitor"} <= set(kinds(docs))
+    by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    assert by["ServiceMonitor", "tickrun-full-api"]["metadata"]["labels"]["release"] == \
+        "prometheus"
+    api = by["Deployment", "tickrun-full-api"]["spec"]["template"]["spec"]
+    assert api["containers"][0]["image"].startswith("registry.example.com/tickrun/api@sha256:")
+    assert api["serviceAccountName"] == "tickrun-api-sa"
+    netpol = by["NetworkPolicy", "tickrun-full-api"]["spec"]
+    assert netpol["policyTypes"] == ["Ingress", "Egress"]
+    dash = [d for d in docs if d["metadata"]["name"].startswith("tickrun-full-dashboard-")]
+    assert {d["metadata"]["namespace"] for d in dash} == {"monitoring"}
+
+
+def test_operator_objects_only_when_the_crds_exist() -> None:
+    assert not {"ServiceMonitor", "PodMonitor"} & set(kinds(render()))
+    assert kinds(render(*MONITORING)).count("PodMonitor") == 2
+
+
+@pytest.mark.parametrize("setting", [
+    "api.replicas=two", "controller.metricsPort=http", "runs.backoffLimit=-1",
+    "secrets.database.existingSecret=", "image.api.pullPolicy=Sometimes",
+    "metrics.serviceMonitor.interval=often", "settings.perUserLimit=0", "nosuchvalue=1",
+    "api.pdb.minAvailable=half", "settings.extraEnv.PATH=/bin"])
+def test_the_schema_refuses_wrong_values(setting: str) -> None:
+    out = helm("template", "rel", str(CHART), "--set", setting, check=False)
+    assert out.returncode != 0, setting
+    assert "schema" in out.stderr or "values don't meet" in out.stderr, out.stderr
+
+
+def test_the_api_needs_a_way_to_verify_tokens() -> None:
+    out = helm("template", "rel", str(CHART), "--set", "secrets.jwt.existingSecret=",
+               check=False)
+    assert out.returncode != 0 and "auth.jwksUrl" in out.stderr
+
+
+def test_the_cluster_accepts_every_rendered_object(cluster: Cluster, namespace: str) -> None:
+    """A server-side dry run: the API server validates every field of every object."""
+    for args in ([], ["-f", str(FULL)]):
+        rendered = helm("template", "rel", str(CHART), "-n", namespace, *args).stdout
+        docs = [d for d in yaml.safe_load_all(rendered) if d]
+        for d in docs:
+            d["metadata"]["namespace"] = namespace  # the full values put dashboards elsewhere
+        out = subprocess.run(
+            [f"{cluster_path('bin')}/kubectl", f"--kubeconfig={cluster.kubeconfig}", "-n",
+             namespace, "apply", "--dry-run=server", "-f", "-"],
+            input=yaml.safe_dump_all(docs), capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.count("(server dry run)") == len(docs)
