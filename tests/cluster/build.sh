@@ -4,6 +4,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$CLUSTER_SRC"
+lock build
 
 export GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0
 # Two cores: compile two packages at a time, link one big binary at a time.

@@ -4,6 +4,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 RUN=$STATE_DIR/run
+[ "${TICKRUN_CLUSTER_LOCKED:-}" = 1 ] || lock cluster
 
 stop() { # stop NAME: SIGTERM, then SIGKILL after 10s
   local f=$RUN/$1.pid pid

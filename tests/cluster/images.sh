@@ -9,6 +9,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 mkdir -p "$IMAGE_CACHE"
+lock images
 PAUSE_IMAGE=tickrun.test/pause:$PAUSE_VERSION
 # The host's Debian release and the mirror its apt uses (debootstrap needs nothing else).
 host_mirror() {

@@ -31,5 +31,13 @@ running() {
   [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "$1"
 }
 
+# lock NAME: hold $CACHE_ROOT/NAME.lock until this script exits (several checkouts on one
+# machine share the cluster and its caches). Daemons must not inherit fd 9.
+lock() {
+  mkdir -p "$CACHE_ROOT"
+  exec 9>"$CACHE_ROOT/$1.lock"
+  flock 9
+}
+
 log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }

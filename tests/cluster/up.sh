@@ -6,6 +6,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 [ "$(id -u)" = 0 ] || die "the test cluster needs root (containerd, kubelet, iptables)"
+lock cluster
 t0=$(date +%s)
 RUN=$STATE_DIR/run LOGS=$STATE_DIR/logs PKI=$STATE_DIR/pki CONF=$STATE_DIR/conf
 K=$BIN_DIR/kubectl
@@ -13,7 +14,7 @@ K=$BIN_DIR/kubectl
 start() { # start NAME CMD...: a daemon in its own session, logging to $LOGS/NAME.log
   local name=$1; shift
   running "$name" && return 0
-  setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null 9>&- &
   echo $! > "$RUN/$name.pid"
 }
 wait_for() { # wait_for WHAT SECONDS CMD...
@@ -40,7 +41,7 @@ fi
 # from a clean slate, with a new PKI and an empty etcd.
 if [ -d "$STATE_DIR" ]; then
   log "cleaning up a cluster that is not running"
-  "$CLUSTER_SRC/down.sh"
+  TICKRUN_CLUSTER_LOCKED=1 "$CLUSTER_SRC/down.sh"
 fi
 "$CLUSTER_SRC/install-deps.sh"
 "$CLUSTER_SRC/build.sh"
