@@ -251,6 +251,8 @@ wait_for "node $NODE_NAME Ready" 90 node_ready
 wait_for "default service account" 60 admin -n default get serviceaccount default
 elapsed=$(( $(date +%s) - t0 ))
 echo "$elapsed" > "$STATE_DIR/up-seconds"
-log "cluster up in ${elapsed}s (Kubernetes $KUBERNETES_VERSION)"
+if (( $(stat -c %Y "$BIN_DIR/.build-id") >= t0 )); then kind="cold: binaries built"
+else kind="warm: binaries cached"; fi
+log "cluster up in ${elapsed}s ($kind; Kubernetes $KUBERNETES_VERSION)"
 log "kubeconfig: $KUBECONFIG_PATH   e.g. $K --kubeconfig $KUBECONFIG_PATH get nodes"
 log "pods reach host services (PostgreSQL, Redis) at $HOST_ADDRESS_FOR_PODS"
