@@ -136,7 +136,8 @@ app_images() {
       "${trust[@]}" --build-arg "BASE_IMAGE=$base" -f "$ctx/$df" -t "$name" "$ctx" \
       > "$IMAGE_CACHE/build-$kind.log" 2>&1 ||
       { tail -30 "$IMAGE_CACHE/build-$kind.log" >&2; die "building $name failed"; }
-    local built=$(date +%s)
+    local built
+    built=$(date +%s)
     tar=$IMAGE_CACHE/$kind.tar
     rm -f "$tar"
     "${BUILDAH[@]}" push -q "$name" "docker-archive:$tar:docker.io/$name"

@@ -1,5 +1,5 @@
 # Shared by the test cluster's scripts: versions, paths, logging. Source it.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 CLUSTER_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$CLUSTER_SRC/../.." && pwd)
 # shellcheck source=versions.env
