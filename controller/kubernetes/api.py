@@ -57,7 +57,7 @@ def with_retries(call: Callable[[], T], *, attempts: int = 5) -> T:
     """Run an idempotent API call with exponential backoff and jitter."""
     wrapped = retry(
         retry=retry_if_exception(is_retriable),
-        wait=wait_exponential_jitter(initial=0.2, max=5.0),
+        wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.2),
         stop=stop_after_attempt(attempts),
         reraise=True,
         before_sleep=lambda state: log.warning(
