@@ -40,7 +40,8 @@ def problem(status: int, detail: str, request: Request | None = None, *,
 
 def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")),
+    errors = [{"loc": list(e.get("loc", ())),
+               "msg": str(e.get("msg", "")).removeprefix("Value error, "),
                "type": str(e.get("type", ""))} for e in exc.errors()]
     if any(e["type"] == "json_invalid" for e in errors):
         return problem(400, "the request body is not valid JSON", request, errors=errors)
