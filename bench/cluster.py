@@ -187,6 +187,7 @@ def main(argv: list[str]) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     started = dt.datetime.now(dt.UTC)
     result = _with_stack(_runs)
+    print(f"runs: {result}", file=sys.stderr, flush=True)  # kept if the admission part fails
     result.update(_with_stack(_admission))
     result["bench_seconds"] = round((dt.datetime.now(dt.UTC) - started).total_seconds())
     emit(result)
