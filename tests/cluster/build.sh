@@ -19,23 +19,26 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 hflags="-X helm.sh/helm/${HELM_VERSION%%.*}/internal/version.version=$HELM_VERSION"
 # What the binaries are made of: sources pinned by the go.mod files, flags, the Go.
-build_id=$( (cat versions.env go.mod go.sum helm/go.mod helm/go.sum cmd/pause/main.go
+build_id=$( (cat versions.env go.mod go.sum helm/go.mod helm/go.sum cmd/pause/main.go \
+               coredns/go.mod coredns/go.sum coredns/main.go
              echo "$vflags $hflags $GOFLAGS $CGO_ENABLED"; go version) | sha256sum | cut -c1-16)
 wanted=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl
-        etcd helm pause)
+        etcd helm coredns pause)
 if [ -f "$BIN_DIR/.build-id" ] && [ "$(cat "$BIN_DIR/.build-id")" = "$build_id" ]; then
   ok=1
   for b in "${wanted[@]}"; do [ -x "$BIN_DIR/$b" ] || ok=0; done
   if ((ok)); then log "binaries cached in $BIN_DIR"; exit 0; fi
 fi
 
-# go.mod must say what versions.env says (gen-gomod.sh rewrites both modules).
+# The go.mod files must say what versions.env says (gen-gomod.sh rewrites them).
 have_k8s=$(go list -m -f '{{.Version}}' k8s.io/kubernetes)
 have_etcd=$(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
 have_helm=$(cd helm && go list -m -f '{{.Version}}' "helm.sh/helm/${HELM_VERSION%%.*}")
-[ "$have_k8s/$have_etcd/$have_helm" = "$KUBERNETES_VERSION/$ETCD_VERSION/$HELM_VERSION" ] ||
-  die "go.mod has $have_k8s/$have_etcd/$have_helm, versions.env wants" \
-      "$KUBERNETES_VERSION/$ETCD_VERSION/$HELM_VERSION: run tests/cluster/gen-gomod.sh"
+have_dns=$(cd coredns && go list -m -f '{{.Version}}' github.com/coredns/coredns)
+have=$have_k8s/$have_etcd/$have_helm/$have_dns
+want=$KUBERNETES_VERSION/$ETCD_VERSION/$HELM_VERSION/$COREDNS_VERSION
+[ "$have" = "$want" ] ||
+  die "the go.mod files have $have, versions.env wants $want: run tests/cluster/gen-gomod.sh"
 
 start=$(date +%s)
 mkdir -p "$BIN_DIR"
@@ -53,6 +56,10 @@ mv "$tmp/server" "$tmp/etcd"
 log "building helm $HELM_VERSION"
 (cd helm && go build -p 2 -trimpath -ldflags "-s -w $hflags" -o "$tmp/helm" \
   "helm.sh/helm/${HELM_VERSION%%.*}/cmd/helm")
+log "building coredns $COREDNS_VERSION"
+(cd coredns && go build -p 2 -trimpath \
+  -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" \
+  -o "$tmp/coredns" .)
 # Renamed into place: a running cluster keeps its old (unlinked) executables.
 for b in "${wanted[@]}"; do chmod 0755 "$tmp/$b"; mv -f "$tmp/$b" "$BIN_DIR/$b"; done
 echo "$build_id" > "$BIN_DIR/.build-id"

@@ -17,7 +17,7 @@ stop() { # stop NAME: SIGTERM, then SIGKILL after 10s
   fi
   rm -f "$f"
 }
-for c in kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd; do
+for c in coredns kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd; do
   stop "$c"
 done
 # The pods' containers, while containerd still runs (images stay).

@@ -38,6 +38,7 @@ cert admin "/O=system:masters/CN=tickrun-admin" clientAuth
 cert controller-manager "/CN=system:kube-controller-manager" clientAuth
 cert scheduler "/CN=system:kube-scheduler" clientAuth
 cert kube-proxy "/CN=system:kube-proxy" clientAuth
+cert coredns "/CN=system:coredns" clientAuth
 cert kubelet "/O=system:nodes/CN=system:node:${NODE_NAME:-tickrun-node}" clientAuth
 cert kubelet-serving "/CN=${NODE_NAME:-tickrun-node}" serverAuth \
   "$ips,DNS:${NODE_NAME:-tickrun-node},DNS:localhost"

@@ -219,20 +219,23 @@ def test_pods_reach_postgres_and_redis_on_the_host(
 
 
 _IN_CLUSTER_API = """
-import json, os, ssl, urllib.request
+import json, os, socket, ssl, urllib.request
 sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+print("dns", socket.gethostbyname("kubernetes.default.svc.cluster.local"))
 host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
-req = urllib.request.Request(f"https://{host}:{port}/version", headers={
-    "Authorization": "Bearer " + open(f"{sa}/token").read()})
 ctx = ssl.create_default_context(cafile=f"{sa}/ca.crt")
-with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
-    print("in-cluster", host, json.load(resp)["gitVersion"])
+for url in (f"https://{host}:{port}/version", "https://kubernetes.default.svc/version"):
+    req = urllib.request.Request(url, headers={
+        "Authorization": "Bearer " + open(f"{sa}/token").read()})
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+        print("in-cluster", url, json.load(resp)["gitVersion"])
 """
 
 
 def test_pods_reach_the_api_server_through_its_service(cluster: Cluster, namespace: str) -> None:
-    """What in-cluster clients (the controller) do: the kubernetes Service's cluster IP
-    through kube-proxy, the API server's certificate, a service account token."""
+    """What in-cluster clients (the controller) do: the kubernetes Service by cluster IP
+    (kube-proxy) and by name (cluster DNS), the API server's certificate, a service
+    account token."""
     name = "in-cluster-api"
     cluster.batch.create_namespaced_job(namespace, job_manifest(
         name, cluster.runner_image, command=["python", "-c", _IN_CLUSTER_API],
@@ -240,4 +243,7 @@ def test_pods_reach_the_api_server_through_its_service(cluster: Cluster, namespa
     wait_for_job_condition(cluster, namespace, name, "Complete")
     (pod,) = job_pods(cluster, namespace, name)
     version = client.VersionApi(cluster.api).get_code().git_version
-    assert f"in-cluster 10.96.0.1 {version}" in pod_logs(cluster, namespace, pod.metadata.name)
+    logs = pod_logs(cluster, namespace, pod.metadata.name)
+    assert "dns 10.96.0.1" in logs
+    assert f"in-cluster https://10.96.0.1:443/version {version}" in logs
+    assert f"in-cluster https://kubernetes.default.svc/version {version}" in logs

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts the single-node test cluster: containerd (+ runc, CNI bridge), etcd,
-# kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kube-proxy, as
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and CoreDNS, as
 # background processes with their state, logs and kubeconfig under $STATE_DIR.
 # Idempotent: a healthy running cluster is left alone.
 set -euo pipefail
@@ -92,6 +92,7 @@ kubeconfig "$CONF/controller-manager.kubeconfig" system:kube-controller-manager 
 kubeconfig "$CONF/scheduler.kubeconfig" system:kube-scheduler scheduler
 kubeconfig "$CONF/kubelet.kubeconfig" "system:node:$NODE_NAME" kubelet
 kubeconfig "$CONF/kube-proxy.kubeconfig" system:kube-proxy kube-proxy
+kubeconfig "$CONF/coredns.kubeconfig" system:coredns coredns
 kubeconfig "$KUBECONFIG_PATH" tickrun-admin admin
 echo "$HOST_ADDRESS_FOR_PODS" > "$STATE_DIR/host-address"
 
@@ -173,6 +174,46 @@ apiserver_ready() {
 }
 wait_for kube-apiserver 90 apiserver_ready
 
+# Cluster DNS: CoreDNS on the host at the bridge address (kubelet's clusterDNS), serving
+# cluster.local from the API and forwarding the rest to the host's resolver.
+admin apply -f - >/dev/null <<YAML
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "tickrun:coredns"}
+rules:
+- apiGroups: [""]
+  resources: [endpoints, services, pods, namespaces]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "tickrun:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "tickrun:coredns"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:coredns"}
+YAML
+cat > "$CONF/Corefile" <<COREFILE
+.:53 {
+    bind $HOST_ADDRESS_FOR_PODS
+    errors
+    health 127.0.0.1:18080
+    ready 127.0.0.1:18181
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $CONF/coredns.kubeconfig tickrun-test
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 30
+    }
+    forward . /etc/resolv.conf
+    cache 30
+    loadbalance
+}
+COREFILE
+start coredns "$BIN_DIR/coredns" -conf "$CONF/Corefile"
+
 start kube-controller-manager "$BIN_DIR/kube-controller-manager" \
   --kubeconfig="$CONF/controller-manager.kubeconfig" \
   --authentication-kubeconfig="$CONF/controller-manager.kubeconfig" \
@@ -208,6 +249,7 @@ address: "$HOST_ADDRESS_FOR_PODS"
 healthzBindAddress: 127.0.0.1
 podCIDR: "$POD_CIDR"
 clusterDomain: cluster.local
+clusterDNS: ["$HOST_ADDRESS_FOR_PODS"]
 resolvConf: /etc/resolv.conf
 evictionHard: {nodefs.available: "0%", nodefs.inodesFree: "0%", imagefs.available: "0%"}
 imageGCHighThresholdPercent: 100
@@ -241,7 +283,7 @@ YAML
 start kube-proxy "$BIN_DIR/kube-proxy" --config="$CONF/kube-proxy.yaml" --v=1
 
 node_ready() {
-  for c in containerd kubelet kube-proxy kube-controller-manager kube-scheduler; do
+  for c in containerd kubelet kube-proxy kube-controller-manager kube-scheduler coredns; do
     running "$c" || { tail -n 30 "$LOGS/$c.log" >&2; die "$c exited"; }
   done
   [ "$(admin get node "$NODE_NAME" \
@@ -249,6 +291,7 @@ node_ready() {
 }
 wait_for "node $NODE_NAME Ready" 90 node_ready
 wait_for "default service account" 60 admin -n default get serviceaccount default
+wait_for coredns 30 "$K" --kubeconfig /dev/null get --raw /ready -s http://127.0.0.1:18181
 elapsed=$(( $(date +%s) - t0 ))
 echo "$elapsed" > "$STATE_DIR/up-seconds"
 if (( $(stat -c %Y "$BIN_DIR/.build-id") >= t0 )); then kind="cold: binaries built"
