@@ -7,13 +7,19 @@ need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v runuser >/dev/null || need_apt+=(util-linux)
+# A real Prometheus scrapes the chart's pods in tests/cluster/test_observability.py.
+command -v prometheus >/dev/null || need_apt+=(prometheus)
 if ((${#need_apt[@]})); then
   echo "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
-# Debian's postgresql package starts a cluster of its own; the tests start theirs.
+# Debian's postgresql and prometheus packages start servers of their own; the tests start
+# theirs.
+if command -v systemctl >/dev/null && systemctl is-active -q prometheus 2>/dev/null; then
+  systemctl stop prometheus || true
+fi
 id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql postgres
 
 if [ ! -x .venv/bin/python ]; then

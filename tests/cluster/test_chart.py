@@ -5,6 +5,7 @@ every rendered object (server-side dry run)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,9 @@ def test_default_values_render_every_part() -> None:
     assert settings["TICKRUN_EXECUTOR"] == "kubernetes"
     assert settings["TICKRUN_EMBEDDED_CONTROLLER"] == "false"
     assert settings["TICKRUN_K8S_NAMESPACE"] == "apps"
+    # The runner writes events under the prefix the API reads.
+    assert json.loads(settings["TICKRUN_K8S_RUNNER_ENV"]) == {
+        "TICKRUN_REDIS_KEY_PREFIX": settings["TICKRUN_REDIS_KEY_PREFIX"]}
     hooks = {d["kind"]: d["metadata"]["annotations"]["helm.sh/hook"] for d in docs
              if "helm.sh/hook" in d["metadata"].get("annotations", {})}
     assert hooks == {"Job": "pre-install,pre-upgrade", "Pod": "test"}

@@ -101,7 +101,8 @@ def _text(content: Any) -> str:
 
 
 class FakeOpenAI:
-    def __init__(self, api_key: str, *, default: Reply | None = None) -> None:
+    def __init__(self, api_key: str, *, default: Reply | None = None,
+                 host: str = "127.0.0.1") -> None:
         self.api_key = api_key
         self.default = default or Reply.text("Nothing to do: hold.")
         self.requests: list[ChatRequest] = []
@@ -111,13 +112,17 @@ class FakeOpenAI:
         self._arrived = threading.Condition(self._lock)
         self._stopping = threading.Event()
         self._ids = itertools.count(1)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = ThreadingHTTPServer((host, 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True,
                                         name="fake-openai")
 
     # -- lifecycle -------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"

@@ -1,0 +1,333 @@
+"""The chart installed on the real test cluster, used through its Service, scraped by a
+real Prometheus, checked for least privilege, tested with `helm test` and uninstalled
+without a trace.
+
+One release per module in a fresh namespace and a fresh database (the chart's
+pre-install hook migrates it); the tests run in order and share it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from httpx_sse import connect_sse
+from kubernetes import client
+
+from tests.apiserver import JWT_SECRET, token
+from tests.cluster.helpers import Cluster, cluster_path, diagnose, exists, pod_logs, wait_until
+from tests.cluster.prometheus import Prometheus
+from tests.fakes.openai_server import FakeOpenAI
+from tests.integration.test_api_runs import create, create_model, daily, intraday
+from tests.servers import Postgres, Redis
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
+
+CHART = Path(__file__).resolve().parents[2] / "helm" / "tickrun"
+VALUES = Path(__file__).resolve().parent / "values-test.yaml"
+RELEASE = "tr"
+LLM_KEY = f"sk-test-{uuid.uuid4().hex}"
+# The objects `helm uninstall` must leave none of (besides what Kubernetes makes itself).
+KINDS = ["deployments", "replicasets", "pods", "services", "configmaps", "serviceaccounts",
+         "roles", "rolebindings", "leases", "jobs", "poddisruptionbudgets",
+         "networkpolicies", "secrets", "endpointslices"]
+
+
+@dataclass
+class Release:
+    cluster: Cluster
+    namespace: str
+    api_url: str
+    secrets: list[str]
+    """Every secret value the release was given: no log line may contain one."""
+    install_seconds: float
+    prometheus: Prometheus
+    fake_llm: FakeOpenAI
+    started: float
+
+    def run(self, *args: str, timeout: float = 300, check: bool = True) -> str:
+        import subprocess
+
+        out = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
+        if check and out.returncode != 0:
+            raise AssertionError(f"{' '.join(args[:4])}... failed ({out.returncode}):\n"
+                                 f"{out.stdout}\n{out.stderr}\n"
+                                 f"{diagnose(self.cluster, self.namespace)}")
+        return out.stdout + out.stderr
+
+    def helm(self, *args: str, timeout: float = 300, check: bool = True) -> str:
+        return self.run(f"{cluster_path('bin')}/helm", f"--kubeconfig={self.cluster.kubeconfig}",
+                        "-n", self.namespace, *args, timeout=timeout, check=check)
+
+    def kubectl(self, *args: str, check: bool = True) -> str:
+        return self.run(f"{cluster_path('bin')}/kubectl",
+                        f"--kubeconfig={self.cluster.kubeconfig}", "-n", self.namespace, *args,
+                        timeout=60, check=check)
+
+    def client(self, user_id: str = "user-a") -> httpx.Client:
+        return httpx.Client(base_url=self.api_url, timeout=30,
+                            headers={"Authorization": f"Bearer {token(user_id)}"})
+
+
+def secret(cluster: Cluster, namespace: str, name: str, key: str, value: str) -> None:
+    cluster.core.create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name=name, labels={"test": "helm-release"}),
+        data={key: base64.b64encode(value.encode()).decode()}))
+
+
+def wait_run(r: Release, c: httpx.Client, run_id: int, statuses: set[str],
+             timeout: float = 90) -> dict[str, Any]:
+    """The run once its status is one of `statuses`; on a timeout, the run, the
+    namespace's events and every pod's logs."""
+    def reached() -> dict[str, Any] | None:
+        run: dict[str, Any] = c.get(f"/v1/runs/{run_id}").raise_for_status().json()
+        return run if run["status"] in statuses else None
+    return wait_until(reached, timeout, f"run {run_id} {statuses}",  # type: ignore[no-any-return]
+                      interval=0.5, diagnose=lambda: (
+                          f"run: {c.get(f'/v1/runs/{run_id}').text}\n"
+                          + diagnose(r.cluster, r.namespace)))
+
+
+def service_url(r: Release) -> str:
+    """The API Service's ClusterIP, which the host reaches through kube-proxy."""
+    svc = r.cluster.core.read_namespaced_service(f"{RELEASE}-tickrun-api", r.namespace)
+    return f"http://{svc.spec.cluster_ip}:{svc.spec.ports[0].port}"
+
+
+@pytest.fixture(scope="module")
+def release(cluster: Cluster, namespace: str, postgres_server: Postgres, redis_server: Redis,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
+    database = f"h_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_server.url(database="postgres"), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {database}")
+    host = cluster.host_address
+    secret(cluster, namespace, "tickrun-database", "url",
+           postgres_server.url(host=host, database=database))
+    secret(cluster, namespace, "tickrun-redis", "url", redis_server.url(host=host))
+    secret(cluster, namespace, "tickrun-jwt", "secret", JWT_SECRET)
+    secret(cluster, namespace, "tickrun-llm", "api-key", LLM_KEY)
+    fake = FakeOpenAI(LLM_KEY, host="0.0.0.0").start()
+    workdir = tmp_path_factory.mktemp("helm-release")
+    prometheus = Prometheus(cluster.core, namespace, workdir / "prometheus")
+    r = Release(cluster, namespace, "", [postgres_server.password, redis_server.password,
+                                         JWT_SECRET, LLM_KEY], 0.0, prometheus, fake,
+                time.time())
+    try:
+        prometheus.wait_ready()
+        started = time.monotonic()
+        r.helm("install", RELEASE, str(CHART), "-f", str(VALUES),
+               "--set", f"settings.redisKeyPrefix=h{uuid.uuid4().hex[:8]}",
+               "--set", f"runs.env.TICKRUN_LLM_BASE_URL=http://{host}:{fake.port}/v1",
+               "--wait", "--timeout", "5m")
+        r.install_seconds = time.monotonic() - started
+        print(f"helm install --wait: {r.install_seconds:.1f}s")
+        r.api_url = service_url(r)
+        yield r
+    finally:
+        prometheus.close()
+        fake.stop()
+        r.helm("uninstall", RELEASE, "--wait", "--timeout", "2m", check=False)
+        with psycopg.connect(postgres_server.url(database="postgres"), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+def component_pods(r: Release, component: str) -> list[Any]:
+    return list(r.cluster.core.list_namespaced_pod(
+        r.namespace, label_selector=f"app.kubernetes.io/instance={RELEASE},"
+                                    f"app.kubernetes.io/component={component}").items)
+
+
+def ready(pod: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def test_install_makes_the_api_and_two_controllers_ready(release: Release) -> None:
+    assert release.install_seconds < 300
+    api = component_pods(release, "api")
+    controllers = component_pods(release, "controller")
+    assert len(api) == 1 and all(ready(p) for p in api), diagnose(release.cluster,
+                                                                  release.namespace)
+    assert len(controllers) == 2 and all(ready(p) for p in controllers)
+    # The pre-install hook migrated the fresh database and removed its Job.
+    assert not exists(lambda: release.cluster.batch.read_namespaced_job(
+        f"{RELEASE}-tickrun-migrate", release.namespace))
+    # One leader, named by its pod (POD_NAME from the downward API).
+    leases: Any = client.CoordinationV1Api(release.cluster.api)
+    holder = wait_until(lambda: leases.read_namespaced_lease(
+        "tickrun-controller", release.namespace).spec.holder_identity, 30, "a Lease holder")
+    assert holder in {p.metadata.name for p in controllers}
+    for pod in api + controllers:
+        spec = pod.spec
+        assert spec.security_context.run_as_non_root and spec.security_context.run_as_user
+        assert spec.security_context.seccomp_profile.type == "RuntimeDefault"
+        sc = spec.containers[0].security_context
+        assert sc.read_only_root_filesystem and sc.capabilities.drop == ["ALL"]
+        assert not sc.allow_privilege_escalation
+
+
+def test_a_run_is_created_followed_and_stopped_through_the_service(release: Release) -> None:
+    with release.client() as c:
+        assert c.get("/readyz").status_code == 200
+        model = create_model(c, "helm-sma")
+        run = create(c, intraday(model))
+        # Followed over SSE until it makes progress.
+        with connect_sse(c, "GET", f"/v1/runs/{run['id']}/events") as source:
+            assert source.response.status_code == 200
+            for sse in source.iter_sse():
+                if sse.event == "progress" and json.loads(sse.data)["data"]["step"] >= 20:
+                    break
+        assert c.post(f"/v1/runs/{run['id']}/stop").status_code == 202
+        stopped = wait_run(release, c, run["id"], {"stopped"}, timeout=60)
+        assert 20 <= stopped["progress"]["step"] < stopped["progress"]["total"]
+        wait_until(lambda: not exists(lambda: release.cluster.batch.read_namespaced_job(
+            f"tickrun-run-{run['id']}", release.namespace)), 60, "the stopped run's Job gone")
+        # Another user cannot see it: a 404 (also an error for the dashboards to show).
+        with release.client("user-b") as other:
+            assert other.get(f"/v1/runs/{run['id']}").status_code == 404
+
+
+def test_runs_complete_and_an_llm_run_reports_tokens(release: Release) -> None:
+    with release.client("user-c") as c:
+        sma = create_model(c, "helm-sma-c")
+        llm = c.post("/v1/models", json={"signature": "helm-llm", "llm": "openai/fake-model"})
+        assert llm.status_code == 201, llm.text
+        runs = [create(c, daily(sma, start="2024-01-02", end="2024-03-28")),
+                create(c, daily(sma, start="2024-04-01", end="2024-06-28")),
+                create(c, intraday(llm.json()["id"], decider="llm", decider_params={}))]
+        for run in runs:
+            done = wait_run(release, c, run["id"], {"completed", "failed"}, timeout=180)
+            assert done["status"] == "completed", done
+        assert release.fake_llm.requests, "the llm run never called the fake model"
+        decisions = c.get(f"/v1/runs/{runs[2]['id']}/decisions").raise_for_status().json()
+        assert decisions and decisions[0]["tokens_in"] > 0
+
+
+def test_logs_are_json_lines_with_run_and_user_ids_and_no_secrets(release: Release) -> None:
+    logs: dict[str, str] = {}
+    for pod in release.cluster.core.list_namespaced_pod(release.namespace).items:
+        logs[pod.metadata.name] = pod_logs(release.cluster, release.namespace, pod.metadata.name)
+    runner_logs = {k: v for k, v in logs.items() if k.startswith("tickrun-run-")}
+    assert runner_logs, "no finished run pods to read (ttlSecondsAfterFinished keeps them)"
+    assert any(k.startswith(f"{RELEASE}-tickrun-api") for k in logs)
+    assert any(k.startswith(f"{RELEASE}-tickrun-controller") for k in logs)
+    for name, text in logs.items():
+        lines = [line for line in text.splitlines() if line.strip()]
+        assert lines, f"{name} logged nothing"
+        for line in lines:
+            record = json.loads(line)  # one JSON object a line, nothing else
+            assert {"time", "level", "message", "component", "run_id", "user_id"} <= set(record)
+        for value in release.secrets:
+            assert value not in text, f"{name} logged a secret"
+    for name, text in runner_logs.items():
+        records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        unlabelled = [r for r in records if r["run_id"] is None or not r["user_id"]]
+        assert not unlabelled, (name, unlabelled)
+
+
+def test_helm_test_creates_and_stops_a_run(release: Release) -> None:
+    out = release.helm("test", RELEASE, "--timeout", "4m", timeout=300)
+    assert "Phase:          Succeeded" in out or "Succeeded" in out, out
+    # The test pod is removed on success (hook-delete-policy hook-succeeded).
+    assert not exists(lambda: release.cluster.core.read_namespaced_pod(
+        f"{RELEASE}-tickrun-test-run", release.namespace))
+
+
+def dashboard_queries(namespace: str) -> list[tuple[str, str, str]]:
+    found = []
+    for path in sorted((CHART / "dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel["targets"]:
+                expr = (target["expr"].replace("$namespace", namespace)
+                        .replace("$__rate_interval", "1m"))
+                found.append((path.name, panel["title"], expr))
+    return found
+
+
+def test_prometheus_finds_data_for_every_dashboard_query(release: Release) -> None:
+    p = release.prometheus
+    jobs = {t["labels"].get("component") for t in p.targets() if t["health"] == "up"}
+    assert {"api", "controller"} <= jobs, p.targets()
+    queries = dashboard_queries(release.namespace)
+    assert len(queries) >= 20
+    # The last runs' final scrapes and a couple of watch timeouts may be seconds away.
+    def missing() -> list[tuple[str, str, str]]:
+        end = time.time()
+        return [q for q in queries if not p.has_data(q[2], release.started, end)]
+    left: list[tuple[str, str, str]] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        left = missing()
+        if not left:
+            break
+        time.sleep(3)
+    assert not left, "dashboard queries without data:\n" + "\n".join(
+        f"  {f} / {t}: {e}" for f, t, e in left)
+    # A made-up metric has none: the check can fail.
+    assert not p.has_data(f'tickrun_made_up_total{{namespace="{release.namespace}"}}',
+                          release.started, time.time())
+
+
+def can_i(r: Release, sa: str, verb: str, resource: str, *extra: str) -> bool:
+    out = r.kubectl("auth", "can-i", verb, resource, *extra,
+                    f"--as=system:serviceaccount:{r.namespace}:{sa}", check=False)
+    return out.strip().splitlines()[0] == "yes"
+
+
+def test_rbac_is_least_privilege(release: Release) -> None:
+    api, ctl = f"{RELEASE}-tickrun-api", f"{RELEASE}-tickrun-controller"
+    for verb in ("create", "get", "delete"):
+        assert can_i(release, api, verb, "jobs.batch"), verb
+    assert can_i(release, api, "create", "events")
+    for verb, resource, *extra in [
+            ("get", "secrets"), ("list", "secrets"), ("create", "pods"),
+            ("create", "pods", "--subresource=exec"), ("get", "pods", "--subresource=log"),
+            ("patch", "jobs.batch"), ("list", "jobs.batch"), ("update", "leases"),
+            ("create", "roles"), ("create", "rolebindings"), ("get", "configmaps"),
+            ("list", "jobs.batch", "--all-namespaces"), ("get", "nodes"),
+            ("list", "namespaces"), ("create", "jobs.batch", "-n", "default")]:
+        assert not can_i(release, api, verb, resource, *extra), (verb, resource, extra)
+    for verb in ("get", "list", "watch", "patch", "delete"):
+        assert can_i(release, ctl, verb, "jobs.batch"), verb
+    for verb in ("get", "list", "watch"):
+        assert can_i(release, ctl, verb, "pods"), verb
+    assert can_i(release, ctl, "update", "leases/tickrun-controller")
+    assert not can_i(release, ctl, "update", "leases/someone-else")
+    for verb, resource, *extra in [
+            ("get", "secrets"), ("create", "pods"), ("create", "pods", "--subresource=exec"),
+            ("delete", "pods"), ("get", "nodes"), ("list", "jobs.batch", "--all-namespaces")]:
+        assert not can_i(release, ctl, verb, resource, *extra), (verb, resource, extra)
+    # Run pods get no token at all; nothing cluster-wide was made.
+    for job in release.cluster.batch.list_namespaced_job(
+            release.namespace, label_selector="app.kubernetes.io/managed-by=tickrun").items:
+        assert job.spec.template.spec.automount_service_account_token is False
+    rbac = client.RbacAuthorizationV1Api(release.cluster.api)
+    assert not [b for b in rbac.list_cluster_role_binding().items
+                if any(s.namespace == release.namespace for s in b.subjects or [])]
+
+
+def leftovers(r: Release) -> list[str]:
+    out = r.kubectl("get", ",".join(KINDS), "-o", "name")
+    builtin = {"configmap/kube-root-ca.crt", "serviceaccount/default"}
+    mine = {f"secret/{n}" for n in ("tickrun-database", "tickrun-redis", "tickrun-jwt",
+                                    "tickrun-llm")}
+    return [line for line in out.split() if line not in builtin | mine]
+
+
+def test_uninstall_leaves_nothing_behind(release: Release) -> None:
+    # Finished run Jobs (kept ttlSecondsAfterFinished for kubectl logs) are the API's, not
+    # the chart's: an operator deletes them, or waits for the TTL, before uninstalling.
+    release.kubectl("delete", "jobs", "-l", "app.kubernetes.io/managed-by=tickrun",
+                    "--wait=true")
+    started = time.monotonic()
+    release.helm("uninstall", RELEASE, "--wait", "--timeout", "2m")
+    print(f"helm uninstall --wait: {time.monotonic() - started:.1f}s")
+    wait_until(lambda: not leftovers(release), 90, "nothing left of the release",
+               interval=1.0, diagnose=lambda: "\n".join(leftovers(release)))
