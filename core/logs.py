@@ -45,7 +45,9 @@ def configure_logging(component: str, *, level: str = "INFO", json: bool = True)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "urllib3", "kubernetes"):
+    # Per-request INFO lines from HTTP clients (the OpenAI client uses httpx2) come from
+    # threads without the run context: one line per LLM call, without run_id.
+    for noisy in ("httpx", "httpx2", "httpcore", "openai", "urllib3", "kubernetes"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
