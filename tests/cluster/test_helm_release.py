@@ -233,8 +233,10 @@ def test_logs_are_json_lines_with_run_and_user_ids_and_no_secrets(release: Relea
 
 
 def test_helm_test_creates_and_stops_a_run(release: Release) -> None:
+    started = time.monotonic()
     out = release.helm("test", RELEASE, "--timeout", "4m", timeout=300)
-    assert "Phase:          Succeeded" in out or "Succeeded" in out, out
+    print(f"helm test: {time.monotonic() - started:.1f}s\n{out}")
+    assert "Phase:          Succeeded" in out, out
     # The test pod is removed on success (hook-delete-policy hook-succeeded).
     assert not exists(lambda: release.cluster.core.read_namespaced_pod(
         f"{RELEASE}-tickrun-test-run", release.namespace))
@@ -268,11 +270,34 @@ def test_prometheus_finds_data_for_every_dashboard_query(release: Release) -> No
         if not left:
             break
         time.sleep(3)
+    print(f"{len(queries)} dashboard queries, each with data")
     assert not left, "dashboard queries without data:\n" + "\n".join(
         f"  {f} / {t}: {e}" for f, t, e in left)
     # A made-up metric has none: the check can fail.
     assert not p.has_data(f'tickrun_made_up_total{{namespace="{release.namespace}"}}',
                           release.started, time.time())
+
+
+def test_upgrade_migrates_again_and_rolls_the_pods(release: Release) -> None:
+    before = {p.metadata.name for p in component_pods(release, "api")
+              + component_pods(release, "controller")}
+    started = time.monotonic()
+    release.helm("upgrade", RELEASE, str(CHART), "--reuse-values", "--set",
+                 "settings.perUserLimit=3", "--wait", "--timeout", "5m")
+    print(f"helm upgrade --wait: {time.monotonic() - started:.1f}s")
+    settings = release.cluster.core.read_namespaced_config_map(f"{RELEASE}-tickrun-settings",
+                                                               release.namespace)
+    assert settings.data["TICKRUN_PER_USER_LIMIT"] == "3"
+    # A changed setting rolls the pods (checksum/settings), and they all come back Ready.
+    def rolled() -> bool:
+        pods = component_pods(release, "api") + component_pods(release, "controller")
+        names = {p.metadata.name for p in pods if p.metadata.deletion_timestamp is None}
+        return len(names) == 3 and not names & before and all(ready(p) for p in pods)
+    wait_until(rolled, 120, "the new API and controller pods Ready",
+               diagnose=lambda: diagnose(release.cluster, release.namespace))
+    with release.client() as c:
+        assert c.get("/readyz").status_code == 200
+        assert c.get("/v1/runs").status_code == 200
 
 
 def can_i(r: Release, sa: str, verb: str, resource: str, *extra: str) -> bool:
