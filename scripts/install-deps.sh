@@ -25,10 +25,11 @@ id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql postg
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+# The runtime dependencies at the versions the images pin (constraints.txt).
+stamp=.venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[dev]'
+  .venv/bin/pip install -q -e '.[dev]' -c constraints.txt
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
