@@ -21,6 +21,7 @@ from controller.finalize import finalize
 from controller.workload import GONE, WorkloadState
 from core.errors import IllegalTransition, NotFound
 from core.eventlog import EventLog
+from core.logs import run_context
 from core.records import Run
 from core.status import RunStatus
 from core.store import Store
@@ -59,7 +60,8 @@ class Reconciler:
             self._observe_ended({r.id for r in runs})
             states = self.executor.observe(r.id for r in runs)
             for run in runs:
-                self._reconcile_run(run, states[run.id])
+                with run_context(run.id, run.user_id):  # its log lines carry the ids
+                    self._reconcile_run(run, states[run.id])
             self._admit(states)
             self._delete_orphans({r.id for r in runs})
             self._export_counts()
@@ -132,15 +134,19 @@ class Reconciler:
 
     def _admit(self, states: dict[int, WorkloadState]) -> None:
         for run in self.store.admit_queued(self.limits.per_user, self.limits.global_):
-            telemetry.RUNS_ADMITTED.inc()
-            if run.admitted_at is not None:
-                telemetry.ADMISSION_WAIT.observe(
-                    (run.admitted_at - run.created_at).total_seconds())
-            log.info("run %d admitted (user %s)", run.id, run.user_id)
-            if states.get(run.id, GONE).phase == "gone":
-                self.executor.submit(run)
-            self.executor.admit(run.id)
-            self.notify(run, "Admitted", "run admitted within the user and global limits")
+            with run_context(run.id, run.user_id):
+                self._admit_one(run, states)
+
+    def _admit_one(self, run: Run, states: dict[int, WorkloadState]) -> None:
+        telemetry.RUNS_ADMITTED.inc()
+        if run.admitted_at is not None:
+            telemetry.ADMISSION_WAIT.observe(
+                (run.admitted_at - run.created_at).total_seconds())
+        log.info("run %d admitted (user %s)", run.id, run.user_id)
+        if states.get(run.id, GONE).phase == "gone":
+            self.executor.submit(run)
+        self.executor.admit(run.id)
+        self.notify(run, "Admitted", "run admitted within the user and global limits")
 
     def _delete_orphans(self, active_ids: set[int]) -> None:
         for run_id in self.executor.workload_run_ids() - active_ids:

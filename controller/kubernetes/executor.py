@@ -66,7 +66,8 @@ class KubernetesExecutor(Executor):
             # The client takes the plain dict the API speaks (its stubs say V1Job).
             with_retries(lambda: self.batch.create_namespaced_job(
                 self.settings.namespace, body))  # type: ignore[arg-type]
-            log.info("run %d: Job %s created (suspended)", run.id, job_name(run.id))
+            log.info("run %d: Job %s created (suspended)", run.id, job_name(run.id),
+                     extra={"run_id": run.id, "user_id": run.user_id})
         except ApiException as exc:
             if exc.status != 409:
                 raise
