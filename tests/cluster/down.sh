@@ -17,9 +17,8 @@ stop() { # stop NAME: SIGTERM, then SIGKILL after 10s
   fi
   rm -f "$f"
 }
-for c in coredns kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd; do
-  stop "$c"
-done
+# Reverse start order; containerd last, after the pods' containers are gone.
+for ((i = ${#COMPONENTS[@]} - 1; i > 0; i--)); do stop "${COMPONENTS[i]}"; done
 # The pods' containers, while containerd still runs (images stay).
 if [ -S "$CONTAINERD_SOCK" ] && running containerd; then
   ctr_() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }

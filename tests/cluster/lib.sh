@@ -21,6 +21,9 @@ SERVICE_IP=10.96.0.1
 NODE_NAME=tickrun-node
 CONTAINERD_ROOT=/var/lib/tickrun-containerd
 CONTAINERD_SOCK=/run/tickrun-containerd/containerd.sock
+# The cluster's processes, in start order.
+COMPONENTS=(containerd etcd kube-apiserver coredns kube-controller-manager kube-scheduler
+            kubelet kube-proxy)
 
 # running NAME: true when the process in $STATE_DIR/run/NAME.pid is alive and is NAME
 # (a stale pid file after a reboot must never make us signal someone else's process).

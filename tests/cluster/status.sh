@@ -4,8 +4,7 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 RUN=$STATE_DIR/run
 rc=0
-for c in containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy \
-         coredns; do
+for c in "${COMPONENTS[@]}"; do
   if running "$c"; then
     printf '%-24s running (pid %s, log %s)\n' "$c" "$(cat "$RUN/$c.pid")" "$STATE_DIR/logs/$c.log"
   else

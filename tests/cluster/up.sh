@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Starts the single-node test cluster: containerd (+ runc, CNI bridge), etcd,
-# kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and CoreDNS, as
-# background processes with their state, logs and kubeconfig under $STATE_DIR.
-# Idempotent: a healthy running cluster is left alone.
+# kube-apiserver, CoreDNS, kube-controller-manager, kube-scheduler, kubelet and
+# kube-proxy, as background processes with their state, logs and kubeconfig under
+# $STATE_DIR. Idempotent: a healthy running cluster is left alone.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 [ "$(id -u)" = 0 ] || die "the test cluster needs root (containerd, kubelet, iptables)"
@@ -31,8 +31,11 @@ wait_for() { # wait_for WHAT SECONDS CMD...
 }
 admin() { "$K" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
 
-if [ -f "$KUBECONFIG_PATH" ] && running kube-apiserver && running kubelet &&
-   admin get --raw /readyz >/dev/null 2>&1; then
+all_running() {
+  local c
+  for c in "${COMPONENTS[@]}"; do running "$c" || return 1; done
+}
+if [ -f "$KUBECONFIG_PATH" ] && all_running && admin get --raw /readyz >/dev/null 2>&1; then
   log "cluster already running; kubeconfig: $KUBECONFIG_PATH"
   exit 0
 fi
@@ -40,7 +43,7 @@ fi
 # Leftovers of a cluster that did not stop cleanly (a killed session, a reboot): start
 # from a clean slate, with a new PKI and an empty etcd.
 if [ -d "$STATE_DIR" ]; then
-  log "cleaning up a cluster that is not running"
+  log "cleaning up a cluster that is not (fully) running"
   TICKRUN_CLUSTER_LOCKED=1 "$CLUSTER_SRC/down.sh"
 fi
 "$CLUSTER_SRC/install-deps.sh"
@@ -283,7 +286,7 @@ YAML
 start kube-proxy "$BIN_DIR/kube-proxy" --config="$CONF/kube-proxy.yaml" --v=1
 
 node_ready() {
-  for c in containerd kubelet kube-proxy kube-controller-manager kube-scheduler coredns; do
+  for c in "${COMPONENTS[@]}"; do
     running "$c" || { tail -n 30 "$LOGS/$c.log" >&2; die "$c exited"; }
   done
   [ "$(admin get node "$NODE_NAME" \
