@@ -21,7 +21,14 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from tests.cluster.helpers import Cluster, cluster_path, exists, wait_until
+from tests.cluster.helpers import (
+    API_IMAGE,
+    RUNNER_IMAGE,
+    Cluster,
+    cluster_path,
+    exists,
+    wait_until,
+)
 
 
 @pytest.fixture(scope="session")
@@ -38,9 +45,18 @@ def cluster() -> Iterator[Cluster]:
     except Exception as exc:
         pytest.fail(f"the test cluster at {kubeconfig} is not ready ({exc}): "
                     "`make cluster-status`, `make cluster-up`", pytrace=False)
+    # The kubelet reports the images it has; ours never come from a registry.
+    core = client.CoreV1Api(api)
+    present = {name for node in core.list_node().items for image in node.status.images or []
+               for name in image.names or []}
+    missing = [image for image in (RUNNER_IMAGE, API_IMAGE)
+               if f"docker.io/{image}" not in present]
+    if missing:
+        pytest.fail(f"the test cluster lacks {', '.join(missing)}: run `make cluster-images`",
+                    pytrace=False)
     host_file = kubeconfig.parent / "host-address"
     host = host_file.read_text().strip() if host_file.is_file() else cluster_path("host-address")
-    yield Cluster(kubeconfig=kubeconfig, api=api, core=client.CoreV1Api(api),
+    yield Cluster(kubeconfig=kubeconfig, api=api, core=core,
                   batch=client.BatchV1Api(api), host_address=host)
     api.close()
 
