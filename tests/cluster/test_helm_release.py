@@ -199,8 +199,10 @@ def test_runs_complete_and_an_llm_run_reports_tokens(release: Release) -> None:
         sma = create_model(c, "helm-sma-c")
         llm = c.post("/v1/models", json={"signature": "helm-llm", "llm": "openai/fake-model"})
         assert llm.status_code == 201, llm.text
+        # A short daily run, and a session long enough (390 steps, ~20 s) for Prometheus
+        # to scrape its pod's trades many times.
         runs = [create(c, daily(sma, start="2024-01-02", end="2024-03-28")),
-                create(c, daily(sma, start="2024-04-01", end="2024-06-28")),
+                create(c, intraday(sma, date="2025-03-04")),
                 create(c, intraday(llm.json()["id"], decider="llm", decider_params={}))]
         for run in runs:
             done = wait_run(release, c, run["id"], {"completed", "failed"}, timeout=180)
@@ -226,6 +228,13 @@ def test_logs_are_json_lines_with_run_and_user_ids_and_no_secrets(release: Relea
             assert {"time", "level", "message", "component", "run_id", "user_id"} <= set(record)
         for value in release.secrets:
             assert value not in text, f"{name} logged a secret"
+    # The API's and the controller's lines about a run carry its ids too.
+    records = [json.loads(line) for name, text in logs.items() if name.startswith(RELEASE)
+               for line in text.splitlines() if line.strip()]
+    created = [r for r in records if "created (suspended)" in r["message"]]
+    admitted = [r for r in records if r["message"].endswith("admitted (user user-a)")]
+    assert created and all(r["run_id"] and r["user_id"] for r in created)
+    assert admitted and all(r["run_id"] and r["user_id"] == "user-a" for r in admitted)
     for name, text in runner_logs.items():
         records = [json.loads(line) for line in text.splitlines() if line.strip()]
         unlabelled = [r for r in records if r["run_id"] is None or not r["user_id"]]
@@ -270,9 +279,9 @@ def test_prometheus_finds_data_for_every_dashboard_query(release: Release) -> No
         if not left:
             break
         time.sleep(3)
-    print(f"{len(queries)} dashboard queries, each with data")
     assert not left, "dashboard queries without data:\n" + "\n".join(
         f"  {f} / {t}: {e}" for f, t, e in left)
+    print(f"{len(queries)} dashboard queries, each with data")
     # A made-up metric has none: the check can fail.
     assert not p.has_data(f'tickrun_made_up_total{{namespace="{release.namespace}"}}',
                           release.started, time.time())
