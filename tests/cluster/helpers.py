@@ -123,7 +123,8 @@ def wait_gone(read: Callable[[], Any], timeout: float, what: str) -> None:
 def job_manifest(name: str, image: str, command: list[str] | None = None,
                  args: list[str] | None = None, *, env: dict[str, str] | None = None,
                  grace_seconds: int = 30, ttl_seconds: int | None = None,
-                 backoff_limit: int = 0, service_account_token: bool = False) -> client.V1Job:
+                 backoff_limit: int = 0, service_account_token: bool = False,
+                 memory_limit: str = "512Mi") -> client.V1Job:
     """A Job like the ones tickrun makes: non-root, read-only root filesystem, no
     capabilities, seccomp RuntimeDefault, no service account token, image present."""
     container = client.V1Container(
@@ -135,7 +136,7 @@ def job_manifest(name: str, image: str, command: list[str] | None = None,
             capabilities=client.V1Capabilities(drop=["ALL"])),
         volume_mounts=[client.V1VolumeMount(name="tmp", mount_path="/tmp")],
         resources=client.V1ResourceRequirements(requests={"cpu": "50m", "memory": "64Mi"},
-                                                limits={"memory": "512Mi"}))
+                                                limits={"memory": memory_limit}))
     pod = client.V1PodSpec(
         restart_policy="Never", containers=[container],
         termination_grace_period_seconds=grace_seconds,

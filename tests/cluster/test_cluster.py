@@ -247,3 +247,17 @@ def test_pods_reach_the_api_server_through_its_service(cluster: Cluster, namespa
     assert "dns 10.96.0.1" in logs
     assert f"in-cluster https://10.96.0.1:443/version {version}" in logs
     assert f"in-cluster https://kubernetes.default.svc/version {version}" in logs
+
+
+def test_a_pod_over_its_memory_limit_is_oom_killed(cluster: Cluster, namespace: str) -> None:
+    """The kubelet enforces memory limits (cgroup v1 here) and reports OOMKilled, the
+    reason tickrun shows for such a run."""
+    name = "oom"
+    cluster.batch.create_namespaced_job(namespace, job_manifest(
+        name, cluster.runner_image, memory_limit="96Mi",
+        command=["python", "-c", "b = [bytearray(1 << 20) for _ in range(400)]"]))
+    wait_for_job_condition(cluster, namespace, name, "Failed")
+    (pod,) = job_pods(cluster, namespace, name)
+    (status,) = pod.status.container_statuses
+    assert status.state.terminated.reason == "OOMKilled", status.state.terminated
+    assert status.state.terminated.exit_code == 137
