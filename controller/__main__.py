@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=elector.run, args=(stop, _on_leadership(executor)),
                      name="lease", daemon=True).start()
     log.info("controller %s watching namespace %s", args.identity, k8s.namespace)
-    _reconcile_while_leader(reconciler, elector, stop, k8s.resync_seconds)
+    reconciler.run_forever(stop, interval=k8s.resync_seconds, active=elector.is_leader)
     executor.close()
     store.close()
     events.close()
@@ -68,19 +68,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def client_coordination(executor: KubernetesExecutor) -> client.CoordinationV1Api:
     return client.CoordinationV1Api(executor.api)
-
-
-def _reconcile_while_leader(reconciler: Reconciler, elector: LeaseElector,
-                            stop: threading.Event, resync: float) -> None:
-    while not stop.is_set():
-        if not elector.is_leader.wait(1.0):
-            continue
-        try:
-            reconciler.reconcile_once()
-        except Exception:
-            log.exception("reconcile pass failed; retrying")
-            stop.wait(1.0)
-        reconciler.wait_for_change(stop, resync)
 
 
 def _notifier(executor: KubernetesExecutor) -> Notify:

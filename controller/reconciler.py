@@ -185,10 +185,14 @@ class Reconciler:
             telemetry.RUNS_BY_STATUS.labels(status.value).set(counts.get(status, 0))
 
     # -- the loop ----------------------------------------------------------------------
-    def run_forever(self, stop: threading.Event, *, interval: float = 15.0) -> None:
+    def run_forever(self, stop: threading.Event, *, interval: float = 15.0,
+                    active: threading.Event | None = None) -> None:
         """Reconcile on every change the executor or the API signals, and at least every
-        `interval` seconds (a resync, as informers do)."""
+        `interval` seconds (a resync, as informers do); only while `active` is set (the
+        replica holds the Lease) when one is given."""
         while not stop.is_set():
+            if active is not None and not active.wait(1.0):
+                continue
             try:
                 self.reconcile_once()
             except Exception:

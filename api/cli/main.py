@@ -86,6 +86,10 @@ def demo(as_json: JsonOpt = False, symbol: str = "AAPL",
         raise typer.Exit(1)
 
 
+def _show(run: dict[str, Any], as_json: bool) -> None:
+    _print_json(run) if as_json else _summary(run)
+
+
 def _demo_model(client: ApiClient) -> dict[str, Any]:
     for model in client.get("/v1/models", limit=500)["items"]:
         if model["signature"] == "demo-sma":
@@ -193,10 +197,7 @@ def runs_get(run_id: int, as_json: JsonOpt = False) -> None:
         run = _client().get(f"/v1/runs/{run_id}")
     except ApiError as exc:
         raise _fail(exc) from exc
-    if as_json:
-        _print_json(run)
-    else:
-        _summary(run)
+    _show(run, as_json)
 
 
 @runs_app.command("stop")
@@ -240,10 +241,7 @@ def runs_follow(run_id: int, as_json: JsonOpt = False) -> None:
         run = client.get(f"/v1/runs/{run_id}")
     except ApiError as exc:
         raise _fail(exc) from exc
-    if as_json:
-        _print_json(run)
-    else:
-        _summary(run)
+    _show(run, as_json)
 
 
 # -- models ------------------------------------------------------------------------------
