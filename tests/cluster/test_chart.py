@@ -6,6 +6,7 @@ every rendered object (server-side dry run)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -154,3 +155,39 @@ def test_the_cluster_accepts_every_rendered_object(cluster: Cluster, namespace: 
             input=yaml.safe_dump_all(docs), capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         assert out.stdout.count("(server dry run)") == len(docs)
+
+
+def test_every_value_is_documented_and_in_the_schema() -> None:
+    """Every leaf of values.yaml has a `# --` comment (on itself or the block it is in),
+    and the schema knows every key (it refuses unknown ones)."""
+
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    undocumented: list[str] = []
+    stack: list[tuple[int, bool]] = []  # (indent, documented) of the enclosing keys
+    for i, line in enumerate(lines):
+        m = re.match(r"^( *)([A-Za-z_][\w.-]*):(.*)$", line)
+        if not m:
+            continue
+        indent, key, rest = len(m.group(1)), m.group(2), m.group(3).strip()
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        j = i - 1
+        while j >= 0 and lines[j].strip().startswith("#") and not lines[j].strip().startswith(
+                "# --"):
+            j -= 1
+        documented = (j >= 0 and lines[j].strip().startswith("# --")) or any(
+            d for _, d in stack)
+        if rest and not documented:
+            undocumented.append(key)
+        stack.append((indent, documented))
+    assert not undocumented, undocumented
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def walk(v: Any, s: dict[str, Any], path: str) -> None:
+        if isinstance(v, dict) and "properties" in s:
+            for k, child in v.items():
+                assert k in s["properties"], f"{path}.{k} is not in the schema"
+                walk(child, s["properties"][k], f"{path}.{k}")
+    walk(values, schema, "")

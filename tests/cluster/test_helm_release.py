@@ -309,6 +309,27 @@ def test_upgrade_migrates_again_and_rolls_the_pods(release: Release) -> None:
         assert c.get("/v1/runs").status_code == 200
 
 
+def lease_holder(r: Release) -> str | None:
+    leases: Any = client.CoordinationV1Api(r.cluster.api)
+    return leases.read_namespaced_lease("tickrun-controller", r.namespace).spec.holder_identity  # type: ignore[no-any-return]
+
+
+def test_the_other_controller_takes_over_when_the_leader_goes(release: Release) -> None:
+    pods = {p.metadata.name for p in component_pods(release, "controller")
+            if p.metadata.deletion_timestamp is None}
+    leader = wait_until(lambda: (h := lease_holder(release)) in pods and h, 30,
+                        "a controller pod holding the Lease")
+    started = time.monotonic()
+    release.cluster.core.delete_namespaced_pod(leader, release.namespace)
+    successor = wait_until(lambda: (h := lease_holder(release)) not in (None, "", leader) and h,
+                           30, "another controller holding the Lease")
+    print(f"controller failover: {time.monotonic() - started:.1f}s to {successor}")
+    with release.client("user-d") as c:  # the new leader admits and follows runs
+        run = create(c, daily(create_model(c, "helm-after-failover"), start="2024-01-02",
+                              end="2024-02-28"))
+        assert wait_run(release, c, run["id"], {"completed", "failed"})["status"] == "completed"
+
+
 def can_i(r: Release, sa: str, verb: str, resource: str, *extra: str) -> bool:
     out = r.kubectl("auth", "can-i", verb, resource, *extra,
                     f"--as=system:serviceaccount:{r.namespace}:{sa}", check=False)
