@@ -234,6 +234,7 @@ def test_logs_are_json_lines_with_run_and_user_ids_and_no_secrets(release: Relea
     created = [r for r in records if "created (suspended)" in r["message"]]
     admitted = [r for r in records if r["message"].endswith("admitted (user user-a)")]
     assert created and all(r["run_id"] and r["user_id"] for r in created)
+    assert not [r for r in records if r["logger"] == "uvicorn.access"]  # no access log
     assert admitted and all(r["run_id"] and r["user_id"] == "user-a" for r in admitted)
     for name, text in runner_logs.items():
         records = [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -3,6 +3,8 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import httpx
 import jwt
@@ -13,25 +15,25 @@ if os.environ.get(f"{service}_HOST"):  # no cluster DNS needed: the Service's va
     url = f"http://{os.environ[service + '_HOST']}:{os.environ[service + '_PORT']}"
 deadline = time.monotonic() + float(os.environ.get("TEST_TIMEOUT_SECONDS", "120"))
 now = int(time.time())
-claims = {"sub": os.environ["TEST_USER_ID"], "aud": os.environ["TEST_JWT_AUDIENCE"],
+claims: dict[str, Any] = {"sub": os.environ["TEST_USER_ID"], "aud": os.environ["TEST_JWT_AUDIENCE"],
           "iat": now, "exp": now + 600, "role": "authenticated"}
 if os.environ.get("TEST_JWT_ISSUER"):
     claims["iss"] = os.environ["TEST_JWT_ISSUER"]
 token = jwt.encode(claims, os.environ["TEST_JWT_SECRET"], algorithm="HS256")
 
 
-def say(message):
+def say(message: str) -> None:
     print(f"helm test: {message}", flush=True)
 
 
-def fail(message):
+def fail(message: str) -> NoReturn:
     say(f"FAILED: {message}")
     sys.exit(1)
 
 
-def wait(run_id, done, what):
+def wait(run_id: int, done: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
     while time.monotonic() < deadline:
-        run = api.get(f"/v1/runs/{run_id}").raise_for_status().json()
+        run: dict[str, Any] = api.get(f"/v1/runs/{run_id}").raise_for_status().json()
         if done(run):
             return run
         if run["status"] in ("failed", "completed"):
@@ -50,13 +52,13 @@ with httpx.Client(base_url=url, timeout=10,
     if model.status_code != 201:
         fail(f"create model: {model.status_code} {model.text}")
     # A long daily backtest, so that it is still running when it is stopped.
-    run = api.post("/v1/runs", json={
+    created = api.post("/v1/runs", json={
         "model_id": model.json()["id"], "mode": "daily", "symbols": ["SPY"],
         "start": "2000-01-03", "end": "2024-12-31", "decider": "sma_crossover"})
-    if run.status_code != 201:
-        fail(f"create run: {run.status_code} {run.text}")
-    run_id = run.json()["id"]
-    say(f"run {run_id} created ({run.json()['status']})")
+    if created.status_code != 201:
+        fail(f"create run: {created.status_code} {created.text}")
+    run_id = created.json()["id"]
+    say(f"run {run_id} created ({created.json()['status']})")
     run = wait(run_id, lambda r: r["status"] == "running" and r["progress"]["step"] > 0,
                "the run to make progress")
     say(f"run {run_id} running, step {run['progress']['step']}/{run['progress']['total']}")
