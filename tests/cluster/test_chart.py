@@ -6,6 +6,7 @@ every rendered object (server-side dry run)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -22,6 +23,15 @@ CHART = Path(__file__).resolve().parents[2] / "helm" / "tickrun"
 FULL = Path(__file__).resolve().parent / "values-full.yaml"
 MONITORING = ["--api-versions", "monitoring.coreos.com/v1/ServiceMonitor",
               "--api-versions", "monitoring.coreos.com/v1/PodMonitor"]
+
+
+@pytest.fixture(autouse=True)
+def helm_binary() -> None:
+    """helm comes with the test cluster's build (`make cluster-build`)."""
+    if os.environ.get("TICKRUN_SKIP_CLUSTER") == "1":
+        pytest.skip("TICKRUN_SKIP_CLUSTER=1: the chart tests use the cluster's helm")
+    if not Path(cluster_path("bin"), "helm").is_file():
+        pytest.fail("no helm: run `make cluster-build`", pytrace=False)
 
 
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
