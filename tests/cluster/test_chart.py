@@ -201,3 +201,47 @@ def test_every_value_is_documented_and_in_the_schema() -> None:
                 assert k in s["properties"], f"{path}.{k} is not in the schema"
                 walk(child, s["properties"][k], f"{path}.{k}")
     walk(values, schema, "")
+
+
+def crd(plural: str, kind: str) -> dict[str, Any]:
+    """A minimal stand-in for a Prometheus Operator CRD: same group, version and kind."""
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.monitoring.coreos.com",
+                         "labels": {"app.kubernetes.io/managed-by": "tickrun-tests"}},
+            "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
+                     "names": {"plural": plural, "singular": kind.lower(), "kind": kind,
+                               "listKind": f"{kind}List"},
+                     "versions": [{"name": "v1", "served": True, "storage": True,
+                                   "schema": {"openAPIV3Schema": {
+                                       "type": "object",
+                                       "x-kubernetes-preserve-unknown-fields": True}}}]}}
+
+
+def test_monitors_follow_the_clusters_crds(cluster: Cluster, namespace: str) -> None:
+    """`.Capabilities.APIVersions.Has` against the live API server: no monitors without the
+    Prometheus Operator's CRDs; a ServiceMonitor and two PodMonitors with them."""
+    kubectl = [f"{cluster_path('bin')}/kubectl", f"--kubeconfig={cluster.kubeconfig}"]
+    install = ["install", "mon", str(CHART), "-n", namespace, "--dry-run=server",
+               f"--kubeconfig={cluster.kubeconfig}"]
+    assert not {"ServiceMonitor", "PodMonitor"} & set(
+        kinds([d for d in yaml.safe_load_all(manifest(helm(*install).stdout)) if d]))
+    crds = yaml.safe_dump_all([crd("servicemonitors", "ServiceMonitor"),
+                               crd("podmonitors", "PodMonitor")])
+    subprocess.run([*kubectl, "apply", "-f", "-"], input=crds, check=True, text=True,
+                   capture_output=True, timeout=60)
+    try:
+        subprocess.run([*kubectl, "wait", "--for=condition=Established", "--timeout=30s",
+                        "crd/servicemonitors.monitoring.coreos.com",
+                        "crd/podmonitors.monitoring.coreos.com"], check=True,
+                       capture_output=True, timeout=60)
+        docs = [d for d in yaml.safe_load_all(manifest(helm(*install).stdout)) if d]
+        assert kinds(docs).count("ServiceMonitor") == 1
+        assert kinds(docs).count("PodMonitor") == 2
+    finally:
+        subprocess.run([*kubectl, "delete", "-f", "-", "--wait=true"], input=crds,
+                       text=True, capture_output=True, timeout=60)
+
+
+def manifest(out: str) -> str:
+    """The MANIFEST part of `helm install --dry-run` output."""
+    return out.split("MANIFEST:", 1)[1].split("\nNOTES:", 1)[0]
