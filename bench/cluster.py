@@ -116,7 +116,10 @@ def _admission(stack: Any, pg: Any) -> dict[str, Any]:
         for _ in range(ADMISSIONS):
             c.post("/v1/runs", json=_daily(model_id))
         started = time.monotonic()
-        stack.start_controller("bench-admit", per_user=ADMISSIONS)
+        # Pods stay Pending on purpose: no Unschedulable verdict during the benchmark.
+        stack.start_controller("bench-admit", per_user=ADMISSIONS,
+                               TICKRUN_GLOBAL_LIMIT=ADMISSIONS,
+                               TICKRUN_K8S_UNSCHEDULABLE_TIMEOUT_SECONDS=86400)
         store = open_store(stack.db_url, pool_size=1)
         batch = stack.cluster.batch
         while True:
@@ -165,7 +168,7 @@ def _with_stack(fn: Any) -> dict[str, Any]:
 
 
 def _runs(stack: Any, pg: Any) -> dict[str, Any]:
-    stack.start_controller("bench", per_user=CONCURRENT)
+    stack.start_controller("bench", per_user=CONCURRENT, TICKRUN_GLOBAL_LIMIT=CONCURRENT)
     result: dict[str, Any] = {}
     with stack.api(TICKRUN_K8S_RUNNER_ENV='{"TICKRUN_REDIS_KEY_PREFIX": "' + stack.prefix
                    + '"}') as api, api.client("bench-user") as c:

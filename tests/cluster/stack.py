@@ -89,8 +89,9 @@ class Stack:
         finally:
             server.stop()
 
-    def start_controller(self, identity: str, per_user: int = 2) -> subprocess.Popen[bytes]:
-        env = {**self.backend.runner_env(), **self.k8s_env(),
+    def start_controller(self, identity: str, per_user: int = 2,
+                         **overrides: Any) -> subprocess.Popen[bytes]:
+        env = {**self.backend.runner_env(), **self.k8s_env(**overrides),
                "TICKRUN_PER_USER_LIMIT": str(per_user), "POD_NAME": identity}
         log = open(self.log_dir / f"controller-{identity}.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen([sys.executable, "-m", "controller", "--metrics-port",
