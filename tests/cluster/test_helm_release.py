@@ -8,6 +8,7 @@ pre-install hook migrates it); the tests run in order and share it."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import time
 import uuid
@@ -244,9 +245,17 @@ def test_logs_are_json_lines_with_run_and_user_ids_and_no_secrets(release: Relea
 
 def test_helm_test_creates_and_stops_a_run(release: Release) -> None:
     started = time.monotonic()
-    out = release.helm("test", RELEASE, "--timeout", "4m", timeout=300)
+    out = release.helm("test", RELEASE, "--timeout", "5m", timeout=330)
     print(f"helm test: {time.monotonic() - started:.1f}s\n{out}")
     assert "Phase:          Succeeded" in out, out
+    with release.client("helm-test") as c:  # the test's user (tests.userId)
+        (run,) = c.get("/v1/runs").raise_for_status().json()["items"]
+    assert run["status"] == "stopped" and 0 < run["progress"]["step"] < run["progress"]["total"]
+    at = {k: dt.datetime.fromisoformat(run[k]) for k in
+          ("created_at", "admitted_at", "started_at", "stop_requested_at", "finished_at")}
+    since = {k.removesuffix("_at"): (v - at["created_at"]).total_seconds()
+             for k, v in at.items()}
+    print("helm test run: " + ", ".join(f"{k} +{v:.1f}s" for k, v in since.items()))
     # The test pod is removed on success (hook-delete-policy hook-succeeded).
     assert not exists(lambda: release.cluster.core.read_namespaced_pod(
         f"{RELEASE}-tickrun-test-run", release.namespace))
@@ -265,8 +274,11 @@ def dashboard_queries(namespace: str) -> list[tuple[str, str, str]]:
 
 def test_prometheus_finds_data_for_every_dashboard_query(release: Release) -> None:
     p = release.prometheus
-    jobs = {t["labels"].get("component") for t in p.targets() if t["health"] == "up"}
-    assert {"api", "controller"} <= jobs, p.targets()
+    wait_until(lambda: {"api", "controller"} <= {t["labels"].get("component")
+                                                for t in p.targets() if t["health"] == "up"},
+               30, "Prometheus scraping the API and the controllers", diagnose=lambda: "\n".join(
+                   f"{t['scrapeUrl']} {t['labels'].get('component')}: {t['health']} "
+                   f"{t.get('lastError')}" for t in p.targets()))
     queries = dashboard_queries(release.namespace)
     assert len(queries) >= 20
     # The last runs' final scrapes and a couple of watch timeouts may be seconds away.
