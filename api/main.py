@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from api import errors
@@ -60,6 +61,10 @@ def create_app(services: Services | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = services or build_services()
         app.state.services = svc
+        # As many request threads as database connections: more only queue on the pool
+        # while fighting for the GIL, which makes the latency tail long and unfair.
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = svc.settings.request_threads
         svc.start_controller(ControllerSettings().reconcile_interval_seconds)
         try:
             yield

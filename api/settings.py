@@ -24,6 +24,9 @@ class ApiSettings(BaseSettings):
     dev_token: SecretStr | None = Field(
         default=None, description="The bearer token `tickrun dev` accepts (dev mode only)")
     dev_user_id: str = Field(default="dev", description="The user the dev token acts as")
+    request_threads: int = Field(
+        default=10, ge=1, le=200,
+        description="Threads serving store calls; match TICKRUN_DB_POOL_SIZE")
     max_body_bytes: int = Field(default=64 * 1024, ge=1024,
                                 description="Larger request bodies get 413")
     sse_heartbeat_seconds: float = Field(
