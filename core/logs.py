@@ -25,6 +25,8 @@ class RunContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.component = self.component
+        # uvicorn's copy of the message with terminal colour codes: noise in JSON lines.
+        record.__dict__.pop("color_message", None)
         if not hasattr(record, "run_id"):
             record.run_id = run_id_var.get()
         if not hasattr(record, "user_id"):
