@@ -15,7 +15,6 @@ demo: deps
 
 lint: deps
 	.venv/bin/ruff check core runner controller api bench tests
-	.venv/bin/ruff format --check core runner controller api bench || true
 
 typecheck: deps
 	.venv/bin/mypy
