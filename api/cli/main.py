@@ -22,7 +22,8 @@ models_app = typer.Typer(help="Trading models: LLM, rules, instructions.", no_ar
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 
-out = Console()
+# Piped output keeps whole lines (rich would cut tables to 80 columns); --json is for scripts.
+out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object on stdout")]
@@ -119,6 +120,8 @@ def _fmt(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:,.4f}"
+    if isinstance(value, str) and value.replace(".", "", 1).lstrip("-").isdigit():
+        return f"{float(value):,.2f}"  # money arrives as a decimal string
     return str(value)
 
 
@@ -172,7 +175,8 @@ def runs_ls(status: str | None = None, symbol: str | None = None,
     if as_json:
         _print_json(page)
         return
-    table = Table("id", "status", "mode", "symbols", "dates", "steps", "return %", "created")
+    table = Table("id", "status", "mode", "symbols", "dates", "steps", "return %", "created",
+                  box=None)
     for r in page["items"]:
         spec = r["spec"]
         dates = spec.get("date") or f"{spec.get('start')}..{spec.get('end')}"
@@ -268,7 +272,7 @@ def models_ls(as_json: JsonOpt = False) -> None:
     if as_json:
         _print_json(page)
         return
-    table = Table("id", "signature", "llm", "parameters")
+    table = Table("id", "signature", "llm", "parameters", box=None)
     for m in page["items"]:
         table.add_row(str(m["id"]), m["signature"], m["llm"] or "-", json.dumps(m["parameters"]))
     out.print(table)
