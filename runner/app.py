@@ -85,13 +85,20 @@ def _play(run: Run, deps: RunnerDeps) -> int:
     if ending is Ending.STOPPED and not _stop_intended(run.id, deps):
         return _interrupted(run.id, deps, publisher)
     status = RunStatus.COMPLETED if ending is Ending.COMPLETED else RunStatus.STOPPED
-    reason = None if ending is Ending.COMPLETED else f"stopped ({deps.stop.signal_name})"
+    reason = _stop_reason(deps) if ending is Ending.STOPPED else None
     _finalize(deps, publisher, run.id, status, reason, session.result(ending))
     if deps.stop.received_at is not None:
         log.info("stopped %.2fs after the request, at step %d",
                  time.monotonic() - deps.stop.received_at,
                  deps.store.get_run(run.id).steps_done)
     return EXIT_OK
+
+
+def _stop_reason(deps: RunnerDeps) -> str | None:
+    """A signal names itself; a stop seen in the run's status keeps the reason whoever
+    asked gave (None keeps it: "stop requested", "stopped: Job deleted")."""
+    name = deps.stop.signal_name
+    return f"stopped ({name})" if name and name.startswith("SIG") else None
 
 
 def _stop_intended(run_id: int, deps: RunnerDeps) -> bool:
