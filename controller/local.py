@@ -19,13 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.executor import Executor
-from controller.workload import GONE, WorkloadState
+from controller.workload import WorkloadState
+from core.exitcodes import EXIT_NO_RETRY, EXIT_RETRY
 from core.records import Run
 
 log = logging.getLogger(__name__)
 
-EXIT_RETRY = 1
-EXIT_NO_RETRY = 78
 
 
 @dataclass
@@ -166,5 +165,3 @@ def _exit_reason(code: int, restarts: int) -> str:
         return f"BackoffLimitExceeded: runner exited with code 1 after {restarts} restarts"
     return f"runner exited with code {code}"
 
-
-__all__ = ["GONE", "LocalExecutor"]

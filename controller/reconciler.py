@@ -209,5 +209,3 @@ class Reconciler:
         self.executor.changed.clear()
 
 
-
-__all__ = ["IllegalTransition", "Limits", "Reconciler"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from core.errors import InvalidSpec, NotFound
 from core.eventlog import EventLog, EventType
+from core.exitcodes import EXIT_NO_RETRY, EXIT_OK, EXIT_RETRY
 from core.logs import run_context
 from core.records import Run
 from core.status import RunStatus
@@ -29,9 +30,6 @@ from runner.shutdown import StopSignal
 
 log = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_RETRY = 1
-EXIT_NO_RETRY = 78  # EX_CONFIG; the Job's podFailurePolicy fails the Job at once on it
 
 
 @dataclass

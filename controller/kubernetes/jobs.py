@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from controller.kubernetes.settings import KubernetesSettings, SecretRef
+from core.exitcodes import EXIT_NO_RETRY
 from core.records import Run
 
 APP_LABEL = "app.kubernetes.io/name"
@@ -22,7 +23,6 @@ RUN_ID = "tickrun.io/run-id"
 USER_ID = "tickrun.io/user-id"
 MODEL_ID = "tickrun.io/model-id"
 CONTAINER = "runner"
-EXIT_NO_RETRY = 78  # runner.app.EXIT_NO_RETRY (the controller must not import runner)
 RUN_SELECTOR = f"{APP_LABEL}={RUN_APP},{MANAGED_BY}=tickrun"
 
 _LABEL_VALUE = re.compile(r"[^A-Za-z0-9_.\-]")

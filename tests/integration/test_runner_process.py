@@ -14,11 +14,11 @@ from decimal import Decimal
 import pytest
 
 from core.eventlog import EventLog, EventType
+from core.exitcodes import EXIT_NO_RETRY
 from core.records import Side
 from core.spec import RunSpec
 from core.status import RunStatus
 from core.store import Store
-from runner.app import EXIT_NO_RETRY
 from tests.factories import daily_spec, intraday_spec, make_run
 from tests.servers import free_port
 
