@@ -1,5 +1,5 @@
 """The `tickrun` command."""
 
-from api.cli.main import app
+from api.cli.main import app, main
 
-__all__ = ["app"]
+__all__ = ["app", "main"]

@@ -1,3 +1,3 @@
-from api.cli.main import app
+from api.cli.main import main
 
-app(prog_name="tickrun")
+main()

@@ -34,10 +34,15 @@ def _client() -> ApiClient:
     return ApiClient()
 
 
-def _fail(exc: ApiError) -> typer.Exit:
-    err.print(f"[red]error[/red] {exc.detail}" if exc.status == 0
-              else f"[red]error {exc.status}[/red] {exc.detail}")
-    return typer.Exit(1)
+def main() -> None:
+    """The `tickrun` command: an API error is one red line and exit code 1, whichever
+    command met it."""
+    try:
+        app()
+    except ApiError as exc:
+        err.print(f"[red]error[/red] {exc.detail}" if exc.status == 0
+                  else f"[red]error {exc.status}[/red] {exc.detail}")
+        sys.exit(1)
 
 
 def _print_json(data: Any) -> None:
@@ -66,19 +71,16 @@ def demo(as_json: JsonOpt = False, symbol: str = "AAPL",
 
     with BackgroundServer(data_dir) as server:
         client = ApiClient(server.url, server.token)
-        try:
-            model = _demo_model(client)
-            day = previous_sessions(today_in_new_york(), 1)[-1]
-            run = client.post("/v1/runs", {"model_id": model["id"], "mode": "intraday",
-                                           "symbols": [symbol], "date": day.isoformat(),
-                                           "decider": "sma_crossover"})
-            if not as_json:
-                err.print(f"run {run['id']}: {symbol} on {day}, {run['progress']['total']} "
-                          "minute steps, SMA crossover on synthetic bars")
-            follow(client, run["id"], err, quiet=as_json)
-            final = client.get(f"/v1/runs/{run['id']}")
-        except ApiError as exc:
-            raise _fail(exc) from exc
+        model = _demo_model(client)
+        day = previous_sessions(today_in_new_york(), 1)[-1]
+        run = client.post("/v1/runs", {"model_id": model["id"], "mode": "intraday",
+                                       "symbols": [symbol], "date": day.isoformat(),
+                                       "decider": "sma_crossover"})
+        if not as_json:
+            err.print(f"run {run['id']}: {symbol} on {day}, {run['progress']['total']} "
+                      "minute steps, SMA crossover on synthetic bars")
+        follow(client, run["id"], err, quiet=as_json)
+        final = client.get(f"/v1/runs/{run['id']}")
     if as_json:
         _print_json(final)
     else:
@@ -147,13 +149,10 @@ def runs_create(
                                    ("decider", decider)) if v is not None})
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     client = _client()
-    try:
-        run = client.post("/v1/runs", body, headers=headers)
-        if follow_run:
-            follow(client, run["id"], err, quiet=as_json)
-            run = client.get(f"/v1/runs/{run['id']}")
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    run = client.post("/v1/runs", body, headers=headers)
+    if follow_run:
+        follow(client, run["id"], err, quiet=as_json)
+        run = client.get(f"/v1/runs/{run['id']}")
     if as_json:
         _print_json(run)
     elif follow_run:
@@ -167,11 +166,8 @@ def runs_ls(status: str | None = None, symbol: str | None = None,
             model: Annotated[int | None, typer.Option(help="Model id")] = None,
             limit: int = 20, as_json: JsonOpt = False) -> None:
     """Your runs, newest first."""
-    try:
-        page = _client().get("/v1/runs", status=status, symbol=symbol, model_id=model,
-                             limit=limit)
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    page = _client().get("/v1/runs", status=status, symbol=symbol, model_id=model,
+                         limit=limit)
     if as_json:
         _print_json(page)
         return
@@ -197,10 +193,7 @@ def _age(stamp: str) -> str:
 
 @runs_app.command("get")
 def runs_get(run_id: int, as_json: JsonOpt = False) -> None:
-    try:
-        run = _client().get(f"/v1/runs/{run_id}")
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    run = _client().get(f"/v1/runs/{run_id}")
     _show(run, as_json)
 
 
@@ -212,12 +205,9 @@ def runs_stop(run_id: Annotated[int | None, typer.Argument()] = None,
     if (run_id is None) == (not all_runs):
         err.print("give a run id or --all")
         raise typer.Exit(2)
-    try:
-        client = _client()
-        answer = (client.post("/v1/runs/stop-all") if all_runs
-                  else client.post(f"/v1/runs/{run_id}/stop"))
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    client = _client()
+    answer = (client.post("/v1/runs/stop-all") if all_runs
+              else client.post(f"/v1/runs/{run_id}/stop"))
     if as_json:
         _print_json(answer)
     elif all_runs:
@@ -229,10 +219,7 @@ def runs_stop(run_id: Annotated[int | None, typer.Argument()] = None,
 @runs_app.command("rm")
 def runs_rm(run_id: int) -> None:
     """Delete a run and its records (stopping it first)."""
-    try:
-        _client().request("DELETE", f"/v1/runs/{run_id}")
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    _client().request("DELETE", f"/v1/runs/{run_id}")
     out.print(f"run {run_id} deleted")
 
 
@@ -240,11 +227,8 @@ def runs_rm(run_id: int) -> None:
 def runs_follow(run_id: int, as_json: JsonOpt = False) -> None:
     """A progress bar from the live event stream, then the summary."""
     client = _client()
-    try:
-        follow(client, run_id, err, quiet=as_json)
-        run = client.get(f"/v1/runs/{run_id}")
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    follow(client, run_id, err, quiet=as_json)
+    run = client.get(f"/v1/runs/{run_id}")
     _show(run, as_json)
 
 
@@ -256,19 +240,13 @@ def models_create(signature: str, llm: str | None = None, rules: str | None = No
                   as_json: JsonOpt = False) -> None:
     body = {"signature": signature, "llm": llm, "custom_rules": rules,
             "custom_instructions": instructions, "parameters": json.loads(params or "{}")}
-    try:
-        model = _client().post("/v1/models", body)
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    model = _client().post("/v1/models", body)
     _print_json(model) if as_json else out.print(f"model {model['id']} {model['signature']}")
 
 
 @models_app.command("ls")
 def models_ls(as_json: JsonOpt = False) -> None:
-    try:
-        page = _client().get("/v1/models", limit=500)
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    page = _client().get("/v1/models", limit=500)
     if as_json:
         _print_json(page)
         return
@@ -280,10 +258,7 @@ def models_ls(as_json: JsonOpt = False) -> None:
 
 @models_app.command("get")
 def models_get(model_id: int) -> None:
-    try:
-        _print_json(_client().get(f"/v1/models/{model_id}"))
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    _print_json(_client().get(f"/v1/models/{model_id}"))
 
 
 @models_app.command("update")
@@ -295,17 +270,11 @@ def models_update(model_id: int, llm: str | None = None, rules: str | None = Non
                                  ("custom_instructions", instructions)) if v is not None}
     if params is not None:
         changes["parameters"] = json.loads(params)
-    try:
-        model = _client().request("PATCH", f"/v1/models/{model_id}", json=changes)
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    model = _client().request("PATCH", f"/v1/models/{model_id}", json=changes)
     _print_json(model) if as_json else out.print(f"model {model['id']} updated")
 
 
 @models_app.command("rm")
 def models_rm(model_id: int) -> None:
-    try:
-        _client().request("DELETE", f"/v1/models/{model_id}")
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    _client().request("DELETE", f"/v1/models/{model_id}")
     out.print(f"model {model_id} deleted")
