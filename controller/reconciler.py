@@ -149,15 +149,17 @@ class Reconciler:
         self.notify(run, "Admitted", "run admitted within the user and global limits")
 
     def _delete_orphans(self, active_ids: set[int]) -> None:
-        for run_id in self.executor.workload_run_ids() - active_ids:
-            try:
-                run = self.store.get_run(run_id)
-            except NotFound:
+        # One query for all of them: finished Jobs stay until their TTL, and every watch
+        # event starts a pass.
+        others = self.executor.workload_run_ids() - active_ids
+        statuses = self.store.run_statuses(others)
+        for run_id in others:
+            status = statuses.get(run_id)
+            if status is None:
                 log.warning("workload of run %d has no run; deleting it", run_id)
                 telemetry.ORPHANS_DELETED.inc()
                 self.executor.stop(run_id)
-                continue
-            if run.status.is_terminal:
+            elif status.is_terminal:
                 self.executor.forget(run_id)
 
     def _observe_ended(self, active: set[int]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -141,6 +141,10 @@ class Store(ABC):
 
     @abstractmethod
     def runs_with_status(self, statuses: Sequence[RunStatus]) -> list[Run]: ...
+
+    @abstractmethod
+    def run_statuses(self, run_ids: Collection[int]) -> dict[int, RunStatus]:
+        """The status of each run that exists, in one query (absent ids: no such run)."""
 
     @abstractmethod
     def count_runs_by_status(self) -> dict[RunStatus, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
 from typing import Any, Protocol
@@ -241,6 +241,15 @@ class SqlStore(Store):
             rows = cur.all(f"SELECT * FROM runs WHERE status IN ({marks}) ORDER BY id",
                            [s.value for s in statuses])
         return [codec.run_from(r) for r in rows]
+
+    def run_statuses(self, run_ids: Collection[int]) -> dict[int, RunStatus]:
+        if not run_ids:
+            return {}
+        ids = [int(r) for r in run_ids]
+        marks = ", ".join("%s" for _ in ids)
+        with self._tx() as cur:
+            rows = cur.all(f"SELECT id, status FROM runs WHERE id IN ({marks})", ids)
+        return {int(r["id"]): RunStatus(r["status"]) for r in rows}
 
     def count_runs_by_status(self) -> dict[RunStatus, int]:
         with self._tx() as cur:

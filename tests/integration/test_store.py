@@ -54,6 +54,16 @@ def test_idempotency_key_returns_the_same_run_or_conflicts(store: Store) -> None
     assert len(store.list_runs("user-a")) == 1
 
 
+def test_run_statuses_and_counts_in_one_query(store: Store) -> None:
+    queued = make_run(store, admit=False)
+    admitted = make_run(store)
+    store.transition(admitted.id, RunStatus.FAILED, reason="x")
+    assert store.run_statuses([queued.id, admitted.id, 999_999]) == {
+        queued.id: RunStatus.QUEUED, admitted.id: RunStatus.FAILED}
+    assert store.run_statuses([]) == {}
+    assert store.count_runs_by_status() == {RunStatus.QUEUED: 1, RunStatus.FAILED: 1}
+
+
 def test_illegal_transitions_are_refused(store: Store) -> None:
     run = make_run(store, admit=False)
     with pytest.raises(IllegalTransition):
