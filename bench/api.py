@@ -128,8 +128,8 @@ def main(argv: list[str]) -> int:
     from core.eventlog import EventType
     from core.eventlog.redis_log import RedisEventLog
     from core.store import open_store
-    from tests.apiserver import JWT_SECRET, free_port, token
-    from tests.servers import start_postgres, start_redis
+    from tests.apiserver import JWT_SECRET, token
+    from tests.servers import free_port, start_postgres, start_redis
 
     _raise_fd_limit()
     pg, redis = start_postgres(), start_redis()

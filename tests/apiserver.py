@@ -31,6 +31,7 @@ from core.eventlog.redis_log import RedisEventLog
 from core.eventlog.sqlite_log import SqliteEventLog
 from core.store import open_store
 from core.store.sqlite import SqliteStore
+from tests.servers import free_port
 
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
 AUDIENCE = "authenticated"
@@ -41,14 +42,6 @@ def token(user_id: str, *, secret: str = JWT_SECRET, audience: str = AUDIENCE,
     payload = {"sub": user_id, "aud": audience, "exp": int(time.time()) + expires_in,
                "iat": int(time.time()), "role": "authenticated", **claims}
     return jwt.encode(payload, secret, algorithm="HS256")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Backend:

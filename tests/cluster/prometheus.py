@@ -22,7 +22,7 @@ import httpx
 import yaml
 from kubernetes import client
 
-from tests.apiserver import free_port
+from tests.servers import free_port
 
 SCRAPED_PORTS = ("http", "metrics")
 

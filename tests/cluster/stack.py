@@ -22,9 +22,9 @@ from kubernetes import client
 from controller.kubernetes.executor import KubernetesExecutor
 from controller.kubernetes.settings import KubernetesSettings
 from core.store import open_store
-from tests.apiserver import ApiServer, Backend, free_port
+from tests.apiserver import ApiServer, Backend
 from tests.cluster.helpers import Cluster
-from tests.servers import Postgres, Redis
+from tests.servers import Postgres, Redis, free_port
 
 RUNNER_ENV = {"TICKRUN_RUNNER_STEP_DELAY_SECONDS": "0.05",
               "TICKRUN_RUNNER_STOP_INTENT_WAIT_SECONDS": "3"}

@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.apiserver import free_port, wait_for
+from tests.apiserver import wait_for
+from tests.servers import free_port
 
 pytestmark = pytest.mark.timeout(300)
 TICKRUN = [sys.executable, "-m", "api.cli"]
