@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from core.eventlog import FINAL_EVENT, Event, EventLog
 
@@ -40,8 +41,8 @@ class RunFeed:
         while self.followers:
             try:
                 batch = await loop.run_in_executor(
-                    hub.pool, lambda a=after: hub.events.read(self.run_id, a,  # type: ignore[misc]
-                                                              block_ms=READ_BLOCK_MS))
+                    hub.pool, partial(hub.events.read, self.run_id, after,
+                                      block_ms=READ_BLOCK_MS))
             except Exception as exc:
                 log.warning("run %d: event log read failed (%s); retrying", self.run_id, exc)
                 await asyncio.sleep(1.0)
@@ -94,8 +95,7 @@ class EventHub:
         async with self.follow_live(run_id) as live:
             while True:
                 batch = await loop.run_in_executor(
-                    self.pool, lambda a=after: self.events.read(run_id, a,  # type: ignore[misc]
-                                                                count=REPLAY_BATCH))
+                    self.pool, partial(self.events.read, run_id, after, count=REPLAY_BATCH))
                 for event in batch:
                     yield event
                     after = event.id

@@ -32,11 +32,10 @@ async def run_events(
 ) -> EventSourceResponse:
     """Replays the run's events after Last-Event-ID (all of them without it), then
     follows live ones; ends after the final `result` event."""
-    run = await asyncio.to_thread(svc.store.get_run, run_id, who.user_id)
+    await asyncio.to_thread(svc.store.get_run, run_id, who.user_id)  # 404 for others' runs
     resume = last_event_id or after
     if resume is not None and not svc.events.valid_id(resume):
         raise ApiProblem(400, f"Last-Event-ID {resume!r} is not an event id of this server")
-    del run
     return EventSourceResponse(_sse(svc, run_id, resume), ping=svc.settings.sse_heartbeat_seconds,
                                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
