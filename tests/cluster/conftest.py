@@ -26,6 +26,7 @@ from tests.cluster.helpers import (
     RUNNER_IMAGE,
     Cluster,
     cluster_path,
+    runtime_images,
     exists,
     wait_until,
 )
@@ -45,15 +46,12 @@ def cluster() -> Iterator[Cluster]:
     except Exception as exc:
         pytest.fail(f"the test cluster at {kubeconfig} is not ready ({exc}): "
                     "`make cluster-status`, `make cluster-up`", pytrace=False)
-    # The kubelet reports the images it has; ours never come from a registry.
-    core = client.CoreV1Api(api)
-    present = {name for node in core.list_node().items for image in node.status.images or []
-               for name in image.names or []}
-    missing = [image for image in (RUNNER_IMAGE, API_IMAGE)
-               if f"docker.io/{image}" not in present]
+    present = runtime_images()
+    missing = [image for image in (RUNNER_IMAGE, API_IMAGE) if f"docker.io/{image}" not in present]
     if missing:
         pytest.fail(f"the test cluster lacks {', '.join(missing)}: run `make cluster-images`",
                     pytrace=False)
+    core = client.CoreV1Api(api)
     host_file = kubeconfig.parent / "host-address"
     host = host_file.read_text().strip() if host_file.is_file() else cluster_path("host-address")
     yield Cluster(kubeconfig=kubeconfig, api=api, core=core,

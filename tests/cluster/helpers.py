@@ -26,6 +26,18 @@ def cluster_path(what: str) -> str:
     return out.stdout.strip()
 
 
+def runtime_images() -> set[str]:
+    """The images containerd holds now, as the kubelet will find them for a pod.
+
+    Not `node.status.images`: the kubelet refreshes that list on its own period, so an
+    image imported a moment ago (a fresh machine's first `make test`) is not there yet.
+    """
+    out = subprocess.run(["ctr", "--address", cluster_path("containerd-sock"), "-n", "k8s.io",
+                          "images", "ls", "-q"], check=True, capture_output=True, text=True,
+                         timeout=30)
+    return set(out.stdout.split())
+
+
 @dataclass(frozen=True)
 class Cluster:
     kubeconfig: Path
