@@ -12,6 +12,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:-$(mktemp -d /var/tmp/tickrun-fresh.XXXXXX)}
+mkdir -p "$work"
 clone=$work/tickrun
 summary=$work/fresh-check.txt
 log() { printf '[fresh-check %s] %s\n' "$(date +%H:%M:%S)" "$*" | tee -a "$summary" >&2; }
