@@ -26,8 +26,8 @@ from tests.cluster.helpers import (
     RUNNER_IMAGE,
     Cluster,
     cluster_path,
-    runtime_images,
     exists,
+    runtime_images,
     wait_until,
 )
 
