@@ -44,7 +44,8 @@ def decode_cursor(cursor: str | None) -> int | None:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, value = raw.partition(":")
-        if prefix != "id" or not value.isdigit():
+        # Bounded like every id, so no database is handed an integer it cannot bind.
+        if prefix != "id" or not value.isdigit() or int(value) > 2**63 - 1:
             raise ValueError(raw)
         return int(value)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:

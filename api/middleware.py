@@ -12,6 +12,8 @@ from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.errors import PROBLEM_JSON, problem_body
+
 REQUEST_SECONDS = Histogram(
     "tickrun_api_request_duration_seconds", "API request latency by route template",
     ["method", "route", "status"],
@@ -58,7 +60,7 @@ class BodySizeLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._too_large(send)
+            await self._too_large(scope, send)
             return
         seen = 0
 
@@ -74,13 +76,13 @@ class BodySizeLimit:
         try:
             await self.app(scope, counted, send)
         except BodyTooLarge:
-            await self._too_large(send)
+            await self._too_large(scope, send)
 
-    async def _too_large(self, send: Send) -> None:
-        body = json.dumps({"type": "about:blank", "title": "Content Too Large", "status": 413,
-                           "detail": f"request body over {self.max_bytes} bytes"}).encode()
+    async def _too_large(self, scope: Scope, send: Send) -> None:
+        body = json.dumps(problem_body(413, f"request body over {self.max_bytes} bytes",
+                                       scope.get("path"))).encode()
         await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/problem+json"),
+                    "headers": [(b"content-type", PROBLEM_JSON.encode()),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from core.records import Decision, Model, PositionRecord, Run, Trade
-from core.spec import RunSpec
+from core.spec import Mode, RunSpec, Symbol
 from core.status import RunStatus
 
-RUN_EXAMPLE: dict[str, Any] = {"model_id": 1, "mode": "intraday", "symbols": ["AAPL"],
-                               "date": "2025-06-02", "initial_cash": "100000",
-                               "decider": "sma_crossover"}
-RUN_EXAMPLES: list[Any] = [RUN_EXAMPLE, {"model_id": 1, "mode": "daily", "symbols": ["SPY"],
-                                         "start": "2024-01-02", "end": "2024-06-28"}]
+INTRADAY_EXAMPLE: dict[str, Any] = {"model_id": 1, "mode": "intraday", "symbols": ["AAPL"],
+                                    "date": "2025-06-02", "initial_cash": "100000",
+                                    "decider": "sma_crossover"}
+DAILY_EXAMPLE: dict[str, Any] = {"model_id": 1, "mode": "daily", "symbols": ["SPY"],
+                                 "start": "2024-01-02", "end": "2024-06-28"}
 
 
 def storable(value: Any) -> Any:
@@ -46,13 +54,24 @@ class StorableBody(BaseModel):
         return storable(data)
 
 
-class RunCreate(RunSpec):
-    """A run spec plus the model that trades it."""
+def _text(value: Any) -> Any:
+    # JSON carries a date as text; pydantic alone would also read a number as Unix time.
+    if isinstance(value, int | float):
+        raise ValueError("a date is a YYYY-MM-DD string")
+    return value
 
-    model_config = ConfigDict(extra="forbid", frozen=True,
-                              json_schema_extra={"examples": RUN_EXAMPLES})
 
-    model_id: int = Field(ge=1, le=2**63 - 1, description="One of the caller's models")
+JsonDate = Annotated[dt.date, BeforeValidator(_text)]
+
+
+class RunCreateBase(RunSpec):
+    """A run spec plus the model that trades it. The two modes below narrow it, so the
+    OpenAPI document states which dates each takes; RunSpec's own checks still run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_id: int = Field(ge=1, le=2**63 - 1, strict=True,
+                          description="One of the caller's models")
 
     @model_validator(mode="before")
     @classmethod
@@ -61,6 +80,35 @@ class RunCreate(RunSpec):
 
     def spec(self) -> RunSpec:
         return RunSpec.model_validate(self.model_dump(exclude={"model_id"}))
+
+
+class IntradayRunCreate(RunCreateBase):
+    """One session, a decision per minute bar."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [INTRADAY_EXAMPLE]})
+
+    mode: Literal[Mode.INTRADAY]
+    symbols: list[Symbol] = Field(min_length=1, max_length=10, description="Distinct tickers",
+                                  json_schema_extra={"uniqueItems": True})
+    date: JsonDate = Field(description="The trading date: an XNYS session, not in the future")
+    # null is accepted where a field of the other mode is absent, as it always was.
+    start: None = Field(default=None, description="Daily runs only")
+    end: None = Field(default=None, description="Daily runs only")
+
+
+class DailyRunCreate(RunCreateBase):
+    """A backtest over a range of dates, a decision per session."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [DAILY_EXAMPLE]})
+
+    mode: Literal[Mode.DAILY]
+    date: None = Field(default=None, description="Intraday runs only")
+    start: JsonDate = Field(description="First date (inclusive)")
+    end: JsonDate = Field(description="Last date (inclusive), not before `start`, not in "
+                                     "the future; the range must hold a session")
+
+
+RunCreate = Annotated[IntradayRunCreate | DailyRunCreate, Discriminator("mode")]
 
 
 class Progress(BaseModel):
@@ -115,7 +163,11 @@ class TradeOut(BaseModel):
     id: int
     step: int
     seq: int
-    bar_time: dt.datetime
+    bar_time: dt.datetime = Field(description="The bar the order was decided on")
+    filled_at: dt.datetime | None = Field(
+        description="The bar whose price it got: the next bar's open under next_open, the "
+                    "decision bar's close under close (and on a session's last bar); "
+                    "null for a refused trade")
     side: str
     symbol: str
     quantity: Decimal
@@ -128,16 +180,17 @@ class TradeOut(BaseModel):
 
     @classmethod
     def of(cls, t: Trade) -> TradeOut:
-        return cls(id=t.id, step=t.step, seq=t.seq, bar_time=t.bar_time, side=t.side.value,
-                   symbol=t.symbol, quantity=t.quantity, price=t.price, fees=t.fees,
-                   status=t.status.value, reason=t.reason, cash_after=t.cash_after,
-                   reasoning=t.reasoning)
+        return cls(id=t.id, step=t.step, seq=t.seq, bar_time=t.bar_time,
+                   filled_at=t.filled_at, side=t.side.value, symbol=t.symbol,
+                   quantity=t.quantity, price=t.price, fees=t.fees, status=t.status.value,
+                   reason=t.reason, cash_after=t.cash_after, reasoning=t.reasoning)
 
 
 class PositionOut(BaseModel):
     step: int
     seq: int
-    bar_time: dt.datetime
+    bar_time: dt.datetime = Field(description="The bar its trade was decided on")
+    filled_at: dt.datetime = Field(description="The position's time: when its trade filled")
     action: str
     symbol: str
     cash: Decimal
@@ -145,8 +198,8 @@ class PositionOut(BaseModel):
 
     @classmethod
     def of(cls, p: PositionRecord) -> PositionOut:
-        return cls(step=p.step, seq=p.seq, bar_time=p.bar_time, action=p.action.value,
-                   symbol=p.symbol, cash=p.cash, holdings=p.holdings)
+        return cls(step=p.step, seq=p.seq, bar_time=p.bar_time, filled_at=p.filled_at,
+                   action=p.action.value, symbol=p.symbol, cash=p.cash, holdings=p.holdings)
 
 
 class DecisionOut(BaseModel):
@@ -183,7 +236,8 @@ class ResultOut(BaseModel):
 
 Signature = Annotated[str, StringConstraints(min_length=1, max_length=100,
                                              pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\- ]*$")]
-LongText = Annotated[str, StringConstraints(max_length=20_000)]
+# No NUL: no database stores it (storable() refuses it in free-form JSON too).
+LongText = Annotated[str, StringConstraints(max_length=20_000, pattern=r"^[^\x00]*$")]
 LlmName = Annotated[str, StringConstraints(min_length=1, max_length=200,
                                            pattern=r"^[A-Za-z0-9_.:/\-]+$")]
 

@@ -72,7 +72,9 @@ class RunSpec(BaseModel):
     fill: FillRule = FillRule.NEXT_OPEN
     fee_per_trade: Decimal = Field(default=Decimal("0"), ge=0, le=Decimal("10000"))
     data: DataSource = DataSource.SYNTHETIC
-    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Synthetic data seed")
+    # Strict: a JSON `true` or "7" is not a seed (the schema says integer).
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, strict=True,
+                      description="Synthetic data seed")
 
     @model_validator(mode="after")
     def _dates_fit_mode(self) -> RunSpec:

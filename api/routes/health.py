@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from api.deps import ServicesDep
-from api.errors import problem
+from api.errors import problem, problems
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+class Alive(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+
+
+@router.get("/healthz", response_model=Alive)
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "A dependency does not answer"}})
-async def readyz(svc: ServicesDep) -> Response:
+@router.get("/readyz", response_model=Ready,
+            responses=problems(503, why={503: "A dependency does not answer; `checks` says "
+                                              "which"}))
+async def readyz(request: Request, svc: ServicesDep) -> Response:
     checks: dict[str, str] = {}
     for name, ping in (("store", svc.store.ping), ("event_log", svc.events.ping)):
         try:
@@ -29,7 +41,7 @@ async def readyz(svc: ServicesDep) -> Response:
             checks[name] = f"unavailable: {type(exc).__name__}"
     if all(v == "ok" for v in checks.values()):
         return Response('{"status":"ready"}', media_type="application/json")
-    return problem(503, "not ready", checks=checks)
+    return problem(503, "not ready", request, checks=checks)
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -7,14 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from api.deps import CallerDep, ServicesDep, decode_cursor, encode_cursor
+from api.errors import problems
 from api.schemas import ModelCreate, ModelOut, ModelPage, ModelUpdate
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=problems(401))
 ModelId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Model id")]
 
 
 @router.post("", status_code=201, response_model=ModelOut,
-             responses={409: {"description": "The signature is taken"}})
+             responses=problems(400, 409, 413, 422, why={409: "The signature is taken"}))
 def create_model(body: ModelCreate, who: CallerDep, svc: ServicesDep,
                  response: Response) -> ModelOut:
     model = svc.store.create_model(who.user_id, body.signature, llm=body.llm,
@@ -25,7 +26,7 @@ def create_model(body: ModelCreate, who: CallerDep, svc: ServicesDep,
     return ModelOut.of(model)
 
 
-@router.get("", response_model=ModelPage)
+@router.get("", response_model=ModelPage, responses=problems(400, 422))
 def list_models(who: CallerDep, svc: ServicesDep,
                 cursor: Annotated[str | None, Query(max_length=100)] = None,
                 limit: Annotated[int, Query(ge=1, le=500)] = 50) -> ModelPage:
@@ -36,12 +37,13 @@ def list_models(who: CallerDep, svc: ServicesDep,
                      next_cursor=encode_cursor(models[-1].id) if more and models else None)
 
 
-@router.get("/{model_id}", response_model=ModelOut)
+@router.get("/{model_id}", response_model=ModelOut, responses=problems(404, 422))
 def get_model(model_id: ModelId, who: CallerDep, svc: ServicesDep) -> ModelOut:
     return ModelOut.of(svc.store.get_model(model_id, who.user_id))
 
 
-@router.patch("/{model_id}", response_model=ModelOut)
+@router.patch("/{model_id}", response_model=ModelOut,
+              responses=problems(400, 404, 409, 413, 422, why={409: "The signature is taken"}))
 def update_model(model_id: ModelId, body: ModelUpdate, who: CallerDep,
                  svc: ServicesDep) -> ModelOut:
     changes = body.model_dump(exclude_unset=True)
@@ -53,7 +55,7 @@ def update_model(model_id: ModelId, body: ModelUpdate, who: CallerDep,
 
 
 @router.delete("/{model_id}", status_code=204, response_class=Response,
-               responses={409: {"description": "The model has runs"}})
+               responses=problems(404, 409, 422, why={409: "The model has runs"}))
 def delete_model(model_id: ModelId, who: CallerDep, svc: ServicesDep) -> Response:
     svc.store.delete_model(model_id, who.user_id)
     return Response(status_code=204)
