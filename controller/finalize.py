@@ -16,11 +16,12 @@ log = logging.getLogger(__name__)
 
 
 def result_from_ledger(store: Store, run: Run, ending: str) -> dict[str, object]:
-    decisions = store.list_decisions(run.id, limit=1_000_000)
-    equity = [d.equity for d in decisions if d.completed and d.equity is not None]
-    trades = store.list_trades(run.id, limit=1_000_000)
-    curve: list[Decimal] = equity or [run.spec.initial_cash]
-    return ledger_result(run.spec.initial_cash, curve, trades,
+    """The whole ledger, read once, a keyset page at a time: one equity value per
+    completed step is kept, the trades are only tallied as they stream by. No completed
+    step is an empty curve (steps_done 0; the result is the initial cash)."""
+    equity: list[Decimal] = [d.equity for d in store.iter_decisions(run.id)
+                             if d.completed and d.equity is not None]
+    return ledger_result(run.spec.initial_cash, equity, store.iter_trades(run.id),
                          periods_per_year(run.spec.mode.value),
                          steps_total=run.steps_total, ending=ending)
 

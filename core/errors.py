@@ -29,9 +29,24 @@ class IllegalTransition(Conflict):
         self.target = target
 
 
+class Superseded(TickrunError):
+    """A newer attempt has taken the run over: this attempt's writes are refused, and it
+    exits without finalizing (fencing: one runner plays a run at a time)."""
+
+    def __init__(self, run_id: int, attempt: int) -> None:
+        super().__init__(f"run {run_id}: attempt {attempt} was superseded by a newer one")
+        self.run_id = run_id
+        self.attempt = attempt
+
+
 class TemporaryError(TickrunError):
     """Worth retrying after a delay (a dependency was briefly unavailable)."""
 
     def __init__(self, message: str, *, delay: float = 1.0) -> None:
         super().__init__(message)
         self.delay = delay
+
+
+class StoreUnavailable(TemporaryError):
+    """The database does not answer (restarting, unreachable, out of connections). What
+    was being written may or may not have committed: callers retry idempotent work."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
@@ -37,39 +38,64 @@ def sharpe(equity: Sequence[float], periods_per_year: int) -> float | None:
     return mean / math.sqrt(var) * math.sqrt(periods_per_year)
 
 
-def win_rate(trades: Sequence[Trade]) -> float | None:
-    """Share of closing sells that realized a gain against the average cost."""
-    qty: dict[str, Decimal] = {}
-    cost: dict[str, Decimal] = {}
-    wins = closes = 0
-    for t in trades:
+@dataclass
+class TradeTally:
+    """Fills, refusals and closing sells of a ledger, gathered in one pass over it (the
+    ledger may be streamed: it is never held as a whole)."""
+
+    filled: int = 0
+    refused: int = 0
+    wins: int = 0
+    closes: int = 0
+    qty: dict[str, Decimal] = field(default_factory=dict)
+    cost: dict[str, Decimal] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, trades: Iterable[Trade]) -> TradeTally:
+        tally = cls()
+        for t in trades:
+            tally.add(t)
+        return tally
+
+    def add(self, t: Trade) -> None:
         if not t.filled:
-            continue
+            self.refused += 1
+            return
+        self.filled += 1
         if t.side is Side.BUY:
-            qty[t.symbol] = qty.get(t.symbol, Decimal(0)) + t.quantity
-            cost[t.symbol] = cost.get(t.symbol, Decimal(0)) + t.quantity * t.price + t.fees
-        elif t.side is Side.SELL and qty.get(t.symbol):
-            avg = cost[t.symbol] / qty[t.symbol]
-            closes += 1
-            wins += int(t.price * t.quantity - t.fees > avg * t.quantity)
-            cost[t.symbol] -= avg * t.quantity
-            qty[t.symbol] -= t.quantity
-    return None if closes == 0 else wins / closes
+            self.qty[t.symbol] = self.qty.get(t.symbol, Decimal(0)) + t.quantity
+            self.cost[t.symbol] = (self.cost.get(t.symbol, Decimal(0))
+                                   + t.quantity * t.price + t.fees)
+        elif t.side is Side.SELL and self.qty.get(t.symbol):
+            avg = self.cost[t.symbol] / self.qty[t.symbol]
+            self.closes += 1
+            self.wins += int(t.price * t.quantity - t.fees > avg * t.quantity)
+            self.cost[t.symbol] -= avg * t.quantity
+            self.qty[t.symbol] -= t.quantity
+
+    @property
+    def win_rate(self) -> float | None:
+        return None if self.closes == 0 else self.wins / self.closes
 
 
-def summarize(initial_cash: Decimal, equity: Sequence[Decimal], trades: Sequence[Trade],
+def win_rate(trades: Iterable[Trade]) -> float | None:
+    """Share of closing sells that realized a gain against the average cost."""
+    return TradeTally.of(trades).win_rate
+
+
+def summarize(initial_cash: Decimal, equity: Sequence[Decimal], trades: Iterable[Trade],
               periods_per_year: int) -> dict[str, Any]:
     curve = [float(initial_cash)] + [float(e) for e in equity]
     final = equity[-1] if equity else initial_cash
-    filled = [t for t in trades if t.filled]
+    tally = TradeTally.of(trades)
     return {
         "final_equity": str(final.quantize(Q)),
         "return_pct": round((float(final) / float(initial_cash) - 1) * 100, 4),
         "max_drawdown_pct": round(max_drawdown(curve) * 100, 4),
         "sharpe": _round(sharpe(curve, periods_per_year)),
-        "trades": len(filled),
-        "refused": len(trades) - len(filled),
-        "win_rate": _round(win_rate(trades)),
+        "trades": tally.filled,
+        "refused": tally.refused,
+        "win_rate": _round(tally.win_rate),
     }
 
 
@@ -84,7 +110,7 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def ledger_result(initial_cash: Decimal, equity: Sequence[Decimal], trades: Sequence[Trade],
+def ledger_result(initial_cash: Decimal, equity: Sequence[Decimal], trades: Iterable[Trade],
                   periods_per_year: int, *, steps_total: int, ending: str) -> dict[str, Any]:
     """A result from the ledger alone: what the controller saves for a runner that died
     without saving its own (no buy-and-hold benchmark: that needs the bars)."""

@@ -105,7 +105,10 @@ class Trade:
     run_id: int
     step: int
     seq: int
-    bar_time: dt.datetime
+    bar_time: dt.datetime  # the bar the order was decided on
+    # The bar whose price it got (the next bar's open under next_open, the decision bar
+    # under close); None for a refusal, which never filled.
+    filled_at: dt.datetime | None
     side: Side
     symbol: str
     quantity: Decimal
@@ -143,7 +146,8 @@ class PositionRecord:
     run_id: int
     step: int
     seq: int
-    bar_time: dt.datetime
+    bar_time: dt.datetime  # the decision bar of the trade
+    filled_at: dt.datetime  # the position's time: when its trade filled
     action: Side
     symbol: str
     cash: Decimal

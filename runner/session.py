@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 
 from core import performance
+from core.errors import StoreUnavailable
 from core.eventlog import EventType
 from core.records import Decision, Model, Order, Portfolio, Run, Trade
 from core.spec import FillRule
@@ -48,13 +51,15 @@ class RunBroker:
     run_id: int
     step: int
     price_of: dict[str, Decimal]
-    bar_time: Any
+    bar_time: dt.datetime  # the decision bar
+    filled_at: dt.datetime  # the bar whose price `price_of` holds
     seq: int = 0
 
     def submit(self, order: Order, reasoning: str | None = None) -> Trade:
         price = self.price_of.get(order.symbol, Decimal(0))
         trade = self.trading.execute(self.run_id, self.step, self.seq, order, price=price,
-                                     bar_time=self.bar_time, reasoning=reasoning)
+                                     bar_time=self.bar_time, filled_at=self.filled_at,
+                                     reasoning=reasoning)
         self.seq += 1
         return trade
 
@@ -111,7 +116,11 @@ class Session:
         self.bars = bars
         self.stop = stop
         self.settings = settings
-        self.trading = TradingService(store, fee_per_trade=run.spec.fee_per_trade)
+        # Every ledger write carries this runner's attempt: once a newer runner has taken
+        # the run over, the next write raises Superseded and this one bows out.
+        self.attempt = run.attempts
+        self.trading = TradingService(store, fee_per_trade=run.spec.fee_per_trade,
+                                      attempt=self.attempt)
         self._pool = cf.ThreadPoolExecutor(1, thread_name_prefix="decider") \
             if decider.blocking else None
         self._next_status_check = 0.0
@@ -125,7 +134,8 @@ class Session:
             if self._should_stop():
                 return Ending.STOPPED
             began = time.perf_counter()
-            self._play_step(step)
+            if not self._play_step_through_outages(step):
+                return Ending.STOPPED
             telemetry.STEP_DURATION.observe(time.perf_counter() - began)
             telemetry.STEPS.labels(self.run.spec.mode.value).inc()
             if self.settings.step_delay_seconds and self.stop.wait(
@@ -133,10 +143,30 @@ class Session:
                 continue
         return Ending.COMPLETED
 
+    def _play_step_through_outages(self, step: int) -> bool:
+        """Play a step; while the database does not answer, wait and play it again (its
+        decision, trades and checkpoint are keyed by step, so nothing lands twice).
+        False when a stop comes while waiting."""
+        deadline = time.monotonic() + self.settings.store_outage_seconds
+        delay = 0.5
+        while True:
+            try:
+                self._play_step(step)
+                return True
+            except StoreUnavailable as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("step %d: %s; retrying in %.1fs", step, exc, delay)
+                telemetry.STORE_OUTAGE_RETRIES.inc()
+                if self.stop.wait(delay):
+                    return False
+                delay = min(delay * 2, 5.0)
+
     def _play_step(self, step: int) -> None:
         run_id = self.run.id
         bar_time = self.timeline.times[step]
-        broker = RunBroker(self.trading, run_id, step, self._fill_prices(step), bar_time)
+        broker = RunBroker(self.trading, run_id, step, self._fill_prices(step), bar_time,
+                           self.timeline.times[self._fill_step(step)])
         decision = self.store.get_decision(run_id, step)
         tool_trades: list[Trade] = []
         if decision is None and step == self.run.steps_done and self.run.attempts > 1:
@@ -154,7 +184,8 @@ class Session:
             self.publisher.publish(EventType.TRADE, _trade_event(trade))
         portfolio = self.store.get_portfolio(run_id)
         equity = portfolio.equity({s: b[step].close for s, b in self.bars.items()})
-        self.store.complete_step(run_id, step, equity=equity, cash=portfolio.cash)
+        self.store.complete_step(run_id, step, equity=equity, cash=portfolio.cash,
+                                 attempt=self.attempt)
         progress = {"step": step + 1, "total": len(self.timeline), "equity": str(equity),
                     "cash": str(portfolio.cash), "bar_time": bar_time.isoformat(),
                     "last_action": decision.action}
@@ -169,8 +200,7 @@ class Session:
             bar_time=self.timeline.times[step],
             history={s: b[: step + 1] for s, b in self.bars.items()},
             portfolio=self.store.get_portfolio(self.run.id),
-            recent_trades=self.store.list_trades(self.run.id)[-self.settings.recent_trades:]
-            if self.settings.recent_trades else [],
+            recent_trades=self._recent_trades(),
             broker=tools_broker, stop_requested=lambda: self.stop.requested,
         )
         began = time.perf_counter()
@@ -193,13 +223,20 @@ class Session:
             latency_ms=round(latency * 1000, 3), tokens_in=result.tokens_in,
             tokens_out=result.tokens_out, cost=result.cost, tool_calls=result.tool_calls,
             error=result.error,
-        )), tool_trades
+        ), attempt=self.attempt), tool_trades
+
+    def _recent_trades(self) -> list[Trade]:
+        """The newest trades, oldest first: one read of at most `recent_trades` rows, so
+        a step reads as much at its millionth trade as at its first."""
+        if not self.settings.recent_trades:
+            return []
+        return self.store.recent_trades(self.run.id, self.settings.recent_trades)[::-1]
 
     def _interrupted_decision(self, step: int) -> tuple[Decision | None, list[Trade]]:
         """A decider that trades through tools trades before its decision is recorded: a
         runner that died in between left trades and no decision. The step is not decided
         again (it would trade twice); the record is rebuilt from the ledger."""
-        made = [t for t in self.store.list_trades(self.run.id, limit=10**6) if t.step == step]
+        made = self.store.step_trades(self.run.id, step)
         if not made:
             return None, []
         log.info("step %d traded through tools before a restart; not deciding it again", step)
@@ -207,7 +244,7 @@ class Session:
             run_id=self.run.id, step=step, bar_time=self.timeline.times[step],
             action=",".join(sorted({t.side.value for t in made})), orders=[],
             reasoning=f"decided before a restart: its {len(made)} trade(s) through tools stand",
-            outcome="trade", latency_ms=0.0)), made
+            outcome="trade", latency_ms=0.0), attempt=self.attempt), made
 
     def _decide(self, ctx: StepContext) -> DecisionResult:
         if self._pool is None:
@@ -239,12 +276,18 @@ class Session:
                 return DecisionResult.hold(f"decider error: {exc}", outcome="error",
                                            error=type(exc).__name__)
 
-    def _fill_prices(self, step: int) -> dict[str, Decimal]:
-        """Next bar's open by default; the close on the last step or when configured."""
+    def _fill_step(self, step: int) -> int:
+        """The bar an order decided at `step` fills on: the next one by default; this one
+        under the close rule, and on the last step, which has no next bar."""
         last = step + 1 >= len(self.timeline)
-        if self.run.spec.fill is FillRule.CLOSE or last:
+        return step if self.run.spec.fill is FillRule.CLOSE or last else step + 1
+
+    def _fill_prices(self, step: int) -> dict[str, Decimal]:
+        """The fill bar's open when it is the next bar; the decision bar's close else."""
+        at = self._fill_step(step)
+        if at == step:
             return {s: b[step].close for s, b in self.bars.items()}
-        return {s: b[step + 1].open for s, b in self.bars.items()}
+        return {s: b[at].open for s, b in self.bars.items()}
 
     def _should_stop(self) -> bool:
         if self.stop.requested:
@@ -252,7 +295,10 @@ class Session:
         now = time.monotonic()
         if now >= self._next_status_check:
             self._next_status_check = now + self.settings.status_check_seconds
-            status = self.store.get_run(self.run.id).status
+            try:
+                status = self.store.get_run(self.run.id).status
+            except StoreUnavailable:  # the step waits out the outage; ask again later
+                return False
             if status is RunStatus.STOPPING or status.is_terminal:
                 self.stop.request(f"run status is {status.value}")
                 return True
@@ -267,22 +313,22 @@ class Session:
 
     # -- the result ------------------------------------------------------------------
     def result(self, ending: Ending) -> dict[str, Any]:
+        # The whole ledger, streamed a page at a time: a long run is never one list.
         run_id, spec = self.run.id, self.run.spec
-        decisions = [d for d in self.store.list_decisions(run_id, limit=10**6) if d.completed]
-        equity = [d.equity for d in decisions if d.equity is not None]
-        trades = self.store.list_trades(run_id, limit=10**6)
-        summary = performance.summarize(spec.initial_cash, equity, trades,
+        tally = DecisionTally.of(self.store.iter_decisions(run_id))
+        summary = performance.summarize(spec.initial_cash, tally.equity,
+                                        self.store.iter_trades(run_id),
                                         self.timeline.periods_per_year)
-        steps = len(equity)
+        steps = len(tally.equity)
         summary.update({
             "ending": ending.value,
             "steps_done": steps,
             "steps_total": len(self.timeline),
             "decider": self.decider.name,
-            "tokens_in": sum(d.tokens_in for d in decisions),
-            "tokens_out": sum(d.tokens_out for d in decisions),
-            "cost": str(sum((d.cost for d in decisions if d.cost is not None), Decimal(0))),
-            "decisions_by_outcome": _count(d.outcome for d in decisions),
+            "tokens_in": tally.tokens_in,
+            "tokens_out": tally.tokens_out,
+            "cost": str(tally.cost),
+            "decisions_by_outcome": tally.outcomes,
             "benchmark": self._buy_and_hold(steps),
         })
         return summary
@@ -304,11 +350,31 @@ class Session:
                                       "sharpe")}
 
 
-def _count(values: Any) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for v in values:
-        out[v] = out.get(v, 0) + 1
-    return out
+@dataclass
+class DecisionTally:
+    """What the result needs from the completed decisions, gathered in one pass."""
+
+    equity: list[Decimal] = field(default_factory=list)
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: Decimal = Decimal(0)
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, decisions: Iterable[Decision]) -> DecisionTally:
+        tally = cls()
+        for d in decisions:
+            if d.completed:
+                tally.add(d)
+        return tally
+
+    def add(self, d: Decision) -> None:
+        if d.equity is not None:
+            self.equity.append(d.equity)
+        self.tokens_in += d.tokens_in
+        self.tokens_out += d.tokens_out
+        self.cost += d.cost if d.cost is not None else Decimal(0)
+        self.outcomes[d.outcome] = self.outcomes.get(d.outcome, 0) + 1
 
 
 def _decision_event(d: Decision) -> dict[str, Any]:
@@ -320,6 +386,10 @@ def _decision_event(d: Decision) -> dict[str, Any]:
 
 
 def _trade_event(t: Trade) -> dict[str, Any]:
-    return {"step": t.step, "seq": t.seq, "side": t.side.value, "symbol": t.symbol,
-            "quantity": str(t.quantity), "price": str(t.price), "status": t.status.value,
-            "reason": t.reason, "cash_after": str(t.cash_after)}
+    # bar_time: the bar it was decided on; filled_at: the bar its price is from (None
+    # for a refusal).
+    return {"step": t.step, "seq": t.seq, "bar_time": t.bar_time.isoformat(),
+            "filled_at": None if t.filled_at is None else t.filled_at.isoformat(),
+            "side": t.side.value, "symbol": t.symbol, "quantity": str(t.quantity),
+            "price": str(t.price), "status": t.status.value, "reason": t.reason,
+            "cash_after": str(t.cash_after)}

@@ -27,6 +27,10 @@ class RunnerSettings(BaseSettings):
     status_check_seconds: float = Field(
         default=2.0, gt=0, description="How often the loop re-reads the run's status")
     recent_trades: int = Field(default=20, ge=0, description="Trades shown to the decider")
+    store_outage_seconds: float = Field(
+        default=120.0, ge=0,
+        description="How long a step waits for a database that does not answer (a restart, "
+                    "a failover) before the runner exits 1 and the next attempt resumes")
     data_dir: Path = Field(default=Path("data"), description="Bars for the `files` source")
     metrics_port: int | None = Field(default=None, description="Serve /metrics when set")
     step_delay_seconds: float = Field(

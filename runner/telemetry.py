@@ -33,3 +33,6 @@ LLM_COST = Counter("tickrun_runner_llm_cost_dollars_total",
                    "Cost the provider reported (OpenRouter usage.cost)")
 EVENTS_DROPPED = Counter("tickrun_runner_events_dropped_total",
                          "Events the event log could not take in time")
+STORE_OUTAGE_RETRIES = Counter(
+    "tickrun_runner_store_outage_retries_total",
+    "Steps played again because the database did not answer")

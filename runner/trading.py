@@ -29,34 +29,41 @@ log = logging.getLogger(__name__)
 
 
 class TradingService:
-    def __init__(self, store: Store, *, fee_per_trade: Decimal = Decimal(0)) -> None:
+    def __init__(self, store: Store, *, fee_per_trade: Decimal = Decimal(0),
+                 attempt: int | None = None) -> None:
         self.store = store
         self.fee_per_trade = fee_per_trade
+        self.attempt = attempt  # fences the ledger: see Store.transition
 
     def execute(self, run_id: int, step: int, seq: int, order: Order, *, price: Decimal,
-                bar_time: dt.datetime, reasoning: str | None = None) -> Trade:
-        with self.store.ledger_tx(run_id) as tx:
+                bar_time: dt.datetime, filled_at: dt.datetime | None = None,
+                reasoning: str | None = None) -> Trade:
+        """Trade `order`, decided on the bar of `bar_time`, at `price`: the price of the
+        bar at `filled_at` (by default the decision bar itself, as under the close rule)."""
+        fill_time = bar_time if filled_at is None else filled_at
+        with self.store.ledger_tx(run_id, attempt=self.attempt) as tx:
             done = tx.find_trade(step, seq)
             if done is not None:
                 log.info("step %s seq %s already traded; replay returns it", step, seq)
                 return done
             refusal = self._refusal(tx.portfolio, order, price)
-            if refusal is not None:
-                return self._record(tx, step, seq, order, price, bar_time, reasoning,
+            if refusal is not None:  # it never filled: no fill time
+                return self._record(tx, step, seq, order, price, bar_time, None, reasoning,
                                     TradeStatus.REFUSED, refusal, tx.portfolio)
             after = self._apply(tx.portfolio, order, price)
-            trade = self._record(tx, step, seq, order, price, bar_time, reasoning,
+            trade = self._record(tx, step, seq, order, price, bar_time, fill_time, reasoning,
                                  TradeStatus.FILLED, None, after)
             tx.save_portfolio(after)
             tx.insert_position(PositionRecord(
-                run_id=run_id, step=step, seq=seq, bar_time=bar_time, action=order.side,
-                symbol=order.symbol, cash=after.cash, holdings=after.holdings,
-                reasoning=reasoning,
+                run_id=run_id, step=step, seq=seq, bar_time=bar_time, filled_at=fill_time,
+                action=order.side, symbol=order.symbol, cash=after.cash,
+                holdings=after.holdings, reasoning=reasoning,
             ))
             return trade
 
     def close_all(self, run_id: int, step: int, first_seq: int, prices: Mapping[str, Decimal],
-                  *, bar_time: dt.datetime, reasoning: str | None = None) -> list[Trade]:
+                  *, bar_time: dt.datetime, filled_at: dt.datetime | None = None,
+                  reasoning: str | None = None) -> list[Trade]:
         """Sell every long position at the given prices (seq numbers from first_seq)."""
         held = self.store.get_portfolio(run_id).holdings
         trades = []
@@ -65,7 +72,7 @@ class TradingService:
                 order = Order(Side.SELL, symbol, qty)
                 trades.append(self.execute(run_id, step, first_seq + i, order,
                                            price=prices[symbol], bar_time=bar_time,
-                                           reasoning=reasoning))
+                                           filled_at=filled_at, reasoning=reasoning))
         return trades
 
     def _refusal(self, portfolio: Portfolio, order: Order, price: Decimal) -> str | None:
@@ -100,11 +107,11 @@ class TradingService:
         return Portfolio(run_id=portfolio.run_id, cash=cash, holdings=holdings)
 
     def _record(self, tx: LedgerTx, step: int, seq: int, order: Order, price: Decimal,
-                bar_time: dt.datetime, reasoning: str | None, status: TradeStatus,
-                reason: str | None, after: Portfolio) -> Trade:
+                bar_time: dt.datetime, filled_at: dt.datetime | None, reasoning: str | None,
+                status: TradeStatus, reason: str | None, after: Portfolio) -> Trade:
         return tx.insert_trade(
-            step=step, seq=seq, bar_time=bar_time, side=order.side, symbol=order.symbol,
-            quantity=order.quantity, price=price,
+            step=step, seq=seq, bar_time=bar_time, filled_at=filled_at, side=order.side,
+            symbol=order.symbol, quantity=order.quantity, price=price,
             fees=self.fee_per_trade if status is TradeStatus.FILLED else Decimal(0),
             status=status, reason=reason, cash_after=after.cash, reasoning=reasoning,
         )

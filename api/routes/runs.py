@@ -9,9 +9,10 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import CallerDep, ServicesDep, decode_cursor, encode_cursor
-from api.errors import ApiProblem
+from api.errors import ApiProblem, problems
 from api.schemas import (
     DecisionOut,
     PositionOut,
@@ -30,7 +31,7 @@ from core.status import RunStatus
 from core.store import RunFilter
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1/runs", tags=["runs"])
+router = APIRouter(prefix="/v1/runs", tags=["runs"], responses=problems(401))
 
 IdempotencyKey = Annotated[str | None, Header(
     alias="Idempotency-Key", max_length=200, pattern=r"^[\x21-\x7e]+$",
@@ -50,14 +51,18 @@ def _out(svc: Services, run: Run) -> RunOut:
 
 
 def _request_hash(body: RunCreate) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    # The spec in its stored form plus the model: the same for either request class.
+    canonical = json.dumps({**body.spec().model_dump(mode="json"), "model_id": body.model_id},
+                           sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-@router.post("", status_code=201, response_model=RunOut,
-             responses={200: {"description": "Replay of an earlier request (same key)"},
-                        409: {"description": "Idempotency key reused with another body"},
-                        422: {"description": "The spec cannot be played"}})
+@router.post("", status_code=201, response_model=RunOut, responses={
+    200: {"model": RunOut, "description": "Replay of an earlier request (same key)"},
+    **problems(400, 409, 413, 422, why={
+        409: "The Idempotency-Key was used with another body",
+        422: "The body does not validate (`errors` lists each problem), or the spec cannot "
+             "be played: not a session, in the future, an unknown model or replay source"})})
 def create_run(body: RunCreate, who: CallerDep, svc: ServicesDep, response: Response,
                idempotency_key: IdempotencyKey = None) -> RunOut:
     """Queue a run; its workload is created suspended and admitted within the limits."""
@@ -96,7 +101,7 @@ def _check_replay_source(svc: Services, params: dict[str, Any], user_id: str) ->
         raise ApiProblem(422, f"decider_params.source_run_id: run {source} not found") from exc
 
 
-@router.get("", response_model=RunPage)
+@router.get("", response_model=RunPage, responses=problems(400, 422))
 def list_runs(who: CallerDep, svc: ServicesDep,
               status_: Annotated[RunStatus | None, Query(alias="status")] = None,
               symbol: Annotated[str | None, Query(pattern=r"^[A-Za-z.\-]{1,12}$")] = None,
@@ -125,7 +130,18 @@ def stop_all(who: CallerDep, svc: ServicesDep) -> StopAllOut:
     return StopAllOut(stopping=stopping)
 
 
-@router.get("/{run_id}", response_model=RunOut)
+ONE_RUN = problems(404, 422)
+
+
+@router.api_route("/stop-all", methods=["GET", "PUT", "PATCH", "DELETE", "OPTIONS"],
+                  include_in_schema=False)
+def stop_all_is_post_only() -> None:
+    """Without this, GET or DELETE /v1/runs/stop-all would reach the /{run_id} routes
+    and answer 422 about a run id, where the truth is 405: stop-all only takes POST."""
+    raise StarletteHTTPException(405)
+
+
+@router.get("/{run_id}", response_model=RunOut, responses=ONE_RUN)
 def get_run(run_id: RunId, who: CallerDep, svc: ServicesDep) -> RunOut:
     return _out(svc, svc.store.get_run(run_id, who.user_id))
 
@@ -152,7 +168,7 @@ def request_stop(svc: Services, run: Run) -> Run:
     return run
 
 
-@router.post("/{run_id}/stop", status_code=202, response_model=RunOut)
+@router.post("/{run_id}/stop", status_code=202, response_model=RunOut, responses=ONE_RUN)
 def stop_run(run_id: RunId, who: CallerDep, svc: ServicesDep) -> RunOut:
     """Stop a run; partial results are saved. Stopping a finished run changes nothing."""
     run = request_stop(svc, svc.store.get_run(run_id, who.user_id))
@@ -160,7 +176,8 @@ def stop_run(run_id: RunId, who: CallerDep, svc: ServicesDep) -> RunOut:
 
 
 @router.delete("/{run_id}", status_code=204, response_class=Response,
-               responses={409: {"description": "Still stopping; retry the delete"}})
+               responses=problems(404, 409, 422, why={
+                   409: "Still stopping; retry the delete after Retry-After seconds"}))
 async def delete_run(run_id: RunId, who: CallerDep, svc: ServicesDep) -> Response:
     """Stop the run if needed, then remove it with its trades, decisions and events."""
     run = await asyncio.to_thread(svc.store.get_run, run_id, who.user_id)
@@ -189,18 +206,20 @@ async def _wait_final(svc: Services, run_id: int, seconds: float) -> Run:
         await asyncio.sleep(0.2)
 
 
-@router.get("/{run_id}/trades", response_model=list[TradeOut])
+@router.get("/{run_id}/trades", response_model=list[TradeOut], responses=ONE_RUN)
 def list_trades(run_id: RunId, who: CallerDep, svc: ServicesDep,
                 status_: Annotated[TradeStatus | None, Query(alias="status")] = None,
                 after_id: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
                 limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> list[TradeOut]:
-    """Filled and refused trades (a refusal carries its reason), in order."""
+    """Filled and refused trades (a refusal carries its reason), oldest first. Keyset
+    pages: pass the last id seen as after_id; `status` filters before the limit, so a
+    page holds up to `limit` trades of that status however many others there are."""
     svc.store.get_run(run_id, who.user_id)
-    trades = svc.store.list_trades(run_id, after_id=after_id, limit=limit)
-    return [TradeOut.of(t) for t in trades if status_ is None or t.status is status_]
+    trades = svc.store.list_trades(run_id, after_id=after_id, limit=limit, status=status_)
+    return [TradeOut.of(t) for t in trades]
 
 
-@router.get("/{run_id}/positions", response_model=list[PositionOut])
+@router.get("/{run_id}/positions", response_model=list[PositionOut], responses=ONE_RUN)
 def list_positions(run_id: RunId, who: CallerDep, svc: ServicesDep,
                    limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> list[PositionOut]:
     """The portfolio after every filled trade."""
@@ -208,7 +227,7 @@ def list_positions(run_id: RunId, who: CallerDep, svc: ServicesDep,
     return [PositionOut.of(p) for p in svc.store.list_positions(run_id, limit=limit)]
 
 
-@router.get("/{run_id}/decisions", response_model=list[DecisionOut])
+@router.get("/{run_id}/decisions", response_model=list[DecisionOut], responses=ONE_RUN)
 def list_decisions(run_id: RunId, who: CallerDep, svc: ServicesDep,
                    after_step: Annotated[int, Query(ge=-1, le=10_000_000)] = -1,
                    limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> list[DecisionOut]:
@@ -218,7 +237,7 @@ def list_decisions(run_id: RunId, who: CallerDep, svc: ServicesDep,
     return [DecisionOut.of(d) for d in decisions]
 
 
-@router.get("/{run_id}/result", response_model=ResultOut)
+@router.get("/{run_id}/result", response_model=ResultOut, responses=ONE_RUN)
 def get_result(run_id: RunId, who: CallerDep, svc: ServicesDep) -> ResultOut:
     run = svc.store.get_run(run_id, who.user_id)
     return ResultOut(run_id=run.id, status=run.status, status_reason=run.status_reason,

@@ -57,6 +57,7 @@ class LedgerTx(ABC):
         step: int,
         seq: int,
         bar_time: dt.datetime,
+        filled_at: dt.datetime | None,
         side: Side,
         symbol: str,
         quantity: Decimal,
@@ -158,29 +159,62 @@ class Store(ABC):
         *,
         reason: str | None = None,
         result: dict[str, Any] | None = None,
+        attempt: int | None = None,
     ) -> Run:
-        """Move a run to `target` if the state machine allows it (IllegalTransition)."""
+        """Move a run to `target` if the state machine allows it (IllegalTransition).
+
+        `attempt` fences a runner's writes (here and in ledger_tx, record_decision and
+        complete_step): when the run's attempts moved past it, a newer runner owns the
+        run and the write is refused with Superseded, changing nothing."""
 
     @abstractmethod
     def start_attempt(self, run_id: int) -> Run:
         """The runner takes the run: running, attempts + 1, started_at kept from the first."""
 
     @abstractmethod
-    def admit_queued(self, per_user_limit: int, global_limit: int) -> list[Run]:
-        """Admit queued runs oldest first within the limits, in one transaction."""
+    def admit_queued(self, per_user_limit: int, global_limit: int, *,
+                     skip: Collection[int] = ()) -> list[Run]:
+        """Admit queued runs oldest first within the limits, in one transaction; runs in
+        `skip` (no workload yet) wait without holding up those behind them."""
+
+    @abstractmethod
+    def note_queued(self, run_id: int, reason: str | None) -> None:
+        """Say why a queued run waits (a quota's refusal), visible in the run; a run
+        that is no longer queued is left as it is."""
 
     @abstractmethod
     def delete_run(self, run_id: int, user_id: str | None = None) -> None: ...
 
     # -- ledger ----------------------------------------------------------------------
     @abstractmethod
-    def ledger_tx(self, run_id: int) -> AbstractContextManager[LedgerTx]: ...
+    def ledger_tx(self, run_id: int, *,
+                  attempt: int | None = None) -> AbstractContextManager[LedgerTx]: ...
 
     @abstractmethod
     def get_portfolio(self, run_id: int) -> Portfolio: ...
 
     @abstractmethod
-    def list_trades(self, run_id: int, *, after_id: int = 0, limit: int = 1000) -> list[Trade]: ...
+    def list_trades(self, run_id: int, *, after_id: int = 0, limit: int = 1000,
+                    status: TradeStatus | None = None) -> list[Trade]:
+        """A keyset page, oldest first: trades with id > after_id (of `status` only, if
+        given: filtered before the limit), at most `limit`."""
+
+    @abstractmethod
+    def recent_trades(self, run_id: int, limit: int) -> list[Trade]:
+        """The run's newest `limit` trades, newest first: one read of at most `limit`
+        rows however long the run is."""
+
+    @abstractmethod
+    def step_trades(self, run_id: int, step: int) -> list[Trade]:
+        """The trades of one step, in seq order."""
+
+    def iter_trades(self, run_id: int, *, page: int = 1000) -> Iterator[Trade]:
+        """Every trade of the run, oldest first, read one keyset page at a time so that
+        a whole-ledger pass (the final result) never holds the ledger in memory."""
+        after_id = 0
+        while batch := self.list_trades(run_id, after_id=after_id, limit=page):
+            yield from batch
+            after_id = batch[-1].id
 
     @abstractmethod
     def list_positions(self, run_id: int, *, limit: int = 1000) -> list[PositionRecord]: ...
@@ -189,15 +223,23 @@ class Store(ABC):
     def list_decisions(self, run_id: int, *, after_step: int = -1,
                        limit: int = 1000) -> list[Decision]: ...
 
+    def iter_decisions(self, run_id: int, *, page: int = 1000) -> Iterator[Decision]:
+        """Every decision of the run in step order, one keyset page at a time."""
+        after_step = -1
+        while batch := self.list_decisions(run_id, after_step=after_step, limit=page):
+            yield from batch
+            after_step = batch[-1].step
+
     @abstractmethod
     def get_decision(self, run_id: int, step: int) -> Decision | None: ...
 
     @abstractmethod
-    def record_decision(self, decision: Decision) -> Decision:
+    def record_decision(self, decision: Decision, *, attempt: int | None = None) -> Decision:
         """Insert the decision of a step; if one exists (a replayed step) return it."""
 
     @abstractmethod
-    def complete_step(self, run_id: int, step: int, *, equity: Decimal, cash: Decimal) -> None:
+    def complete_step(self, run_id: int, step: int, *, equity: Decimal, cash: Decimal,
+                      attempt: int | None = None) -> None:
         """Checkpoint: the step's decision is complete and steps_done = step + 1."""
 
     # -- market data -----------------------------------------------------------------

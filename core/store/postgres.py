@@ -12,8 +12,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
+from core.errors import StoreUnavailable
 from core.store import codec
 from core.store.sql import Cursor, SqlStore
 
@@ -40,6 +41,7 @@ class PostgresCursor:
 
 class PostgresDialect:
     for_update = " FOR UPDATE"
+    for_share = " FOR SHARE"
 
     def money(self, value: Decimal | None) -> Any:
         return value
@@ -68,8 +70,14 @@ class PostgresStore(SqlStore):
 
     @contextmanager
     def _tx(self, write: bool = False) -> Iterator[Cursor]:
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            yield PostgresCursor(cur)  # type: ignore[arg-type]
+        try:
+            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                yield PostgresCursor(cur)  # type: ignore[arg-type]
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+            # One word for "the database does not answer": the API says 503, a runner
+            # waits and retries its step (every step's writes are idempotent).
+            raise StoreUnavailable(f"the database does not answer: {exc}".strip()[:300],
+                                   delay=2.0) from exc
 
     def migrate(self) -> list[str]:
         applied: list[str] = []

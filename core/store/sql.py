@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
 from typing import Any, Protocol
 
-from core.errors import Conflict, IllegalTransition, NotFound
+from core.errors import Conflict, IllegalTransition, NotFound, Superseded
 from core.records import Decision, Model, Portfolio, PositionRecord, Run, Side, Trade, TradeStatus
 from core.spec import RunSpec
 from core.status import RunStatus, can_transition
@@ -36,6 +36,7 @@ class Cursor(Protocol):
 
 class Dialect(Protocol):
     for_update: str
+    for_share: str
 
     def money(self, value: Decimal | None) -> Any: ...
     def json(self, value: Any) -> Any: ...
@@ -57,18 +58,18 @@ class SqlLedgerTx(LedgerTx):
         )
         return None if row is None else codec.trade_from(row)
 
-    def insert_trade(self, *, step: int, seq: int, bar_time: dt.datetime, side: Side,
-                     symbol: str, quantity: Decimal, price: Decimal, fees: Decimal,
-                     status: TradeStatus, reason: str | None, cash_after: Decimal,
-                     reasoning: str | None) -> Trade:
+    def insert_trade(self, *, step: int, seq: int, bar_time: dt.datetime,
+                     filled_at: dt.datetime | None, side: Side, symbol: str,
+                     quantity: Decimal, price: Decimal, fees: Decimal, status: TradeStatus,
+                     reason: str | None, cash_after: Decimal, reasoning: str | None) -> Trade:
         d = self._d
         row = self._cur.one(
-            "INSERT INTO trades (run_id, step, seq, bar_time, side, symbol, quantity, price,"
-            " fees, status, reason, cash_after, reasoning, created_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
-            (self.portfolio.run_id, step, seq, d.time(bar_time), side.value, symbol,
-             d.money(quantity), d.money(price), d.money(fees), status.value, reason,
-             d.money(cash_after), reasoning, d.time(utcnow())),
+            "INSERT INTO trades (run_id, step, seq, bar_time, filled_at, side, symbol,"
+            " quantity, price, fees, status, reason, cash_after, reasoning, created_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
+            (self.portfolio.run_id, step, seq, d.time(bar_time), d.time(filled_at),
+             side.value, symbol, d.money(quantity), d.money(price), d.money(fees),
+             status.value, reason, d.money(cash_after), reasoning, d.time(utcnow())),
         )
         assert row is not None
         return codec.trade_from(row)
@@ -84,10 +85,11 @@ class SqlLedgerTx(LedgerTx):
     def insert_position(self, position: PositionRecord) -> None:
         d = self._d
         self._cur.run(
-            "INSERT INTO positions (run_id, step, seq, bar_time, action, symbol, cash, holdings,"
-            " reasoning) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "INSERT INTO positions (run_id, step, seq, bar_time, filled_at, action, symbol,"
+            " cash, holdings, reasoning) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (position.run_id, position.step, position.seq, d.time(position.bar_time),
-             position.action.value, position.symbol, d.money(position.cash),
+             d.time(position.filled_at), position.action.value, position.symbol,
+             d.money(position.cash),
              d.json(codec.holdings_to(position.holdings)), position.reasoning),
         )
 
@@ -257,12 +259,14 @@ class SqlStore(Store):
         return {RunStatus(r["status"]): int(r["n"]) for r in rows}
 
     def transition(self, run_id: int, target: RunStatus, *, reason: str | None = None,
-                   result: dict[str, Any] | None = None) -> Run:
+                   result: dict[str, Any] | None = None, attempt: int | None = None) -> Run:
         d = self.dialect
         with self._tx(write=True) as cur:
             row = cur.one(f"SELECT * FROM runs WHERE id = %s{d.for_update}", (run_id,))
             if row is None:
                 raise NotFound(f"run {run_id} not found")
+            if attempt is not None and int(row["attempts"]) != attempt:
+                raise Superseded(run_id, attempt)
             current = RunStatus(row["status"])
             if not can_transition(current, target):
                 raise IllegalTransition(run_id, current.value, target.value)
@@ -311,7 +315,13 @@ class SqlStore(Store):
         assert updated is not None
         return codec.run_from(updated)
 
-    def admit_queued(self, per_user_limit: int, global_limit: int) -> list[Run]:
+    def note_queued(self, run_id: int, reason: str | None) -> None:
+        with self._tx(write=True) as cur:
+            cur.run("UPDATE runs SET status_reason = %s WHERE id = %s AND status = 'queued'",
+                    (reason, run_id))
+
+    def admit_queued(self, per_user_limit: int, global_limit: int, *,
+                     skip: Collection[int] = ()) -> list[Run]:
         d = self.dialect
         with self._tx(write=True) as cur:
             d.lock_admission(cur)
@@ -331,13 +341,15 @@ class SqlStore(Store):
             for row in queued:
                 if len(chosen) >= free:
                     break
+                if int(row["id"]) in skip:
+                    continue
                 if per_user.get(row["user_id"], 0) < per_user_limit:
                     per_user[row["user_id"]] = per_user.get(row["user_id"], 0) + 1
                     chosen.append(int(row["id"]))
             admitted = []
             for run_id in chosen:
                 updated = cur.one(
-                    "UPDATE runs SET status = 'admitted', admitted_at = %s"
+                    "UPDATE runs SET status = 'admitted', admitted_at = %s, status_reason = NULL"
                     " WHERE id = %s AND status = 'queued' RETURNING *",
                     (d.time(utcnow()), run_id),
                 )
@@ -353,9 +365,22 @@ class SqlStore(Store):
             cur.run("DELETE FROM runs WHERE id = %s", (run_id,))
 
     # -- ledger ----------------------------------------------------------------------
+    def _fence(self, cur: Cursor, run_id: int, attempt: int | None) -> None:
+        """Refuse a superseded runner's write. The row stays share-locked until the write
+        commits, so a newer runner's start_attempt waits for it instead of racing it."""
+        if attempt is None:
+            return
+        row = cur.one(f"SELECT attempts FROM runs WHERE id = %s{self.dialect.for_share}",
+                      (run_id,))
+        if row is None:
+            raise NotFound(f"run {run_id} not found")
+        if int(row["attempts"]) != attempt:
+            raise Superseded(run_id, attempt)
+
     @contextmanager
-    def ledger_tx(self, run_id: int) -> Iterator[LedgerTx]:
+    def ledger_tx(self, run_id: int, *, attempt: int | None = None) -> Iterator[LedgerTx]:
         with self._tx(write=True) as cur:
+            self._fence(cur, run_id, attempt)
             row = cur.one(
                 f"SELECT * FROM portfolios WHERE run_id = %s{self.dialect.for_update}",
                 (run_id,),
@@ -371,11 +396,33 @@ class SqlStore(Store):
             raise NotFound(f"run {run_id} has no portfolio")
         return codec.portfolio_from(row)
 
-    def list_trades(self, run_id: int, *, after_id: int = 0, limit: int = 1000) -> list[Trade]:
+    def list_trades(self, run_id: int, *, after_id: int = 0, limit: int = 1000,
+                    status: TradeStatus | None = None) -> list[Trade]:
+        # Ordered by the keyset itself (id), so that a page after `after_id` never skips
+        # or repeats a trade. One run's trades are inserted under its portfolio lock, so
+        # id order is the order the ledger applied them: a session's (step, seq) order.
+        where, params = "run_id = %s AND id > %s", [run_id, after_id]  # type: str, list[Any]
+        if status is not None:
+            where += " AND status = %s"
+            params.append(status.value)
+        with self._tx() as cur:
+            rows = cur.all(f"SELECT * FROM trades WHERE {where} ORDER BY id LIMIT %s",
+                           (*params, limit))
+        return [codec.trade_from(r) for r in rows]
+
+    def recent_trades(self, run_id: int, limit: int) -> list[Trade]:
         with self._tx() as cur:
             rows = cur.all(
-                "SELECT * FROM trades WHERE run_id = %s AND id > %s ORDER BY step, seq LIMIT %s",
-                (run_id, after_id, limit),
+                "SELECT * FROM trades WHERE run_id = %s ORDER BY id DESC LIMIT %s",
+                (run_id, limit),
+            )
+        return [codec.trade_from(r) for r in rows]
+
+    def step_trades(self, run_id: int, step: int) -> list[Trade]:
+        with self._tx() as cur:
+            rows = cur.all(
+                "SELECT * FROM trades WHERE run_id = %s AND step = %s ORDER BY seq",
+                (run_id, step),
             )
         return [codec.trade_from(r) for r in rows]
 
@@ -402,9 +449,10 @@ class SqlStore(Store):
                           (run_id, step))
         return None if row is None else codec.decision_from(row)
 
-    def record_decision(self, decision: Decision) -> Decision:
+    def record_decision(self, decision: Decision, *, attempt: int | None = None) -> Decision:
         d, x = self.dialect, decision
         with self._tx(write=True) as cur:
+            self._fence(cur, x.run_id, attempt)
             row = cur.one(
                 "INSERT INTO decisions (run_id, step, bar_time, action, orders, reasoning,"
                 " outcome, latency_ms, tokens_in, tokens_out, cost, tool_calls, error, equity,"
@@ -421,9 +469,11 @@ class SqlStore(Store):
         assert row is not None
         return codec.decision_from(row)
 
-    def complete_step(self, run_id: int, step: int, *, equity: Decimal, cash: Decimal) -> None:
+    def complete_step(self, run_id: int, step: int, *, equity: Decimal, cash: Decimal,
+                      attempt: int | None = None) -> None:
         d = self.dialect
         with self._tx(write=True) as cur:
+            self._fence(cur, run_id, attempt)
             cur.run(
                 "UPDATE decisions SET completed = %s, equity = %s, cash = %s"
                 " WHERE run_id = %s AND step = %s",

@@ -43,7 +43,8 @@ class SqliteCursor:
 
 
 class SqliteDialect:
-    for_update = ""
+    for_update = ""  # a write transaction holds the whole database
+    for_share = ""
 
     def money(self, value: Decimal | None) -> Any:
         return None if value is None else str(value)

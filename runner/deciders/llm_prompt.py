@@ -73,5 +73,12 @@ def _trades(trades: Sequence[Trade]) -> str:
     if not trades:
         return "Recent trades: none."
     rows = [f"- step {t.step + 1}: {t.side.value} {t.quantity} {t.symbol} @ {t.price}: "
-            + ("filled" if t.filled else f"REFUSED ({t.reason})") for t in trades]
+            + _outcome(t) for t in trades]
     return "\n".join(["Recent trades (oldest first):", *rows])
+
+
+def _outcome(t: Trade) -> str:
+    # The fill time says which bar the price is from (the next bar's open, by default).
+    if not t.filled:
+        return f"REFUSED ({t.reason})"
+    return "filled" if t.filled_at is None else f"filled at {t.filled_at.isoformat()}"

@@ -27,23 +27,24 @@ class ReplayDecider:
         if source.spec.symbols != symbols:
             raise InvalidSpec(f"replay source run {source_run_id} trades other symbols")
         self.source_run_id = source_run_id
-        self._decisions = {d.step: d for d in store.list_decisions(source_run_id, limit=10**6)}
-        self._tool_orders: dict[int, list[Order]] = {}
-        for trade in store.list_trades(source_run_id, limit=10**6):
-            if trade.step in self._decisions and not self._decisions[trade.step].orders:
-                # The ledger's NUMERIC comes back as 10.000000: replay the order as sent.
-                self._tool_orders.setdefault(trade.step, []).append(
-                    Order(trade.side, trade.symbol, _as_sent(trade.quantity)))
+        self._store = store
 
     def decide(self, ctx: StepContext) -> DecisionResult:
-        recorded = self._decisions.get(ctx.step)
+        # The source step's records only, read per step: the source run's length never
+        # decides what one step reads (nor what this decider holds).
+        recorded = self._store.get_decision(self.source_run_id, ctx.step)
         if recorded is None:
             return DecisionResult.hold(f"run {self.source_run_id} has no decision at this step")
-        orders = recorded.orders or self._tool_orders.get(ctx.step, [])
+        orders = recorded.orders or self._tool_orders(ctx.step)
         return DecisionResult(
             action=recorded.action, orders=list(orders), outcome=recorded.outcome,
             reasoning=f"replay of run {self.source_run_id}: {recorded.reasoning or ''}".strip(),
         )
+
+    def _tool_orders(self, step: int) -> list[Order]:
+        # The ledger's NUMERIC comes back as 10.000000: replay the order as sent.
+        return [Order(t.side, t.symbol, _as_sent(t.quantity))
+                for t in self._store.step_trades(self.source_run_id, step)]
 
 
 def _as_sent(quantity: Decimal) -> Decimal:

@@ -324,7 +324,7 @@ def test_an_abandoned_decision_keeps_its_tool_trades_and_cannot_trade_late(
         (0, 0, Decimal(1))]
     session.close()
     replay = ReplayDecider(store, run.id, run.user_id, run.spec.symbols)
-    assert replay._tool_orders[0][0].quantity == Decimal(1)
+    assert [o.quantity for o in replay._tool_orders(0)] == [Decimal(1)]  # read per step
 
 
 def test_a_restart_does_not_decide_again_a_step_whose_tools_traded(

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import sqlite3
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
 
 import psycopg
 import pytest
 
+from core.store import open_store
+from core.store.postgres import migration_scripts
 from tests.servers import Postgres
 
 
@@ -39,7 +45,7 @@ def policies(url: str) -> set[str]:
 
 
 def test_plain_postgres_gets_tables_and_no_policies(empty_database: str) -> None:
-    assert "applied 2 migration(s)" in migrate(empty_database)
+    assert "applied 3 migration(s)" in migrate(empty_database)
     assert "applied 0 migration(s)" in migrate(empty_database)
     assert policies(empty_database) == set()
 
@@ -57,5 +63,66 @@ def test_supabase_gets_row_level_security(empty_database: str) -> None:
 
 def test_sqlite_migrates_by_the_same_command(tmp_path: object) -> None:
     url = f"sqlite:///{tmp_path}/x.db"
-    assert "applied 1 migration(s)" in migrate(url)
+    assert "applied 2 migration(s)" in migrate(url)
     assert "applied 0 migration(s)" in migrate(url)
+
+
+# -- 0003 (PostgreSQL) / 0002 (SQLite): fill times for the rows that existed before ------
+BEFORE = "2025-03-03T14:30:00+00:00"
+OLD_ROWS = [
+    "INSERT INTO models (id, user_id, signature, created_at, updated_at)"
+    f" VALUES (1, 'u', 's', '{BEFORE}', '{BEFORE}')",
+    "INSERT INTO runs (id, user_id, model_id, spec, mode, symbols, status, steps_total,"
+    f" created_at) VALUES (1, 'u', 1, '{{}}', 'daily', 'MSFT', 'completed', 1, '{BEFORE}')",
+    "INSERT INTO trades (run_id, step, seq, bar_time, side, symbol, quantity, price, fees,"
+    " status, reason, cash_after, created_at) VALUES"
+    f" (1, 0, 0, '{BEFORE}', 'buy', 'MSFT', '1', '10', '0', 'filled', NULL, '90', '{BEFORE}'),"
+    f" (1, 0, 1, '{BEFORE}', 'buy', 'MSFT', '99', '10', '0', 'refused', 'cash', '90',"
+    f" '{BEFORE}')",
+    "INSERT INTO positions (run_id, step, seq, bar_time, action, symbol, cash, holdings)"
+    f" VALUES (1, 0, 0, '{BEFORE}', 'buy', 'MSFT', '90', '{{\"MSFT\": \"1\"}}')",
+]
+
+
+def check_old_rows_got_fill_times(url: str) -> None:
+    store = open_store(url, pool_size=1)
+    try:
+        assert store.migrate() == []  # the command above applied everything
+        at = dt.datetime.fromisoformat(BEFORE)
+        trades = store.list_trades(1)
+        assert [(t.bar_time, t.filled_at) for t in trades] == [(at, at), (at, None)]
+        assert [(p.bar_time, p.filled_at) for p in store.list_positions(1)] == [(at, at)]
+    finally:
+        store.close()
+
+
+def test_postgres_fill_time_migration_backfills_existing_rows(empty_database: str) -> None:
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY,"
+                     " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        for name, sql in migration_scripts("postgres")[:2]:
+            conn.execute(sql.encode())
+            conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (name,))
+        for statement in OLD_ROWS:
+            conn.execute(statement.encode())
+    assert "applied 1 migration(s): 0003_" in migrate(empty_database)
+    check_old_rows_got_fill_times(empty_database)
+    with psycopg.connect(empty_database) as conn, pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute(  # a fill without a fill time cannot be written
+            "INSERT INTO trades (run_id, step, seq, bar_time, side, symbol, quantity, price,"
+            " status, cash_after) VALUES (1, 1, 0, now(), 'buy', 'MSFT', 1, 1, 'filled', 0)")
+
+
+def test_sqlite_fill_time_migration_backfills_existing_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY,"
+                     " applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)")
+        name, sql = migration_scripts("sqlite")[0]
+        conn.executescript(sql)
+        conn.execute("INSERT INTO schema_migrations (name) VALUES (?)", (name,))
+        for statement in OLD_ROWS:
+            conn.execute(statement)
+        conn.commit()
+    assert "applied 1 migration(s): 0002_" in migrate(f"sqlite:///{path}")
+    check_old_rows_got_fill_times(f"sqlite:///{path}")

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from controller.finalize import result_from_ledger
 from core.errors import Conflict, IllegalTransition, NotFound
 from core.records import Order, Side, TradeStatus
 from core.status import RunStatus
@@ -183,3 +184,41 @@ def test_delete_run_removes_its_records(store: Store) -> None:
     with pytest.raises(NotFound):
         store.get_run(run.id)
     assert store.list_trades(run.id) == []
+
+
+def test_ledger_reads_past_one_thousand_trades_are_bounded_and_keyed(store: Store) -> None:
+    run = make_run(store, cash=Decimal(10_000))
+    trading = TradingService(store)
+    for i in range(1005):  # 1,000 buys filled, then five sells of shares it does not hold
+        step, seq = divmod(i, 5)
+        side, qty = (Side.BUY, Decimal(1)) if i < 1000 else (Side.SELL, Decimal(10**6))
+        decided = T0 + dt.timedelta(minutes=step)
+        trading.execute(run.id, step, seq, Order(side, "AAPL", qty), price=Decimal(1),
+                        bar_time=decided, filled_at=decided + dt.timedelta(minutes=1))
+
+    everything = list(store.iter_trades(run.id, page=300))
+    assert [(t.step, t.seq) for t in everything] == [divmod(i, 5) for i in range(1005)]
+    first = everything[0]
+    assert (first.bar_time, first.filled_at) == (T0, T0 + dt.timedelta(minutes=1))
+    assert {t.filled_at for t in everything[1000:]} == {None}  # refused: never filled
+    position = store.list_positions(run.id, limit=1)[0]
+    assert (position.bar_time, position.filled_at) == (first.bar_time, first.filled_at)
+
+    # The newest first, however long the ledger: not the 1,000 oldest.
+    assert store.recent_trades(run.id, 3) == everything[:-4:-1]
+    assert store.step_trades(run.id, 200) == everything[1000:]
+    assert store.step_trades(run.id, 7) == everything[35:40]
+
+    # The status filter acts before the LIMIT: the first page of all trades holds no
+    # refusal, yet a page of refusals is full; keyset pages continue after the last id.
+    assert all(t.filled for t in store.list_trades(run.id, limit=1000))
+    refused = store.list_trades(run.id, status=TradeStatus.REFUSED, limit=2)
+    assert refused == everything[1000:1002]
+    rest = store.list_trades(run.id, status=TradeStatus.REFUSED, after_id=refused[-1].id)
+    assert rest == everything[1002:]
+    assert store.list_trades(run.id, after_id=everything[-1].id) == []
+
+    # The controller's result streams the whole ledger: all 1,005, not a first page.
+    result = result_from_ledger(store, store.get_run(run.id), "failed")
+    assert (result["trades"], result["refused"], result["steps_done"]) == (1000, 5, 0)
+    assert result["final_equity"] == "10000.000000"  # no completed step: the initial cash

@@ -107,8 +107,9 @@ class Broker:
         self.orders.append(order)
         refused = order.quantity * 10 > self.cash
         return Trade(id=1, run_id=1, step=2, seq=len(self.orders) - 1, bar_time=NOW,
-                     side=order.side, symbol=order.symbol, quantity=order.quantity,
-                     price=Decimal(10), fees=Decimal(0),
+                     filled_at=None if refused else NOW, side=order.side,
+                     symbol=order.symbol, quantity=order.quantity, price=Decimal(10),
+                     fees=Decimal(0),
                      status=TradeStatus.REFUSED if refused else TradeStatus.FILLED,
                      reason="insufficient cash" if refused else None,
                      cash_after=self.cash, reasoning=reasoning, created_at=NOW)

@@ -13,9 +13,11 @@ T0 = dt.datetime(2025, 1, 2, tzinfo=dt.UTC)
 
 
 def trade(side: Side, qty: str, price: str, status: TradeStatus = TradeStatus.FILLED) -> Trade:
-    return Trade(id=0, run_id=1, step=0, seq=0, bar_time=T0, side=side, symbol="X",
-                 quantity=Decimal(qty), price=Decimal(price), fees=Decimal(0), status=status,
-                 reason=None, cash_after=Decimal(0), reasoning=None, created_at=T0)
+    filled_at = T0 if status is TradeStatus.FILLED else None
+    return Trade(id=0, run_id=1, step=0, seq=0, bar_time=T0, filled_at=filled_at, side=side,
+                 symbol="X", quantity=Decimal(qty), price=Decimal(price), fees=Decimal(0),
+                 status=status, reason=None, cash_after=Decimal(0), reasoning=None,
+                 created_at=T0)
 
 
 def test_max_drawdown_is_the_worst_peak_to_trough() -> None:
