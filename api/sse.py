@@ -1,9 +1,11 @@
 """Live events for many followers: one reader per followed run, fanned out.
 
-A follower first replays the run's history from its Last-Event-ID, then takes live
-events from the run's feed, which reads the event log once for all its followers. The
-follower registers with the feed *before* replaying and drops what it already sent, so
-an event appended during the hand-over is neither missed nor sent twice.
+A follower replays the run's history from its Last-Event-ID, then takes live events
+from the run's feed, which reads the event log once for all its followers. The order
+is what makes the hand-over exact: the follower joins the feed, waits until the feed
+has fixed the id it reads after, and only then replays. The replay therefore reaches at
+least that id, every later event comes through the feed, and what the replay already
+sent is dropped by id: nothing missed, nothing twice, however the two interleave.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from typing import Final
 
 from core.eventlog import FINAL_EVENT, Event, EventLog
 
@@ -21,22 +24,54 @@ log = logging.getLogger(__name__)
 
 REPLAY_BATCH = 500
 READ_BLOCK_MS = 1000
+RETRY_SECONDS = 1.0
 
 # Returns True when the run is final (or gone): a quiet feed then ends its followers,
 # who would otherwise wait forever for a final event that was never appended.
 RunEnded = Callable[[int], bool]
 
 
+class FeedItem:
+    """What a feed hands its followers besides events."""
+
+
+RUN_ENDED: Final = FeedItem()  # final in the store, yet no final event in the log
+FEED_LOST: Final = FeedItem()  # the feed failed: end the stream, the client resumes
+
+Live = asyncio.Queue[Event | FeedItem]
+
+
 class RunFeed:
     def __init__(self, hub: EventHub, run_id: int) -> None:
         self.hub = hub
         self.run_id = run_id
-        self.followers: set[asyncio.Queue[Event | None]] = set()
+        self.followers: set[Live] = set()
+        self.positioned = asyncio.Event()  # set once the feed knows where it reads from
         self.task: asyncio.Task[None] | None = None
 
     async def read_live(self) -> None:
+        try:
+            after = await self._newest_id()
+            self.positioned.set()
+            await self._follow(after)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug here must not leave followers waiting forever
+            log.exception("run %d: event feed failed; its followers reconnect", self.run_id)
+            self._fan_out(FEED_LOST)
+            self.positioned.set()
+
+    async def _newest_id(self) -> str | None:
         hub, loop = self.hub, asyncio.get_running_loop()
-        after = await loop.run_in_executor(hub.pool, hub.events.last_id, self.run_id)
+        while True:
+            try:
+                return await loop.run_in_executor(hub.pool, hub.events.last_id, self.run_id)
+            except Exception as exc:
+                log.warning("run %d: event log unreachable (%s); retrying", self.run_id, exc)
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def _follow(self, after: str | None) -> None:
+        hub, loop = self.hub, asyncio.get_running_loop()
         quiet_since, ended = loop.time(), False
         while self.followers:
             try:
@@ -45,7 +80,7 @@ class RunFeed:
                                       block_ms=READ_BLOCK_MS))
             except Exception as exc:
                 log.warning("run %d: event log read failed (%s); retrying", self.run_id, exc)
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(RETRY_SECONDS)
                 continue
             for event in batch:
                 self._fan_out(event)
@@ -53,14 +88,22 @@ class RunFeed:
             if batch:
                 quiet_since, ended = loop.time(), False
             elif ended:  # final in the store and still nothing after one more read
-                self._fan_out(None)
+                self._fan_out(RUN_ENDED)
             elif loop.time() - quiet_since >= hub.end_check_seconds:
                 quiet_since = loop.time()
-                ended = await loop.run_in_executor(hub.pool, hub.run_ended, self.run_id)
+                ended = await self._run_ended()
 
-    def _fan_out(self, event: Event | None) -> None:
+    async def _run_ended(self) -> bool:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self.hub.pool, self.hub.run_ended, self.run_id)
+        except Exception as exc:  # a database blip is not an ending
+            log.warning("run %d: status unknown (%s); the feed goes on", self.run_id, exc)
+            return False
+
+    def _fan_out(self, item: Event | FeedItem) -> None:
         for queue in self.followers:
-            queue.put_nowait(event)
+            queue.put_nowait(item)
 
 
 class EventHub:
@@ -73,47 +116,56 @@ class EventHub:
         self.feeds: dict[int, RunFeed] = {}
 
     @contextlib.asynccontextmanager
-    async def follow_live(self, run_id: int) -> AsyncIterator[asyncio.Queue[Event | None]]:
-        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+    async def follow_live(self, run_id: int) -> AsyncIterator[Live]:
+        """A queue of the run's live events, from a position the feed has already fixed:
+        whatever the caller replays from the log afterwards reaches at least there."""
+        queue: Live = asyncio.Queue()
         feed = self.feeds.get(run_id)
-        if feed is None:
+        if feed is None or (feed.task is not None and feed.task.done()):
             feed = self.feeds[run_id] = RunFeed(self, run_id)
-        feed.followers.add(queue)
-        if feed.task is None or feed.task.done():
             feed.task = asyncio.create_task(feed.read_live(), name=f"feed-{run_id}")
+        feed.followers.add(queue)
         try:
+            await feed.positioned.wait()
             yield queue
         finally:
             feed.followers.discard(queue)
             if not feed.followers and self.feeds.get(run_id) is feed:
                 del self.feeds[run_id]
 
-    async def stream(self, run_id: int, after: str | None) -> AsyncIterator[Event | None]:
-        """History after `after`, then live events, ending after the final event.
-        A None means the run ended without a final event in the log."""
-        loop, key = asyncio.get_running_loop(), self.events.order_key
+    async def stream(self, run_id: int, after: str | None) -> AsyncIterator[Event | FeedItem]:
+        """History after `after`, then live events, ending after the final event. Ends
+        with RUN_ENDED when the run ended without a final event in the log, and with
+        FEED_LOST when the live feed failed (the client resumes with Last-Event-ID)."""
         async with self.follow_live(run_id) as live:
-            while True:
-                batch = await loop.run_in_executor(
-                    self.pool, partial(self.events.read, run_id, after, count=REPLAY_BATCH))
-                for event in batch:
-                    yield event
-                    after = event.id
-                    if event.type is FINAL_EVENT:
-                        return
-                if len(batch) < REPLAY_BATCH:
-                    break
+            async for event in self._replay(run_id, after):
+                yield event
+                after = event.id
+                if event.type is FINAL_EVENT:
+                    return
+            key = self.events.order_key
             while True:
                 item = await live.get()
-                if item is None:
-                    yield None
+                if isinstance(item, FeedItem):
+                    yield item
                     return
                 if after is not None and key(item.id) <= key(after):
-                    continue
+                    continue  # the replay sent it already
                 yield item
                 after = item.id
                 if item.type is FINAL_EVENT:
                     return
+
+    async def _replay(self, run_id: int, after: str | None) -> AsyncIterator[Event]:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await loop.run_in_executor(
+                self.pool, partial(self.events.read, run_id, after, count=REPLAY_BATCH))
+            for event in batch:
+                yield event
+                after = event.id
+            if len(batch) < REPLAY_BATCH:
+                return
 
     def close(self) -> None:
         for feed in self.feeds.values():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -11,16 +12,21 @@ from fastapi import APIRouter, Header, Path, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.deps import CallerDep, ServicesDep
-from api.errors import ApiProblem
+from api.errors import ApiProblem, problems
 from api.services import Services
+from api.sse import RUN_ENDED
+from core.errors import NotFound
 from core.eventlog import Event
 
-router = APIRouter(prefix="/v1/runs", tags=["events"])
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1/runs", tags=["events"], responses=problems(401))
 
 STREAM_DOC: dict[int | str, dict[str, Any]] = {200: {
     "description": "text/event-stream of status, progress, decision, trade, log and result "
                    "events; the last one is `result`",
-    "content": {"text/event-stream": {}}}}
+    "content": {"text/event-stream": {}}},
+    **problems(400, 404, 422, why={400: "Last-Event-ID is not an event id of this server"})}
 
 
 @router.get("/{run_id}/events", response_class=EventSourceResponse, responses=STREAM_DOC)
@@ -41,11 +47,15 @@ async def run_events(
 
 
 async def _sse(svc: Services, run_id: int, after: str | None) -> AsyncIterator[ServerSentEvent]:
-    async for event in svc.hub.stream(run_id, after):
-        if event is None:
-            yield await _final_from_store(svc, run_id)
+    async for item in svc.hub.stream(run_id, after):
+        if item is RUN_ENDED:
+            final = await _final_from_store(svc, run_id)
+            if final is not None:
+                yield final
             return
-        yield _message(event)
+        if isinstance(item, Event):
+            yield _message(item)
+        # FEED_LOST: end the stream; the client resumes after its Last-Event-ID
 
 
 def _message(event: Event) -> ServerSentEvent:
@@ -53,12 +63,17 @@ def _message(event: Event) -> ServerSentEvent:
                            data=json.dumps(event.to_json(), separators=(",", ":"), default=str))
 
 
-async def _final_from_store(svc: Services, run_id: int) -> ServerSentEvent:
-    """The run ended but its final event never reached the log (Redis was down)."""
+async def _final_from_store(svc: Services, run_id: int) -> ServerSentEvent | None:
+    """The run ended but its final event never reached the log (Redis was down). None
+    when the database cannot say now: the stream ends and the client resumes later,
+    rather than being told a live run was deleted."""
     try:
         run = await asyncio.to_thread(svc.store.get_run, run_id)
         data = {"status": run.status.value, "reason": run.status_reason, "result": run.result}
-    except Exception:
+    except NotFound:
         data = {"status": "deleted", "reason": "the run was deleted", "result": None}
+    except Exception as exc:
+        log.warning("run %d: final status unknown (%s); ending the stream", run_id, exc)
+        return None
     body = {"id": None, "run_id": run_id, "type": "result", "time": None, "data": data}
     return ServerSentEvent(event="result", data=json.dumps(body, default=str))
