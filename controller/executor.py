@@ -15,6 +15,18 @@ from controller.workload import WorkloadState
 from core.records import Run
 
 
+class WorkloadRefused(Exception):
+    """The platform refused to create or admit a workload, with its own words.
+
+    `permanent`: the workload itself is invalid (HTTP 422) and the run fails with the
+    message; otherwise (a quota, a policy) the run waits queued with the message as its
+    reason and is tried again. Any other exception from an executor is temporary."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
 class Executor(ABC):
     name: str
     # What a workload that vanished means: True where deleting it is how a person stops
@@ -26,7 +38,8 @@ class Executor(ABC):
 
     @abstractmethod
     def submit(self, run: Run) -> None:
-        """Create the run's workload, suspended. A workload that exists is adopted."""
+        """Create the run's workload, suspended. A workload that exists is adopted.
+        WorkloadRefused when the platform says no."""
 
     @abstractmethod
     def admit(self, run_id: int) -> None:

@@ -4,6 +4,11 @@ It serves both executors. Each pass reads the active runs from the store and wha
 executor says of their workloads, then does what the difference asks for; every action
 is idempotent, so a pass repeated after a crash or beside the API changes nothing twice.
 Admission is decided inside one store transaction, so no run is ever admitted twice.
+
+Each run is reconciled on its own: an error on one run (a refused Job, a timeout) is
+retried for that run with backoff while the pass goes on with the others. A run waits
+for admission until its workload exists, so a quota that refuses Jobs keeps the run
+queued with the quota's message as its reason, never admitted without a workload.
 """
 
 from __future__ import annotations
@@ -16,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from controller import telemetry
-from controller.executor import Executor
+from controller.executor import Executor, WorkloadRefused
 from controller.finalize import finalize
-from controller.workload import GONE, WorkloadState
+from controller.workload import WorkloadState
 from core.errors import IllegalTransition, NotFound
 from core.eventlog import EventLog
 from core.logs import run_context
@@ -51,6 +56,7 @@ class Reconciler:
         self.notify: Notify = notify or (lambda run, reason, message: None)
         self.wake = threading.Event()
         self._active: set[int] = set()  # runs active or queued in the last pass
+        self._backoff = RunBackoff()
 
     # -- one pass ----------------------------------------------------------------------
     def reconcile_once(self) -> None:
@@ -61,8 +67,8 @@ class Reconciler:
             states = self.executor.observe(r.id for r in runs)
             for run in runs:
                 with run_context(run.id, run.user_id):  # its log lines carry the ids
-                    self._reconcile_run(run, states[run.id])
-            self._admit(states)
+                    self._reconcile_guarded(run, states[run.id])
+            self._admit(self._not_ready(runs, states))
             self._delete_orphans({r.id for r in runs})
             self._export_counts()
         except Exception:
@@ -71,10 +77,48 @@ class Reconciler:
         finally:
             telemetry.RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
+    def _reconcile_guarded(self, run: Run, state: WorkloadState) -> None:
+        """One run's reconciliation; its errors are its own."""
+        if self._backoff.waiting(run.id):
+            return
+        try:
+            self._reconcile_run(run, state)
+        except WorkloadRefused as exc:
+            self._refused(run, exc)
+        except Exception as exc:  # a 429, a 5xx, a timeout, a conflict: try again later
+            delay = self._backoff.failed(run.id)
+            telemetry.RUN_ERRORS.labels("temporary").inc()
+            log.warning("run %d: reconcile failed (%s: %s); retrying in %.1fs", run.id,
+                        type(exc).__name__, exc, delay)
+        else:
+            self._backoff.succeeded(run.id)
+
+    def _refused(self, run: Run, exc: WorkloadRefused) -> None:
+        if exc.permanent:
+            telemetry.RUN_ERRORS.labels("invalid").inc()
+            self._finalize(run, RunStatus.FAILED, f"workload refused: {exc}")
+            return
+        delay = self._backoff.failed(run.id)
+        telemetry.RUN_ERRORS.labels("refused").inc()
+        reason = f"waiting: workload refused: {exc}"
+        if run.status_reason != reason:
+            self.store.note_queued(run.id, reason)
+            self.notify(run, "WorkloadRefused", str(exc))
+        log.warning("run %d: workload refused (%s); queued, retrying in %.1fs", run.id, exc,
+                    delay)
+
+    def _not_ready(self, runs: list[Run], states: dict[int, WorkloadState]) -> set[int]:
+        """Queued runs without a workload (refused, or in backoff): not admissible yet."""
+        fresh = self.executor.observe(r.id for r in runs if r.status is RunStatus.QUEUED)
+        return {run_id for run_id, state in fresh.items()
+                if state.phase == "gone" or self._backoff.waiting(run_id)}
+
     def _reconcile_run(self, run: Run, state: WorkloadState) -> None:
         if run.status is RunStatus.QUEUED:
             if state.phase == "gone":
                 self.executor.submit(run)
+                if run.status_reason:
+                    self.store.note_queued(run.id, None)  # the quota freed
             return
         if run.status is RunStatus.STOPPING:
             self._reconcile_stopping(run, state)
@@ -118,6 +162,10 @@ class Reconciler:
         since = run.started_at or run.admitted_at or run.created_at
         if dt.datetime.now(dt.UTC) - since < self.lost_grace:
             return
+        # The pass read the run before it looked for the runner: a runner that finalized
+        # the run and exited in between is not lost. Ask the store again, now.
+        if self.store.get_run(run.id).status.is_terminal:
+            return
         # The local runner was lost (the server restarted): a new one resumes the run
         # from its checkpoint, as a Job's replacement pod would.
         log.warning("run %d has no workload; resubmitting to resume from step %d",
@@ -131,21 +179,27 @@ class Reconciler:
             telemetry.RUNS_FINALIZED.labels(status.value).inc()
             self.notify(final, "Finished", f"run {status.value}: {reason}")
         self.executor.forget(run.id)
+        self._backoff.succeeded(run.id)
 
-    def _admit(self, states: dict[int, WorkloadState]) -> None:
-        for run in self.store.admit_queued(self.limits.per_user, self.limits.global_):
+    def _admit(self, not_ready: set[int]) -> None:
+        admitted = self.store.admit_queued(self.limits.per_user, self.limits.global_,
+                                           skip=not_ready)
+        for run in admitted:
             with run_context(run.id, run.user_id):
-                self._admit_one(run, states)
+                self._admit_one(run)
 
-    def _admit_one(self, run: Run, states: dict[int, WorkloadState]) -> None:
+    def _admit_one(self, run: Run) -> None:
         telemetry.RUNS_ADMITTED.inc()
         if run.admitted_at is not None:
             telemetry.ADMISSION_WAIT.observe(
                 (run.admitted_at - run.created_at).total_seconds())
         log.info("run %d admitted (user %s)", run.id, run.user_id)
-        if states.get(run.id, GONE).phase == "gone":
-            self.executor.submit(run)
-        self.executor.admit(run.id)
+        try:
+            self.executor.admit(run.id)
+        except Exception as exc:  # admitted in the store: the next pass unsuspends it
+            telemetry.RUN_ERRORS.labels("temporary").inc()
+            log.warning("run %d: unsuspending failed (%s); the next pass retries", run.id, exc)
+            return
         self.notify(run, "Admitted", "run admitted within the user and global limits")
 
     def _delete_orphans(self, active_ids: set[int]) -> None:
@@ -211,3 +265,23 @@ class Reconciler:
         self.executor.changed.clear()
 
 
+class RunBackoff:
+    """Per-run exponential backoff for reconcile errors: a failing run is left alone for
+    a while, the others are not held up (controller-runtime's rate-limited queue)."""
+
+    def __init__(self, base: float = 0.5, cap: float = 15.0) -> None:
+        self.base, self.cap = base, cap
+        self._failures: dict[int, tuple[int, float]] = {}  # run -> (count, retry at)
+
+    def waiting(self, run_id: int) -> bool:
+        entry = self._failures.get(run_id)
+        return entry is not None and time.monotonic() < entry[1]
+
+    def failed(self, run_id: int) -> float:
+        count = self._failures.get(run_id, (0, 0.0))[0] + 1
+        delay = min(self.cap, self.base * 2.0 ** (count - 1))
+        self._failures[run_id] = (count, time.monotonic() + delay)
+        return delay
+
+    def succeeded(self, run_id: int) -> None:
+        self._failures.pop(run_id, None)

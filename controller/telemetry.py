@@ -20,6 +20,9 @@ RECONCILE_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 RECONCILE_ERRORS = Counter("tickrun_controller_reconcile_errors_total",
                            "Reconcile passes that raised")
+RUN_ERRORS = Counter("tickrun_controller_run_errors_total",
+                     "Errors reconciling one run, by kind (temporary, refused, invalid)",
+                     ["kind"])
 RUNS_ADMITTED = Counter("tickrun_runs_admitted_total", "Runs admitted by the reconciler")
 RUNS_FINALIZED = Counter("tickrun_runs_finalized_total",
                          "Runs the reconciler finalized because the runner could not",

@@ -7,6 +7,7 @@ honouring Retry-After; a create that meets AlreadyExists adopts the existing obj
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -21,6 +22,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from controller.executor import WorkloadRefused
 from controller.kubernetes.settings import KubernetesSettings
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,18 @@ def is_retriable(exc: BaseException) -> bool:
     if isinstance(exc, ApiException):
         return exc.status in RETRIABLE_STATUS
     return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
+
+
+def refused(exc: ApiException) -> WorkloadRefused | None:
+    """The API server's refusal of an object, in its own words: 403 (a ResourceQuota,
+    an admission policy) lets the run wait; 400/422 (an invalid object) fails it."""
+    if exc.status not in (400, 403, 422):
+        return None
+    try:
+        message = str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except (ValueError, AttributeError):
+        message = str(exc.reason)
+    return WorkloadRefused(f"{exc.status} {message}"[:500], permanent=exc.status != 403)
 
 
 def status_of(exc: BaseException | None) -> int | None:

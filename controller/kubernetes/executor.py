@@ -16,7 +16,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from controller.executor import Executor
-from controller.kubernetes.api import api_client, with_retries
+from controller.kubernetes.api import api_client, refused, with_retries
 from controller.kubernetes.events import EventRecorder
 from controller.kubernetes.informer import RunInformer
 from controller.kubernetes.jobs import build_job, job_name
@@ -69,9 +69,13 @@ class KubernetesExecutor(Executor):
             log.info("run %d: Job %s created (suspended)", run.id, job_name(run.id),
                      extra={"run_id": run.id, "user_id": run.user_id})
         except ApiException as exc:
-            if exc.status != 409:
+            if exc.status == 409:
+                return  # AlreadyExists: an earlier attempt (or a retry of this one) made it
+            refusal = refused(exc)
+            if refusal is None:
                 raise
-            # AlreadyExists: an earlier attempt (or a retry of this one) made it; adopt it.
+            self._forget_recent(run.id)  # no Job is on its way into the cache
+            raise refusal from exc
 
     def admit(self, run_id: int) -> None:
         self._remember(run_id)

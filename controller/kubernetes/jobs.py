@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from controller.kubernetes.settings import KubernetesSettings, SecretRef
-from core.exitcodes import EXIT_NO_RETRY
+from core.exitcodes import EXIT_NO_RETRY, EXIT_SUPERSEDED
 from core.records import Run
 
 APP_LABEL = "app.kubernetes.io/name"
@@ -144,6 +144,10 @@ def build_job(run: Run, settings: KubernetesSettings) -> dict[str, Any]:
                  "onExitCodes": {"containerName": CONTAINER, "operator": "In",
                                  "values": [EXIT_NO_RETRY]}},
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                # Superseded by a newer attempt (fencing): not a failure of the run.
+                {"action": "Ignore",
+                 "onExitCodes": {"containerName": CONTAINER, "operator": "In",
+                                 "values": [EXIT_SUPERSEDED]}},
             ]},
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },

@@ -205,3 +205,38 @@ def test_unknown_image_and_impossible_requests_fail_with_the_reason(
         failed = wait_status(c, run["id"], {"failed", "completed"}, timeout=180)
     assert failed["status"] == "failed" and reason in failed["status_reason"], failed
     wait_until(lambda: job_gone(stack, run["id"]), 90, "the failed run's Job")
+
+
+def quota_used(stack: Stack, name: str) -> bool:
+    """The quota controller has counted what it limits: from then on it is enforced."""
+    status = stack.cluster.core.read_namespaced_resource_quota(name, stack.namespace).status
+    return bool(status and status.used)
+
+
+def test_a_quota_that_refuses_jobs_keeps_the_run_queued_until_it_frees(
+        stack: Stack, c: httpx.Client) -> None:
+    """A ResourceQuota refuses new Jobs while another run plays: that run finishes; the
+    refused one waits queued with the quota's message (never admitted without a Job,
+    never `stopped`), and plays once the quota frees."""
+    model = create_model(c, "k8s-quota")
+    first = create(c, daily(model))
+    wait_until(lambda: exists(lambda: job(stack, first["id"])), 30, "the first run's Job")
+    jobs = len(stack.cluster.batch.list_namespaced_job(stack.namespace).items)
+    quota = {"apiVersion": "v1", "kind": "ResourceQuota",
+             "metadata": {"name": "jobs"}, "spec": {"hard": {"count/jobs.batch": str(jobs)}}}
+    stack.cluster.core.create_namespaced_resource_quota(stack.namespace, quota)
+    try:
+        wait_until(lambda: quota_used(stack, "jobs"), 30, "the quota's usage")
+        refused = create(c, daily(model))
+        waiting = wait_for(lambda: (lambda r: r if "exceeded quota" in (
+            r.get("status_reason") or "") else None)(c.get(f"/v1/runs/{refused['id']}").json()),
+            60)
+        assert waiting["status"] == "queued", waiting
+        done = wait_status(c, first["id"], {"completed", "failed", "stopped"}, timeout=180)
+        assert done["status"] == "completed", done["status_reason"]
+        assert c.get(f"/v1/runs/{refused['id']}").json()["status"] == "queued"
+    finally:
+        stack.cluster.core.delete_namespaced_resource_quota("jobs", stack.namespace)
+    played = wait_status(c, refused["id"], {"completed", "failed", "stopped"}, timeout=180)
+    assert played["status"] == "completed", played["status_reason"]
+    assert played["status_reason"] is None and played["result"]["steps_done"] == 83

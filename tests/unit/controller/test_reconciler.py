@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.executor import Executor
-from controller.reconciler import Limits, Reconciler
+from controller.executor import Executor, WorkloadRefused
+from controller.reconciler import Limits, Reconciler, RunBackoff
+from controller.telemetry import RUN_ERRORS
 from controller.workload import GONE, WorkloadState
 from core.eventlog.sqlite_log import SqliteEventLog
 from core.records import Run
@@ -152,3 +153,66 @@ def test_a_workload_whose_run_is_gone_is_deleted(store: Store) -> None:
     ex.states[4242] = WorkloadState("running", pod_alive=True)
     reconciler(store, ex).reconcile_once()
     assert ("stop", 4242) in ex.calls
+
+
+class RefusingExecutor(ScriptedExecutor):
+    """Refuses to create the workloads of some runs, as an API server does."""
+
+    def __init__(self, refuse: dict[int, BaseException]) -> None:
+        super().__init__(gone_means_stopped=True)
+        self.refuse = refuse
+
+    def submit(self, run: Run) -> None:
+        self.calls.append(("submit", run.id))
+        if run.id in self.refuse:
+            raise self.refuse[run.id]
+        self.states.setdefault(run.id, WorkloadState("suspended"))
+
+
+def test_a_quota_refusal_keeps_the_run_queued_with_the_message_and_the_rest_go_on(
+        store: Store) -> None:
+    runs = queued(store, 3)
+    quota = WorkloadRefused('403 jobs.batch "tickrun-run-1" is forbidden: exceeded quota: '
+                            "jobs, requested: count/jobs.batch=1, used: count/jobs.batch=2, "
+                            "limited: count/jobs.batch=2", permanent=False)
+    ex = RefusingExecutor({runs[0].id: quota})
+    rec = reconciler(store, ex, per_user=3)
+    rec.reconcile_once()
+    first = store.get_run(runs[0].id)
+    assert first.status is RunStatus.QUEUED and "exceeded quota" in str(first.status_reason)
+    assert [store.get_run(r.id).status for r in runs[1:]] == [RunStatus.ADMITTED] * 2
+    # Never admitted without its workload, never stopped: it waits for the quota.
+    rec._backoff = RunBackoff(base=0)
+    for _ in range(3):
+        rec.reconcile_once()
+    assert store.get_run(runs[0].id).status is RunStatus.QUEUED
+    # The quota frees: the run's Job is made, the reason cleared, the run admitted.
+    del ex.refuse[runs[0].id]
+    rec.reconcile_once()
+    rec.reconcile_once()
+    after = store.get_run(runs[0].id)
+    assert after.status is RunStatus.ADMITTED and after.status_reason is None
+
+
+def test_an_invalid_workload_fails_its_run_with_the_message(store: Store) -> None:
+    runs = queued(store, 2)
+    invalid = WorkloadRefused('422 Job.batch "tickrun-run-1" is invalid: spec.template...',
+                              permanent=True)
+    ex = RefusingExecutor({runs[0].id: invalid})
+    reconciler(store, ex).reconcile_once()
+    failed = store.get_run(runs[0].id)
+    assert failed.status is RunStatus.FAILED and "is invalid" in str(failed.status_reason)
+    assert store.get_run(runs[1].id).status is RunStatus.ADMITTED
+
+
+def test_a_temporary_error_on_one_run_does_not_hold_up_the_others(store: Store) -> None:
+    runs = queued(store, 2)
+    ex = RefusingExecutor({runs[0].id: TimeoutError("the API server did not answer")})
+    rec = reconciler(store, ex)
+    before = RUN_ERRORS.labels("temporary")._value.get()
+    rec.reconcile_once()  # no exception escapes the pass
+    assert store.get_run(runs[0].id).status is RunStatus.QUEUED
+    assert store.get_run(runs[1].id).status is RunStatus.ADMITTED
+    assert RUN_ERRORS.labels("temporary")._value.get() == before + 1
+    rec.reconcile_once()  # in backoff: not tried again at once
+    assert ex.calls.count(("submit", runs[0].id)) == 1
