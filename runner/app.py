@@ -12,9 +12,9 @@ import logging
 import time
 from dataclasses import dataclass
 
-from core.errors import InvalidSpec, NotFound
+from core.errors import InvalidSpec, NotFound, Superseded
 from core.eventlog import EventLog, EventType
-from core.exitcodes import EXIT_NO_RETRY, EXIT_OK, EXIT_RETRY
+from core.exitcodes import EXIT_NO_RETRY, EXIT_OK, EXIT_RETRY, EXIT_SUPERSEDED
 from core.logs import run_context
 from core.records import Run
 from core.status import RunStatus
@@ -52,7 +52,12 @@ def play_run(run_id: int, deps: RunnerDeps) -> int:
         log.error("run %d does not exist", run_id)
         return EXIT_NO_RETRY
     with run_context(run.id, run.user_id):
-        return _play(run, deps)
+        try:
+            return _play(run, deps)
+        except Superseded as exc:
+            # A newer runner plays the run (this one was thought lost): leave it alone.
+            log.warning("%s; exiting without finalizing", exc)
+            return EXIT_SUPERSEDED
 
 
 def _play(run: Run, deps: RunnerDeps) -> int:
@@ -72,6 +77,8 @@ def _play(run: Run, deps: RunnerDeps) -> int:
     try:
         stopping = session.run.status is RunStatus.STOPPING
         ending = Ending.STOPPED if stopping else session.play()
+    except Superseded:
+        raise
     except Exception as exc:
         # The trades stay; a new pod resumes from the checkpoint.
         log.exception("session failed at a step; a retry resumes from the checkpoint")
@@ -84,7 +91,8 @@ def _play(run: Run, deps: RunnerDeps) -> int:
         return _interrupted(run.id, deps, publisher)
     status = RunStatus.COMPLETED if ending is Ending.COMPLETED else RunStatus.STOPPED
     reason = _stop_reason(deps) if ending is Ending.STOPPED else None
-    _finalize(deps, publisher, run.id, status, reason, session.result(ending))
+    _finalize(deps, publisher, run.id, status, reason, session.result(ending),
+              attempt=session.attempt)
     if deps.stop.received_at is not None:
         log.info("stopped %.2fs after the request, at step %d",
                  time.monotonic() - deps.stop.received_at,
@@ -152,8 +160,9 @@ def _decider(run: Run, deps: RunnerDeps) -> Decider:
 
 
 def _finalize(deps: RunnerDeps, publisher: EventPublisher, run_id: int, status: RunStatus,
-              reason: str | None, result: dict[str, object] | None) -> None:
-    run = deps.store.transition(run_id, status, reason=reason, result=result)
+              reason: str | None, result: dict[str, object] | None, *,
+              attempt: int | None = None) -> None:
+    run = deps.store.transition(run_id, status, reason=reason, result=result, attempt=attempt)
     log.info("run %s: %s", status.value, _summary_line(run))
     publisher.publish(EventType.STATUS, {"status": status.value, "reason": reason})
     publisher.publish(EventType.RESULT, {"status": status.value, "reason": reason,

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 from httpx_sse import connect_sse
 
+from controller.local import LocalExecutor
+from core.records import Order, Side
+from core.store import open_store
+from runner.trading import TradingService
 from tests.apiserver import Backend, running_api, wait_for, wait_status
+from tests.factories import daily_spec, make_model, make_run
 
 pytestmark = pytest.mark.timeout(240)
 
 SLOW = {"TICKRUN_RUNNER_STEP_DELAY_SECONDS": "0.03"}  # 390 steps take ~12 s: time to act
+DECIDED = dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
+FILLED_AT = dt.datetime(2024, 1, 3, tzinfo=dt.UTC)
 
 
 def create_model(c: httpx.Client, signature: str = "sma") -> int:
@@ -48,6 +57,8 @@ def sse_events(c: httpx.Client, run_id: int, last_id: str | None = None,
     with connect_sse(c, "GET", f"/v1/runs/{run_id}/events", headers=headers) as source:
         assert source.response.status_code == 200
         for sse in source.iter_sse():
+            if not sse.data:  # a heartbeat comment: httpx_sse repeats the last id with it
+                continue
             got.append((sse.id, sse.event, json.loads(sse.data)))
             if sse.event == "result" or (limit and len(got) >= limit):
                 break
@@ -222,12 +233,64 @@ def test_models_crud(backend: Backend) -> None:
 
 def test_a_runner_killed_without_saving_is_finalized_from_the_ledger(
         backend: Backend) -> None:
-    with running_api(backend, runner_env=SLOW) as api, api.client() as c:
+    """No restarts left (backoff limit 0): the kill is the end, finalized from the ledger."""
+    executor = LocalExecutor(backend.runner_env(**SLOW), log_dir=backend.log_dir,
+                             backoff_limit=0)
+    with running_api(backend, executor=executor) as api, api.client() as c:
         run = create(c, intraday(create_model(c)))
         wait_for(lambda: c.get(f"/v1/runs/{run['id']}").json()["progress"]["step"] >= 20)
         subprocess.run(["pkill", "-KILL", "-f", f"runner --run-id {run['id']}$"], check=True)
         failed = wait_status(c, run["id"], {"failed"}, timeout=30)
-        assert failed["status_reason"] == "runner killed by SIGKILL"
+        assert failed["status_reason"] == "runner killed by SIGKILL after 0 restarts"
         result = failed["result"]
         assert result["from_ledger"] is True and result["steps_done"] >= 20
         assert sse_events(c, run["id"])[-1][2]["data"]["status"] == "failed"
+
+
+def test_a_killed_runner_is_replaced_and_the_run_resumes(backend: Backend) -> None:
+    """A signal death is retried like exit 1 (as a Job's pod that died is): the new
+    runner resumes after the checkpoint and every step is decided once."""
+    with running_api(backend, runner_env=SLOW) as api, api.client() as c:
+        run = create(c, intraday(create_model(c)))
+        wait_for(lambda: c.get(f"/v1/runs/{run['id']}").json()["progress"]["step"] >= 20)
+        subprocess.run(["pkill", "-KILL", "-f", f"runner --run-id {run['id']}$"], check=True)
+        done = wait_status(c, run["id"], {"completed", "failed"}, timeout=90)
+        assert done["status"] == "completed" and done["attempts"] == 2, done
+        decisions = c.get(f"/v1/runs/{run['id']}/decisions?limit=500").json()
+        assert [d["step"] for d in decisions] == list(range(390))
+
+
+def test_trades_filter_by_status_before_the_limit_and_show_fill_times(
+        backend: Backend) -> None:
+    """A run's ledger written directly (no runner: the reconciler is off): five fills
+    decided on one bar and filled on the next, then two refusals."""
+    store = open_store(backend.database_url)
+    try:
+        run = make_run(store, daily_spec(), model=make_model(store, "user-a", "ledger"),
+                       admit=False)
+        trading = TradingService(store)
+        for seq in range(7):
+            qty = Decimal(1) if seq < 5 else Decimal(10**9)  # the last two are refused
+            trading.execute(run.id, 0, seq, Order(Side.BUY, "MSFT", qty), price=Decimal(10),
+                            bar_time=DECIDED, filled_at=FILLED_AT)
+    finally:
+        store.close()
+    with running_api(backend, reconcile=False) as api, api.client() as c:
+        trades = f"/v1/runs/{run.id}/trades"
+        first_page = c.get(trades, params={"limit": 3}).json()
+        assert [t["status"] for t in first_page] == ["filled"] * 3
+        assert {(t["bar_time"], t["filled_at"]) for t in first_page} == {
+            ("2024-01-02T00:00:00Z", "2024-01-03T00:00:00Z")}
+        refused = c.get(trades, params={"status": "refused", "limit": 3}).json()
+        assert [(t["seq"], t["status"], t["filled_at"]) for t in refused] == [
+            (5, "refused", None), (6, "refused", None)]
+        # Keyset pages of one status: after the last id seen, still only that status.
+        page1 = c.get(trades, params={"status": "filled", "limit": 2}).json()
+        page2 = c.get(trades, params={"status": "filled", "limit": 2,
+                                      "after_id": page1[-1]["id"]}).json()
+        page3 = c.get(trades, params={"status": "filled", "limit": 2,
+                                      "after_id": page2[-1]["id"]}).json()
+        assert [t["seq"] for t in page1 + page2 + page3] == [0, 1, 2, 3, 4]
+        positions = c.get(f"/v1/runs/{run.id}/positions").json()
+        assert [(p["seq"], p["bar_time"], p["filled_at"]) for p in positions] == [
+            (seq, "2024-01-02T00:00:00Z", "2024-01-03T00:00:00Z") for seq in range(5)]

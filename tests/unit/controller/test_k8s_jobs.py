@@ -43,6 +43,7 @@ def test_it_should_fail_at_once_on_a_config_error_and_ignore_disruptions() -> No
     rules = spec["podFailurePolicy"]["rules"]
     assert rules[0]["action"] == "FailJob" and rules[0]["onExitCodes"]["values"] == [78]
     assert rules[1] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    assert rules[2]["action"] == "Ignore" and rules[2]["onExitCodes"]["values"] == [75]
     assert spec["backoffLimit"] == 2 and spec["podReplacementPolicy"] == "Failed"
     assert spec["template"]["spec"]["restartPolicy"] == "Never"
     assert spec["activeDeadlineSeconds"] > 6.5 * 3600 and spec["ttlSecondsAfterFinished"] > 0
