@@ -133,6 +133,7 @@ class RunOut(BaseModel):
     finished_at: dt.datetime | None
     stop_requested_at: dt.datetime | None
     attempts: int
+    decider: str | None = Field(default=None, description="The decider the runner resolved")
     result: dict[str, Any] | None = Field(
         description="Final equity, return, drawdown, Sharpe, trades, win rate, benchmark")
 
@@ -140,14 +141,17 @@ class RunOut(BaseModel):
     def of(cls, run: Run, live: dict[str, Any] | None = None) -> RunOut:
         live = live or {}
         step = max(int(live.get("step", 0) or 0), run.steps_done)
-        progress = Progress(step=step, total=run.steps_total, equity=live.get("equity"),
-                            cash=live.get("cash"), last_action=live.get("last_action"))
+        final = run.result or {}  # a finished run's progress hash may have expired
+        progress = Progress(step=step, total=run.steps_total,
+                            equity=live.get("equity") or final.get("final_equity"),
+                            cash=live.get("cash") or final.get("final_cash"),
+                            last_action=live.get("last_action"))
         return cls(id=run.id, user_id=run.user_id, model_id=run.model_id, status=run.status,
                    status_reason=run.status_reason, spec=run.spec, progress=progress,
                    created_at=run.created_at, admitted_at=run.admitted_at,
                    started_at=run.started_at, finished_at=run.finished_at,
                    stop_requested_at=run.stop_requested_at, attempts=run.attempts,
-                   result=run.result)
+                   decider=run.decider, result=run.result)
 
 
 class RunPage(BaseModel):

@@ -14,6 +14,7 @@ from controller.executor import Executor
 from controller.reconciler import Reconciler
 from core.errors import NotFound
 from core.eventlog import EventLog
+from core.lifecycle import Lifecycle
 from core.store import Store
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,10 @@ class Services:
     reconciler: Reconciler | None = None  # in-process (embedded default)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        return Lifecycle(self.store, self.events, self.executor)
 
     @property
     def wake_controller(self) -> Callable[[], None]:

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 from controller import telemetry
 from controller.executor import Executor, WorkloadRefused
-from controller.finalize import finalize
 from controller.workload import WorkloadState
-from core.errors import IllegalTransition, NotFound
+from core.errors import NotFound
 from core.eventlog import EventLog
+from core.lifecycle import Lifecycle
 from core.logs import run_context
 from core.records import Run
 from core.status import RunStatus
@@ -51,6 +51,7 @@ class Reconciler:
         self.store = store
         self.events = events
         self.executor = executor
+        self.lifecycle = Lifecycle(store, events, executor)
         self.limits = limits
         self.lost_grace = dt.timedelta(seconds=lost_grace_seconds)
         self.notify: Notify = notify or (lambda run, reason, message: None)
@@ -147,13 +148,8 @@ class Reconciler:
             self._finalize(run, RunStatus.STOPPED, reason)
 
     def _mark_stopping(self, run: Run, why: str) -> None:
-        """Deleting a workload (kubectl delete job) is a stop: say so, so the runner that
-        gets SIGTERM saves its results instead of waiting for a retry."""
-        try:
-            self.store.transition(run.id, RunStatus.STOPPING, reason=f"stopped: {why}")
-        except IllegalTransition:
-            return
-        self.notify(run, "StopRequested", f"stopping: {why}")
+        if self.lifecycle.mark_stopping(run, why):
+            self.notify(run, "StopRequested", f"stopping: {why}")
 
     def _reconcile_gone(self, run: Run, state: WorkloadState) -> None:
         if self.executor.gone_means_stopped:
@@ -174,8 +170,10 @@ class Reconciler:
         self.executor.admit(run.id)
 
     def _finalize(self, run: Run, status: RunStatus, reason: str) -> None:
-        final = finalize(self.store, self.events, run, status, reason)
+        """For a runner that could not: the result comes from the ledger."""
+        final = self.lifecycle.finish(run, status, reason)
         if final is not None:
+            log.warning("run %d finalized as %s: %s", run.id, status.value, reason)
             telemetry.RUNS_FINALIZED.labels(status.value).inc()
             self.notify(final, "Finished", f"run {status.value}: {reason}")
         self.executor.forget(run.id)

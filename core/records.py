@@ -66,6 +66,7 @@ class Run:
     result: dict[str, Any] | None
     idempotency_key: str | None = None
     attempts: int = 0
+    decider: str | None = None  # as the runner resolved it
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from core.errors import InvalidSpec, NotFound, Superseded
 from core.eventlog import EventLog, EventType
 from core.exitcodes import EXIT_NO_RETRY, EXIT_OK, EXIT_RETRY, EXIT_SUPERSEDED
+from core.lifecycle import Lifecycle
 from core.logs import run_context
 from core.records import Run
 from core.status import RunStatus
@@ -72,7 +74,7 @@ def _play(run: Run, deps: RunnerDeps) -> int:
         session = _prepare(run, deps, publisher)
     except InvalidSpec as exc:
         log.error("run cannot be played: %s", exc)
-        _finalize(deps, publisher, run.id, RunStatus.FAILED, f"invalid run: {exc}", None)
+        _finalize(deps, publisher, run, RunStatus.FAILED, f"invalid run: {exc}", None)
         return EXIT_NO_RETRY
     try:
         stopping = session.run.status is RunStatus.STOPPING
@@ -91,7 +93,7 @@ def _play(run: Run, deps: RunnerDeps) -> int:
         return _interrupted(run.id, deps, publisher)
     status = RunStatus.COMPLETED if ending is Ending.COMPLETED else RunStatus.STOPPED
     reason = _stop_reason(deps) if ending is Ending.STOPPED else None
-    _finalize(deps, publisher, run.id, status, reason, session.result(ending),
+    _finalize(deps, publisher, run, status, reason, session.result(ending),
               attempt=session.attempt)
     if deps.stop.received_at is not None:
         log.info("stopped %.2fs after the request, at step %d",
@@ -142,7 +144,7 @@ def _prepare(run: Run, deps: RunnerDeps, publisher: EventPublisher) -> Session:
     provider = market_data_for(run.spec, deps.store, deps.settings.data_dir)
     bars = {symbol: provider.bars(symbol, timeline) for symbol in run.spec.symbols}
     decider = _decider(run, deps)
-    run = deps.store.start_attempt(run.id)
+    run = Lifecycle(deps.store).start(run.id, decider=decider.name)
     publisher.publish(EventType.STATUS, {"status": run.status.value, "attempt": run.attempts,
                                          "decider": decider.name})
     log.info("playing %s %s with %s from step %d of %d", run.spec.mode.value,
@@ -159,14 +161,16 @@ def _decider(run: Run, deps: RunnerDeps) -> Decider:
                          decision_timeout_seconds=deps.settings.decision_timeout_seconds)
 
 
-def _finalize(deps: RunnerDeps, publisher: EventPublisher, run_id: int, status: RunStatus,
-              reason: str | None, result: dict[str, object] | None, *,
+def _finalize(deps: RunnerDeps, publisher: EventPublisher, run: Run, status: RunStatus,
+              reason: str | None, result: dict[str, Any] | None, *,
               attempt: int | None = None) -> None:
-    run = deps.store.transition(run_id, status, reason=reason, result=result, attempt=attempt)
-    log.info("run %s: %s", status.value, _summary_line(run))
-    publisher.publish(EventType.STATUS, {"status": status.value, "reason": reason})
-    publisher.publish(EventType.RESULT, {"status": status.value, "reason": reason,
-                                         "result": result})
+    """Through the one owner of a run's life: the final status, the result and the
+    final events; the events go through the publisher, which holds them if Redis is
+    down."""
+    final = Lifecycle(deps.store).finish(run, status, reason, result=result, attempt=attempt,
+                                         publish=publisher.publish)
+    if final is not None:
+        log.info("run %s: %s", status.value, _summary_line(final))
     publisher.finish(min(3.0, deps.settings.stop_budget_seconds / 3))
 
 

@@ -14,7 +14,6 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
@@ -23,6 +22,7 @@ from typing import Any
 from core import performance
 from core.errors import StoreUnavailable
 from core.eventlog import EventType
+from core.lifecycle import run_result
 from core.records import Decision, Model, Order, Portfolio, Run, Trade
 from core.spec import FillRule
 from core.status import RunStatus
@@ -313,25 +313,11 @@ class Session:
 
     # -- the result ------------------------------------------------------------------
     def result(self, ending: Ending) -> dict[str, Any]:
-        # The whole ledger, streamed a page at a time: a long run is never one list.
-        run_id, spec = self.run.id, self.run.spec
-        tally = DecisionTally.of(self.store.iter_decisions(run_id))
-        summary = performance.summarize(spec.initial_cash, tally.equity,
-                                        self.store.iter_trades(run_id),
-                                        self.timeline.periods_per_year)
-        steps = len(tally.equity)
-        summary.update({
-            "ending": ending.value,
-            "steps_done": steps,
-            "steps_total": len(self.timeline),
-            "decider": self.decider.name,
-            "tokens_in": tally.tokens_in,
-            "tokens_out": tally.tokens_out,
-            "cost": str(tally.cost),
-            "decisions_by_outcome": tally.outcomes,
-            "benchmark": self._buy_and_hold(steps),
-        })
-        return summary
+        """The run's result from its ledger (core.lifecycle), with the buy-and-hold
+        benchmark over the same completed steps, which only the runner has bars for."""
+        steps = self.store.get_run(self.run.id).steps_done
+        return run_result(self.store, self.run, ending.value, decider=self.decider.name,
+                          benchmark=self._buy_and_hold(steps))
 
     def _buy_and_hold(self, steps: int) -> dict[str, Any] | None:
         if steps == 0:
@@ -348,33 +334,6 @@ class Session:
                                       self.timeline.periods_per_year)
         return {k: bench[k] for k in ("final_equity", "return_pct", "max_drawdown_pct",
                                       "sharpe")}
-
-
-@dataclass
-class DecisionTally:
-    """What the result needs from the completed decisions, gathered in one pass."""
-
-    equity: list[Decimal] = field(default_factory=list)
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost: Decimal = Decimal(0)
-    outcomes: dict[str, int] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, decisions: Iterable[Decision]) -> DecisionTally:
-        tally = cls()
-        for d in decisions:
-            if d.completed:
-                tally.add(d)
-        return tally
-
-    def add(self, d: Decision) -> None:
-        if d.equity is not None:
-            self.equity.append(d.equity)
-        self.tokens_in += d.tokens_in
-        self.tokens_out += d.tokens_out
-        self.cost += d.cost if d.cost is not None else Decimal(0)
-        self.outcomes[d.outcome] = self.outcomes.get(d.outcome, 0) + 1
 
 
 def _decision_event(d: Decision) -> dict[str, Any]:

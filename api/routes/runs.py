@@ -24,7 +24,7 @@ from api.schemas import (
     TradeOut,
 )
 from api.services import Services
-from core.errors import IllegalTransition, NotFound
+from core.errors import NotFound
 from core.records import Run, TradeStatus
 from core.spec import DeciderKind, Mode
 from core.status import RunStatus
@@ -147,23 +147,8 @@ def get_run(run_id: RunId, who: CallerDep, svc: ServicesDep) -> RunOut:
 
 
 def request_stop(svc: Services, run: Run) -> Run:
-    """Idempotent: a queued run stops at once (no pod ever starts); an active one goes to
-    `stopping` and its workload is deleted, so the runner gets SIGTERM and saves."""
-    if run.status.is_terminal:
-        return run
-    try:
-        if run.status is RunStatus.QUEUED:
-            run = svc.store.transition(run.id, RunStatus.STOPPED,
-                                       reason="stopped before it started")
-        elif run.status is not RunStatus.STOPPING:
-            run = svc.store.transition(run.id, RunStatus.STOPPING, reason="stop requested")
-    except IllegalTransition:
-        run = svc.store.get_run(run.id)  # it moved meanwhile; the state machine decided
-    try:
-        svc.executor.stop(run.id)
-    except Exception as exc:  # the reconciler stops `stopping` runs it sees alive
-        log.warning("run %d: workload not deleted yet (%s); the reconciler retries",
-                    run.id, exc)
+    """Idempotent, through the run's lifecycle; the controller hears of it at once."""
+    run = svc.lifecycle.request_stop(run)
     svc.wake_controller()
     return run
 

@@ -168,7 +168,7 @@ class Store(ABC):
         run and the write is refused with Superseded, changing nothing."""
 
     @abstractmethod
-    def start_attempt(self, run_id: int) -> Run:
+    def start_attempt(self, run_id: int, *, decider: str | None = None) -> Run:
         """The runner takes the run: running, attempts + 1, started_at kept from the first."""
 
     @abstractmethod

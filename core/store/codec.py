@@ -91,6 +91,7 @@ def run_from(row: Row) -> Run:
         result=js(row["result"]),
         idempotency_key=row["idempotency_key"],
         attempts=int(row["attempts"]),
+        decider=row.get("decider"),
     )
 
 

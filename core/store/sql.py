@@ -292,7 +292,7 @@ class SqlStore(Store):
         assert updated is not None
         return codec.run_from(updated)
 
-    def start_attempt(self, run_id: int) -> Run:
+    def start_attempt(self, run_id: int, *, decider: str | None = None) -> Run:
         d = self.dialect
         with self._tx(write=True) as cur:
             row = cur.one(f"SELECT status FROM runs WHERE id = %s{d.for_update}", (run_id,))
@@ -309,8 +309,9 @@ class SqlStore(Store):
             updated = cur.one(
                 "UPDATE runs SET status = %s, attempts = attempts + 1,"
                 " started_at = COALESCE(started_at, %s),"
-                " admitted_at = COALESCE(admitted_at, %s) WHERE id = %s RETURNING *",
-                (target.value, d.time(utcnow()), d.time(utcnow()), run_id),
+                " admitted_at = COALESCE(admitted_at, %s), decider = COALESCE(%s, decider)"
+                " WHERE id = %s RETURNING *",
+                (target.value, d.time(utcnow()), d.time(utcnow()), decider, run_id),
             )
         assert updated is not None
         return codec.run_from(updated)

@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from controller.finalize import result_from_ledger
 from core.errors import Conflict, IllegalTransition, NotFound
+from core.lifecycle import run_result
 from core.records import Order, Side, TradeStatus
 from core.status import RunStatus
 from core.store import RunFilter, Store
@@ -219,6 +219,6 @@ def test_ledger_reads_past_one_thousand_trades_are_bounded_and_keyed(store: Stor
     assert store.list_trades(run.id, after_id=everything[-1].id) == []
 
     # The controller's result streams the whole ledger: all 1,005, not a first page.
-    result = result_from_ledger(store, store.get_run(run.id), "failed")
+    result = run_result(store, store.get_run(run.id), "failed", from_ledger=True)
     assert (result["trades"], result["refused"], result["steps_done"]) == (1000, 5, 0)
     assert result["final_equity"] == "10000.000000"  # no completed step: the initial cash

@@ -7,7 +7,9 @@ meets each run status, quickly and exhaustively.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,8 @@ from controller.reconciler import Limits, Reconciler, RunBackoff
 from controller.telemetry import RUN_ERRORS
 from controller.workload import GONE, WorkloadState
 from core.eventlog.sqlite_log import SqliteEventLog
-from core.records import Run
+from core.lifecycle import Lifecycle
+from core.records import Decision, Run
 from core.status import RunStatus
 from core.store import Store, open_store
 from core.store.sqlite import SqliteStore
@@ -216,3 +219,28 @@ def test_a_temporary_error_on_one_run_does_not_hold_up_the_others(store: Store) 
     assert RUN_ERRORS.labels("temporary")._value.get() == before + 1
     rec.reconcile_once()  # in backoff: not tried again at once
     assert ex.calls.count(("submit", runs[0].id)) == 1
+
+
+def test_a_result_from_the_ledger_names_the_decider_and_counts_tokens_and_cost(
+        store: Store) -> None:
+    """The controller's result for a runner that died is the runner's own, less the
+    benchmark: one function (core.lifecycle.run_result) computes both."""
+    ex = ScriptedExecutor(gone_means_stopped=True)
+    (run,) = queued(store, 1)
+    store.transition(run.id, RunStatus.ADMITTED)
+    Lifecycle(store).start(run.id, decider="llm")
+    bar = dt.datetime(2024, 1, 2, 21, tzinfo=dt.UTC)
+    for step, cost in enumerate((Decimal("0.002"), None)):
+        store.record_decision(Decision(run_id=run.id, step=step, bar_time=bar, action="hold",
+                                       orders=[], reasoning="r", outcome="hold",
+                                       latency_ms=1.0, tokens_in=100, tokens_out=10,
+                                       cost=cost))
+        store.complete_step(run.id, step, equity=Decimal(100_000 + step),
+                            cash=Decimal(100_000))
+    ex.states[run.id] = WorkloadState("failed", "OOMKilled: the runner exceeded its memory "
+                                      "limit", 137)
+    reconciler(store, ex).reconcile_once()
+    result = store.get_run(run.id).result or {}
+    assert result["from_ledger"] is True and result["decider"] == "llm"
+    assert (result["tokens_in"], result["tokens_out"], result["cost"]) == (200, 20, "0.002")
+    assert result["steps_done"] == 2 and result["final_cash"] == "100000.000000"

@@ -1,0 +1,179 @@
+"""One owner of a run's life: every status change of a run, and what follows it.
+
+The API (stop), the reconciler (admission aside, which is one store transaction; lost
+and failed workloads) and the runner (start, finish) change a run's status only
+through here, so what follows a change is written once: the events a follower sees,
+the result computed from the ledger, the call that deletes a workload. The state
+machine (core.status) and fencing (the runner's attempt) are enforced by the store in
+the same transaction as the change.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+from core import performance
+from core.errors import IllegalTransition
+from core.eventlog import EventLog, EventType
+from core.records import Decision, Run
+from core.status import RunStatus
+from core.store import Store
+
+log = logging.getLogger(__name__)
+
+# How the final events go out: the runner's buffered publisher (Redis may be down), or
+# the event log directly.
+Publish = Callable[[EventType, dict[str, Any]], None]
+
+
+class Workloads(Protocol):
+    """The one executor call a status change needs (controller.executor.Executor)."""
+
+    def stop(self, run_id: int) -> None: ...
+
+
+@dataclass
+class DecisionTally:
+    """What the result needs from the completed decisions, gathered in one pass."""
+
+    equity: list[Decimal] = field(default_factory=list)
+    cash: Decimal | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: Decimal = Decimal(0)
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, decisions: Iterable[Decision]) -> DecisionTally:
+        tally = cls()
+        for d in decisions:
+            if d.completed:
+                tally.add(d)
+        return tally
+
+    def add(self, d: Decision) -> None:
+        if d.equity is not None:
+            self.equity.append(d.equity)
+        if d.cash is not None:
+            self.cash = d.cash
+        self.tokens_in += d.tokens_in
+        self.tokens_out += d.tokens_out
+        self.cost += d.cost if d.cost is not None else Decimal(0)
+        self.outcomes[d.outcome] = self.outcomes.get(d.outcome, 0) + 1
+
+
+def run_result(store: Store, run: Run, ending: str, *, decider: str | None = None,
+               benchmark: dict[str, Any] | None = None,
+               from_ledger: bool = False) -> dict[str, Any]:
+    """The result of a run from its ledger, streamed a page at a time. The runner adds
+    the buy-and-hold benchmark (it has the bars); the controller, finishing for a
+    runner that died, cannot, and says so with `from_ledger`."""
+    tally = DecisionTally.of(store.iter_decisions(run.id))
+    summary = performance.summarize(run.spec.initial_cash, tally.equity,
+                                    store.iter_trades(run.id),
+                                    performance.periods_per_year(run.spec.mode.value))
+    cash = run.spec.initial_cash if tally.cash is None else tally.cash
+    summary.update({
+        "ending": ending,
+        "steps_done": len(tally.equity),
+        "steps_total": run.steps_total,
+        "final_cash": str(cash.quantize(performance.Q)),
+        "decider": decider or run.decider or run.spec.decider,
+        "tokens_in": tally.tokens_in,
+        "tokens_out": tally.tokens_out,
+        "cost": str(tally.cost),
+        "decisions_by_outcome": tally.outcomes,
+        "benchmark": benchmark,
+    })
+    if from_ledger:
+        summary["from_ledger"] = True
+    return summary
+
+
+class Lifecycle:
+    def __init__(self, store: Store, events: EventLog | None = None,
+                 workloads: Workloads | None = None) -> None:
+        self.store = store
+        self.events = events
+        self.workloads = workloads
+
+    # -- the API and the reconciler --------------------------------------------------
+    def request_stop(self, run: Run, reason: str = "stop requested") -> Run:
+        """Idempotent: a queued run stops at once (no runner ever starts); an active one
+        goes to `stopping` and its workload is deleted, so the runner gets SIGTERM and
+        saves its partial result. Someone asked: only then is a run `stopped`."""
+        if run.status.is_terminal:
+            return run
+        try:
+            if run.status is RunStatus.QUEUED:
+                stopped = self.finish(run, RunStatus.STOPPED, "stopped before it started")
+                run = stopped or self.store.get_run(run.id)
+            elif run.status is not RunStatus.STOPPING:
+                run = self.store.transition(run.id, RunStatus.STOPPING, reason=reason)
+        except IllegalTransition:
+            run = self.store.get_run(run.id)  # it moved meanwhile; the state machine decided
+        self._stop_workload(run.id)
+        return run
+
+    def mark_stopping(self, run: Run, why: str) -> bool:
+        """The workload was deleted by someone (kubectl delete job): that is a stop, so
+        the runner that gets SIGTERM saves its result instead of waiting for a retry."""
+        try:
+            self.store.transition(run.id, RunStatus.STOPPING, reason=f"stopped: {why}")
+        except IllegalTransition:
+            return False
+        return True
+
+    # -- the runner ------------------------------------------------------------------
+    def start(self, run_id: int, *, decider: str) -> Run:
+        """A runner takes the run: running, attempts + 1. Its attempt fences its writes."""
+        return self.store.start_attempt(run_id, decider=decider)
+
+    # -- everyone --------------------------------------------------------------------
+    def finish(self, run: Run, status: RunStatus, reason: str | None, *,
+               result: dict[str, Any] | None = None, attempt: int | None = None,
+               publish: Publish | None = None) -> Run | None:
+        """Move the run to a final status with its result (from the ledger when none is
+        given), then tell its followers. None when it was final already (whoever got
+        there first wrote the one result). Superseded when `attempt` was overtaken."""
+        if result is None:
+            result = run_result(self.store, run, status.value, from_ledger=True)
+        try:
+            final = self.store.transition(run.id, status, reason=reason, result=result,
+                                          attempt=attempt)
+        except IllegalTransition:
+            return None
+        self._announce(run.id, status, final.status_reason, result, publish)
+        return final
+
+    # -- internals -------------------------------------------------------------------
+    def _announce(self, run_id: int, status: RunStatus, reason: str | None,
+                  result: dict[str, Any], publish: Publish | None) -> None:
+        try:
+            emit = publish or self._append(run_id)
+            emit(EventType.STATUS, {"status": status.value, "reason": reason})
+            emit(EventType.RESULT, {"status": status.value, "reason": reason,
+                                    "result": result})
+            if publish is None and self.events is not None:
+                self.events.finish(run_id)
+        except Exception as exc:  # the database has it; the live view may miss it
+            log.warning("run %d: final events not appended: %s", run_id, exc)
+
+    def _append(self, run_id: int) -> Publish:
+        def append(type: EventType, data: dict[str, Any]) -> None:
+            if self.events is not None:
+                self.events.append(run_id, type, data)
+        return append
+
+    def _stop_workload(self, run_id: int) -> None:
+        if self.workloads is None:
+            return
+        try:
+            self.workloads.stop(run_id)
+        except Exception as exc:  # the reconciler stops `stopping` runs it sees alive
+            log.warning("run %d: workload not deleted yet (%s); the reconciler retries",
+                        run_id, exc)

@@ -1,0 +1,3 @@
+-- The decider a run's runner resolved (the spec may leave it to the default), so a
+-- result the controller computes from the ledger names it too.
+ALTER TABLE runs ADD COLUMN decider TEXT;
