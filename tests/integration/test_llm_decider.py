@@ -319,7 +319,12 @@ def test_an_abandoned_decision_keeps_its_tool_trades_and_cannot_trade_late(
     first = store.get_decision(run.id, 0)
     assert first is not None and (first.action, first.outcome) == ("buy", "timeout")
     assert "1 trade(s) made through tools" in str(first.reasoning)
-    time.sleep(2.5)  # the abandoned call answers with a second buy: refused, not traded
+    # Wait for the abandoned call itself to end (its thread is the decider pool's only
+    # one), not for a while: by then its late second buy has come and been handled.
+    assert session._pool is not None
+    session._pool.shutdown(wait=True)
+    late = fake.requests[1]  # the call the loop abandoned: its answer, a buy of 2, came
+    assert late.answered_at is not None and late.answered_at - late.received_at >= 1.5
     assert [(t.step, t.seq, t.quantity) for t in store.list_trades(run.id)] == [
         (0, 0, Decimal(1))]
     session.close()
