@@ -44,17 +44,20 @@ class DevServer:
             return False
 
 
-def runner_pids(run_id: int) -> list[int]:
-    """Live `python -m runner --run-id N` processes, read from /proc (not from a server)."""
+def runner_pids(run_id: int, data_dir: Path) -> list[int]:
+    """Live `python -m runner --run-id N` processes of this test's database, read from
+    /proc (not from a server; other tests' runs may have the same id)."""
     pids = []
+    mine = str(data_dir).encode()
     for entry in Path("/proc").iterdir():
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            environ = (entry / "environ").read_bytes() if b"runner" in argv else b""
         except (OSError, IndexError):
             continue
         if b"runner" in argv and b"--run-id" in argv and str(run_id).encode() in argv \
-                and state != "Z":
+                and state != "Z" and mine in environ:
             pids.append(int(entry.name))
     return pids
 
@@ -82,17 +85,17 @@ def test_a_killed_server_leaves_exactly_one_runner_playing(
         "end": "2024-04-30", "decider": "sma_crossover", "data": "synthetic",
         "decider_params": {"fast": 3, "slow": 8}}).json()
     wait_for(lambda: c.get(f"/v1/runs/{run['id']}").json()["progress"]["step"] >= 10, 60)
-    (runner,) = runner_pids(run["id"])
+    (runner,) = runner_pids(run["id"], tmp_path)
     os.kill(servers[0].proc.pid, signal.SIGKILL)
     servers[0].proc.wait(10)
-    assert runner_pids(run["id"]) == [runner], "the runner outlives its server"
+    assert runner_pids(run["id"], tmp_path) == [runner], "the runner outlives its server"
 
     servers.append(DevServer(tmp_path, port, env))
     c = servers[1].client
     seen: set[int] = set()
 
     def finished() -> bool:
-        seen.update(runner_pids(run["id"]))
+        seen.update(runner_pids(run["id"], tmp_path))
         return c.get(f"/v1/runs/{run['id']}").json()["status"] in ("completed", "failed")
     wait_for(finished, timeout=120, interval=0.2)
     assert seen <= {runner}, f"a second runner played the run: {seen - {runner}}"
