@@ -9,10 +9,20 @@ import re
 from typing import Any, cast
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from core.eventlog.base import Event, EventLog, EventType
 
 STREAM_ID = re.compile(r"^\d+-\d+$")
+BLOCKING_TIMEOUT_SECONDS = 10.0  # socket timeout of XREAD BLOCK; longer blocks are capped
+
+
+def _retry_once_on_broken_connection() -> Retry:
+    """One quick retry when a pooled connection was closed under us (Redis restarted),
+    none on a timeout: redis-py's default (3 retries on timeouts too, with backoff)
+    turns a frozen Redis into minute-long hangs of every caller."""
+    return Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
 
 
 def stream_key(run_id: int, prefix: str = "tickrun") -> str:
@@ -25,19 +35,27 @@ def progress_key(run_id: int, prefix: str = "tickrun") -> str:
 
 class RedisEventLog(EventLog):
     def __init__(self, url: str, *, maxlen: int = 100_000, ttl_seconds: int = 7 * 24 * 3600,
-                 timeout_seconds: float = 0.5, prefix: str = "tickrun") -> None:
+                 timeout_seconds: float = 0.5, read_timeout_seconds: float = 2.0,
+                 prefix: str = "tickrun") -> None:
         self._prefix = prefix
         self._maxlen = maxlen
         self._ttl = ttl_seconds
-        # Writes get a short timeout so a sick Redis cannot stall a trading step; blocking
-        # reads get their own connections, sized for XREAD BLOCK.
+        # Writes get a short timeout so a sick Redis cannot stall a trading step; reads
+        # (an API request's progress, a replay) a short one too, so a Redis that is down
+        # without refusing connections (frozen, cut off) cannot hold request threads;
+        # blocking reads get their own connections, sized for XREAD BLOCK.
         self._writer = redis.Redis.from_url(
             url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds,
-            decode_responses=True, retry_on_timeout=False,
+            decode_responses=True, retry=_retry_once_on_broken_connection(),
         )
         self._reader = redis.Redis.from_url(
-            url, socket_timeout=30, socket_connect_timeout=5, decode_responses=True,
-            max_connections=200,
+            url, socket_timeout=read_timeout_seconds, socket_connect_timeout=read_timeout_seconds,
+            decode_responses=True, max_connections=200, retry=_retry_once_on_broken_connection(),
+        )
+        self._blocking = redis.Redis.from_url(
+            url, socket_timeout=BLOCKING_TIMEOUT_SECONDS,
+            socket_connect_timeout=read_timeout_seconds, decode_responses=True,
+            max_connections=200, retry=_retry_once_on_broken_connection(),
         )
 
     def append(self, run_id: int, type: EventType, data: dict[str, Any]) -> str:
@@ -50,7 +68,8 @@ class RedisEventLog(EventLog):
              block_ms: int = 0) -> list[Event]:
         key = stream_key(run_id, self._prefix)
         if block_ms > 0:
-            reply = self._reader.xread({key: after or "0-0"}, count=count, block=block_ms)
+            block_ms = min(block_ms, int((BLOCKING_TIMEOUT_SECONDS - 2) * 1000))
+            reply = self._blocking.xread({key: after or "0-0"}, count=count, block=block_ms)
             entries = reply[0][1] if reply else []
         else:
             start = f"({after}" if after else "-"
@@ -90,6 +109,7 @@ class RedisEventLog(EventLog):
     def close(self) -> None:
         self._writer.close()
         self._reader.close()
+        self._blocking.close()
 
     def valid_id(self, event_id: str) -> bool:
         return bool(STREAM_ID.match(event_id))
