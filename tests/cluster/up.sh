@@ -16,6 +16,7 @@ start() { # start NAME CMD...: a daemon in its own session, logging to $LOGS/NAM
   running "$name" && return 0
   setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null 9>&- &
   echo $! > "$RUN/$name.pid"
+  printf '%s\0' "$@" > "$RUN/$name.cmd"  # restart.sh starts it again the same way
 }
 wait_for() { # wait_for WHAT SECONDS CMD...
   local what=$1 secs=$2; shift 2
