@@ -18,6 +18,12 @@ from core.errors import StoreUnavailable
 from core.store import codec
 from core.store.sql import Cursor, SqlStore
 
+# A connection whose peer went silent (a network path that died, a host cut off) fails
+# within about 30 s instead of hanging until the Job's deadline: the caller sees
+# StoreUnavailable and retries (a runner plays its step again).
+TCP_LIVENESS = {"keepalives": 1, "keepalives_idle": 15, "keepalives_interval": 5,
+                "keepalives_count": 3, "tcp_user_timeout": 30_000}
+
 # One constant key: every admission decision in the cluster is serialized on it.
 ADMISSION_LOCK_KEY = 7_461_021
 
@@ -65,7 +71,7 @@ class PostgresStore(SqlStore):
         self.dialect = PostgresDialect()
         self._pool = ConnectionPool(
             conninfo, min_size=min_size, max_size=max_size, timeout=timeout, open=True,
-            kwargs={"row_factory": dict_row, "autocommit": False},
+            kwargs={"row_factory": dict_row, "autocommit": False, **TCP_LIVENESS},
         )
 
     @contextmanager
