@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
+from tests.apiserver import ApiServer
 from tests.cluster.helpers import (
     API_IMAGE,
     RUNNER_IMAGE,
@@ -30,6 +31,8 @@ from tests.cluster.helpers import (
     runtime_images,
     wait_until,
 )
+from tests.cluster.stack import Stack
+from tests.servers import Postgres, Redis
 
 
 @pytest.fixture(scope="session")
@@ -78,3 +81,22 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     yield name
     if exists(lambda: cluster.core.read_namespace(name)):
         cluster.core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture(scope="module")
+def stack(cluster: Cluster, namespace: str, postgres_server: Postgres, redis_server: Redis,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """tickrun on the cluster for one test module: a controller process (c1) on the
+    host, runs as Jobs in the module's namespace, PostgreSQL and Redis on the host."""
+    s = Stack(cluster, namespace, postgres_server, redis_server,
+              Path(tmp_path_factory.mktemp("k8s-logs")))
+    s.start_controller("c1")
+    yield s
+    s.close(postgres_server)
+
+
+@pytest.fixture(scope="module")
+def api(stack: Stack) -> Iterator[ApiServer]:
+    """The API (in-process, real HTTP) creating Jobs in the module's namespace."""
+    with stack.api() as server:
+        yield server

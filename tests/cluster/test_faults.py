@@ -20,7 +20,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,27 +35,10 @@ from tests.cluster.stack import Stack
 from tests.cluster.test_runs_on_kubernetes import at_step, job_uid_events
 from tests.integration.test_api_runs import create, create_model, daily, intraday
 from tests.integration.test_runner_process import assert_ledger_consistent
-from tests.servers import Postgres, Redis
 
 pytestmark = [pytest.mark.cluster]
 
 INTRADAY_STEPS = 390
-
-
-@pytest.fixture(scope="module")
-def stack(cluster: Cluster, namespace: str, postgres_server: Postgres, redis_server: Redis,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(cluster, namespace, postgres_server, redis_server,
-              Path(tmp_path_factory.mktemp("k8s-fault-logs")))
-    s.start_controller("c1")
-    yield s
-    s.close(postgres_server)
-
-
-@pytest.fixture(scope="module")
-def api(stack: Stack) -> Iterator[ApiServer]:
-    with stack.api() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

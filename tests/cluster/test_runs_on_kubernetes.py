@@ -9,35 +9,17 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.apiserver import ApiServer, wait_for, wait_status
-from tests.cluster.helpers import Cluster, exists, wait_until
+from tests.cluster.helpers import exists, wait_until
 from tests.cluster.stack import Stack
 from tests.integration.test_api_runs import create, create_model, daily, intraday
-from tests.servers import Postgres, Redis
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
-
-
-@pytest.fixture(scope="module")
-def stack(cluster: Cluster, namespace: str, postgres_server: Postgres, redis_server: Redis,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(cluster, namespace, postgres_server, redis_server,
-              Path(tmp_path_factory.mktemp("k8s-logs")))
-    s.start_controller("c1")
-    yield s
-    s.close(postgres_server)
-
-
-@pytest.fixture(scope="module")
-def api(stack: Stack) -> Iterator[ApiServer]:
-    with stack.api() as server:
-        yield server
 
 
 @pytest.fixture

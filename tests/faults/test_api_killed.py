@@ -27,7 +27,7 @@ from tests.apiserver import JWT_SECRET, token, wait_for
 from tests.faults.test_dev_server_killed import runner_pids
 from tests.faults.test_redis_down import follow_with_resume
 from tests.integration.test_api_runs import create, create_model, intraday, sse_events
-from tests.integration.test_runner_process import assert_ledger_consistent
+from tests.integration.test_runner_process import assert_played_once
 from tests.servers import Redis, free_port
 
 pytestmark = pytest.mark.timeout(180)
@@ -138,11 +138,7 @@ def test_followers_and_runners_survive_a_killed_api(
 
     store = open_store(postgres_url, pool_size=1)
     try:
-        for run_id in runs:
-            run = store.get_run(run_id)
-            decisions = store.list_decisions(run_id, limit=10_000)
-            assert [d.step for d in decisions] == list(range(run.steps_total))
-            assert_ledger_consistent(store, run_id, run.spec.initial_cash)
+        assert_played_once(store, runs)
     finally:
         store.close()
     print(f"api killed: {RUNS} runs, {FOLLOWERS} followers, "

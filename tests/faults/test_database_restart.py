@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from core.status import RunStatus
 from core.store import open_store
 from tests.apiserver import Backend, running_api, wait_for, wait_status
 from tests.integration.test_api_runs import create, create_model, intraday, sse_events
-from tests.integration.test_runner_process import assert_ledger_consistent
+from tests.integration.test_runner_process import assert_played_once
 from tests.servers import Postgres, Redis, start_postgres
 
 pytestmark = pytest.mark.timeout(300)
@@ -77,13 +76,7 @@ def test_a_database_restart_loses_nothing(own_postgres: Postgres, redis_server: 
             assert history[-1][1] == "result"
     store = open_store(url, pool_size=2)
     try:
-        for run_id in runs:
-            run = store.get_run(run_id)
-            assert run.status is RunStatus.COMPLETED and run.steps_done == 390
-            decisions = store.list_decisions(run_id, limit=1000)
-            assert [d.step for d in decisions] == list(range(390))
-            assert all(d.completed for d in decisions)
-            assert_ledger_consistent(store, run_id, run.spec.initial_cash)
+        assert_played_once(store, runs)
     finally:
         store.close()
     print(f"answers while the database was down: {dict(answers)}")

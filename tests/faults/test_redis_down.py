@@ -26,7 +26,7 @@ from httpx_sse import connect_sse
 from core.store import open_store
 from tests.apiserver import Backend, running_api, wait_for, wait_status
 from tests.integration.test_api_runs import create, create_model, intraday, sse_events
-from tests.integration.test_runner_process import assert_ledger_consistent
+from tests.integration.test_runner_process import assert_played_once
 from tests.servers import Redis, start_redis
 
 pytestmark = pytest.mark.timeout(150)
@@ -135,10 +135,6 @@ def test_runs_complete_and_followers_resume_exactly_after_redis_was_down(
 
     store = open_store(postgres_url, pool_size=1)
     try:
-        for run_id in runs:
-            run = store.get_run(run_id)
-            decisions = store.list_decisions(run_id, limit=10_000)
-            assert [d.step for d in decisions] == list(range(run.steps_total))
-            assert_ledger_consistent(store, run_id, run.spec.initial_cash)
+        assert_played_once(store, runs)
     finally:
         store.close()

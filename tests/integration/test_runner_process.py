@@ -54,6 +54,17 @@ def assert_ledger_consistent(store: Store, run_id: int, initial: Decimal) -> Non
     assert store.get_portfolio(run_id).cash == cash
 
 
+def assert_played_once(store: Store, run_ids: list[int]) -> None:
+    """Each run completed, every step decided once, the ledger consistent."""
+    for run_id in run_ids:
+        run = store.get_run(run_id)
+        assert run.status is RunStatus.COMPLETED and run.steps_done == run.steps_total, run
+        decisions = store.list_decisions(run_id, limit=10**6)
+        assert [d.step for d in decisions] == list(range(run.steps_total))
+        assert all(d.completed for d in decisions)
+        assert_ledger_consistent(store, run_id, run.spec.initial_cash)
+
+
 def test_an_intraday_session_runs_to_completion(store: Store, event_log: EventLog,
                                                 runner_env: dict[str, str]) -> None:
     run = make_run(store)
