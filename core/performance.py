@@ -110,16 +110,6 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def ledger_result(initial_cash: Decimal, equity: Sequence[Decimal], trades: Iterable[Trade],
-                  periods_per_year: int, *, steps_total: int, ending: str) -> dict[str, Any]:
-    """A result from the ledger alone: what the controller saves for a runner that died
-    without saving its own (no buy-and-hold benchmark: that needs the bars)."""
-    summary = summarize(initial_cash, equity, trades, periods_per_year)
-    summary.update({"ending": ending, "steps_done": len(equity), "steps_total": steps_total,
-                    "benchmark": None, "from_ledger": True})
-    return summary
-
-
 def periods_per_year(mode: str) -> int:
     """252 sessions a year; 390 minutes a regular session."""
     return 252 * 390 if mode == "intraday" else 252

@@ -265,8 +265,7 @@ class SqlStore(Store):
             row = cur.one(f"SELECT * FROM runs WHERE id = %s{d.for_update}", (run_id,))
             if row is None:
                 raise NotFound(f"run {run_id} not found")
-            if attempt is not None and int(row["attempts"]) != attempt:
-                raise Superseded(run_id, attempt)
+            _require_attempt(run_id, row, attempt)
             current = RunStatus(row["status"])
             if not can_transition(current, target):
                 raise IllegalTransition(run_id, current.value, target.value)
@@ -375,8 +374,7 @@ class SqlStore(Store):
                       (run_id,))
         if row is None:
             raise NotFound(f"run {run_id} not found")
-        if int(row["attempts"]) != attempt:
-            raise Superseded(run_id, attempt)
+        _require_attempt(run_id, row, attempt)
 
     @contextmanager
     def ledger_tx(self, run_id: int, *, attempt: int | None = None) -> Iterator[LedgerTx]:
@@ -515,3 +513,9 @@ class SqlStore(Store):
                            bar_time=codec.ts(r["bar_time"]), open=codec.dec(r["open"]),
                            high=codec.dec(r["high"]), low=codec.dec(r["low"]),
                            close=codec.dec(r["close"]), volume=codec.dec(r["volume"]))
+
+
+def _require_attempt(run_id: int, row: codec.Row, attempt: int | None) -> None:
+    """The fencing rule itself: a runner's attempt must still be the run's newest."""
+    if attempt is not None and int(row["attempts"]) != attempt:
+        raise Superseded(run_id, attempt)
