@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 
@@ -19,6 +20,7 @@ from core.eventlog import Event, EventLog, EventType
 
 pytestmark = pytest.mark.timeout(60)
 RUN = 7
+T = TypeVar("T")
 
 
 class LateFeedLog(EventLog):
@@ -61,6 +63,14 @@ class LateFeedLog(EventLog):
     def close(self) -> None: ...
 
 
+def run_on(hub: EventHub, scenario: Coroutine[Any, Any, T]) -> T:
+    """Play a scenario against the hub in a fresh event loop; close the hub after."""
+    try:
+        return asyncio.run(scenario)
+    finally:
+        hub.close()
+
+
 async def _follow(hub: EventHub, after: str | None, into: list[str]) -> None:
     async for item in hub.stream(RUN, after):
         assert isinstance(item, Event), item
@@ -81,10 +91,7 @@ def test_events_landing_during_the_hand_over_are_not_lost(event_log: EventLog) -
         await asyncio.to_thread(event_log.append, RUN, EventType.RESULT, {"status": "done"})
         await asyncio.wait_for(follower, 20)
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        hub.close()
+    run_on(hub, scenario())
     history = [e.id for e in event_log.read(RUN, first[19], count=10_000)]
     assert len(history) == 20 + 25 + 10 + 1
     assert got == history, "every event after Last-Event-ID exactly once, in order"
@@ -109,10 +116,7 @@ def test_a_failing_status_check_does_not_end_the_followers(event_log: EventLog) 
         await asyncio.to_thread(event_log.append, RUN, EventType.RESULT, {"status": "done"})
         await asyncio.wait_for(follower, 10)
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        hub.close()
+    run_on(hub, scenario())
     assert calls >= 1 and len(got) == 1
 
 
@@ -123,8 +127,5 @@ def test_a_run_that_ended_without_its_final_event_ends_the_stream(event_log: Eve
     async def scenario() -> list[object]:
         return [item async for item in hub.stream(RUN, None)]
 
-    try:
-        items = asyncio.run(asyncio.wait_for(scenario(), 15))
-    finally:
-        hub.close()
+    items = run_on(hub, asyncio.wait_for(scenario(), 15))
     assert len(items) == 2 and items[-1] is RUN_ENDED
