@@ -65,6 +65,14 @@ def session_minutes(day: dt.date) -> list[dt.datetime]:
     return [start + dt.timedelta(minutes=i) for i in range(count)]
 
 
+def session_close(day: dt.date) -> dt.datetime:
+    """When the session of `day` closes, in UTC (13:00 New York on a half day)."""
+    if not is_session(day):
+        raise InvalidSpec(f"{day} is not a trading session ({EXCHANGE})")
+    closed: dt.datetime = exchange_calendar().session_close(pd.Timestamp(day)).to_pydatetime()
+    return closed
+
+
 def previous_sessions(before: dt.date, count: int) -> list[dt.date]:
     """The `count` sessions strictly before `before`, oldest first (history for warm-up)."""
     cal = exchange_calendar()

@@ -50,3 +50,19 @@ class TemporaryError(TickrunError):
 class StoreUnavailable(TemporaryError):
     """The database does not answer (restarting, unreachable, out of connections). What
     was being written may or may not have committed: callers retry idempotent work."""
+
+
+class NoMarketData(InvalidSpec):
+    """The provider has no bars for a symbol on a session day (an unknown or delisted
+    symbol, or a day it does not cover): the run cannot be played, and a retry will not
+    change that."""
+
+
+class ProviderRefused(TickrunError):
+    """A market data provider refused the request for good (a wrong key, a plan without
+    the data, a malformed request): do not retry."""
+
+
+class ProviderUnavailable(TemporaryError):
+    """A market data provider did not answer within the fetch deadline (rate limited,
+    5xx, unreachable): a later attempt may succeed."""

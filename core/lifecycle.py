@@ -20,6 +20,7 @@ from core import performance
 from core.errors import IllegalTransition
 from core.eventlog import EventLog, EventType
 from core.records import Decision, Run
+from core.spec import DataSource, RunSpec
 from core.status import RunStatus
 from core.store import Store
 
@@ -67,7 +68,7 @@ class DecisionTally:
 
 
 def run_result(store: Store, run: Run, ending: str, *, decider: str | None = None,
-               benchmark: dict[str, Any] | None = None,
+               benchmark: dict[str, Any] | None = None, data: dict[str, Any] | None = None,
                from_ledger: bool = False) -> dict[str, Any]:
     """The result of a run from its ledger, streamed a page at a time. The runner adds
     the buy-and-hold benchmark (it has the bars); the controller, finishing for a
@@ -88,10 +89,18 @@ def run_result(store: Store, run: Run, ending: str, *, decider: str | None = Non
         "cost": str(tally.cost),
         "decisions_by_outcome": tally.outcomes,
         "benchmark": benchmark,
+        "data": data or data_label(run.spec),
     })
     if from_ledger:
         summary["from_ledger"] = True
     return summary
+
+
+def data_label(spec: RunSpec) -> dict[str, Any]:
+    """Where a run's bars came from; `synthetic` says plainly they were no market data.
+    The runner adds the data quality (`bars`, `bars_filled`: minutes with no trade)."""
+    source = spec.data.value if spec.data else None
+    return {"source": source, "synthetic": spec.data is DataSource.SYNTHETIC}
 
 
 class Lifecycle:

@@ -43,9 +43,15 @@ class FillRule(StrEnum):
 
 
 class DataSource(StrEnum):
-    SYNTHETIC = "synthetic"
+    POLYGON = "polygon"  # Massive, formerly Polygon.io
+    ALPACA = "alpaca"
+    SYNTHETIC = "synthetic"  # seeded random bars: demos and tests, never market data
     FILES = "files"
-    TABLE = "table"
+    TABLE = "table"  # bars an operator loaded into stock_prices
+
+    @property
+    def is_provider(self) -> bool:
+        return self in (DataSource.POLYGON, DataSource.ALPACA)
 
 
 class RunSpec(BaseModel):
@@ -71,7 +77,11 @@ class RunSpec(BaseModel):
     )
     fill: FillRule = FillRule.NEXT_OPEN
     fee_per_trade: Decimal = Field(default=Decimal("0"), ge=0, le=Decimal("10000"))
-    data: DataSource = DataSource.SYNTHETIC
+    data: DataSource | None = Field(
+        default=None,
+        description="Where bars come from. Unset: the bar cache, then the configured "
+                    "provider (polygon or alpaca); the stored run names the source it got. "
+                    "`synthetic` is seeded random bars for demos and tests, not market data")
     # Strict: a JSON `true` or "7" is not a seed (the schema says integer).
     seed: int = Field(default=0, ge=0, le=2**31 - 1, strict=True,
                       description="Synthetic data seed")
@@ -99,6 +109,16 @@ class RunSpec(BaseModel):
     @property
     def last_day(self) -> dt.date:
         return self.date if self.date is not None else self.end  # type: ignore[return-value]
+
+    @property
+    def interval(self) -> str:
+        return "1m" if self.mode is Mode.INTRADAY else "1d"
+
+    def session_days(self) -> list[dt.date]:
+        """The trading sessions the run plays (one for an intraday run)."""
+        if self.mode is Mode.INTRADAY:
+            return [self.first_day]
+        return calendar.sessions_in_range(self.first_day, self.last_day)
 
     def check_playable(self, today: dt.date | None = None) -> None:
         """Refuse future dates and dates with no session; raises InvalidSpec."""

@@ -10,14 +10,24 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from core.errors import InvalidSpec, NotFound, Superseded
+from core.errors import (
+    InvalidSpec,
+    NoMarketData,
+    NotFound,
+    ProviderRefused,
+    ProviderUnavailable,
+    Superseded,
+)
 from core.eventlog import EventLog, EventType
 from core.exitcodes import EXIT_NO_RETRY, EXIT_OK, EXIT_RETRY, EXIT_SUPERSEDED
 from core.lifecycle import Lifecycle
 from core.logs import run_context
+from core.marketdata.cache import FillProgress
+from core.marketdata.resolve import resolve_data_source
+from core.marketdata.settings import MarketDataSettings
 from core.records import Run
 from core.status import RunStatus
 from core.store import Store
@@ -25,7 +35,7 @@ from runner.deciders import Decider
 from runner.deciders.factory import build_decider, resolve_kind
 from runner.events import EventPublisher
 from runner.llm_settings import LlmSettings
-from runner.marketdata import market_data_for, timeline_for
+from runner.marketdata import Bar, Timeline, market_data_for, timeline_for
 from runner.session import Ending, Session
 from runner.settings import RunnerSettings
 from runner.shutdown import StopSignal
@@ -41,6 +51,7 @@ class RunnerDeps:
     settings: RunnerSettings
     stop: StopSignal
     llm: LlmSettings | None = None
+    market_data: MarketDataSettings = field(default_factory=MarketDataSettings)
 
     @property
     def llm_available(self) -> bool:
@@ -72,10 +83,21 @@ def _play(run: Run, deps: RunnerDeps) -> int:
     publisher = EventPublisher(deps.event_log, run.id)
     try:
         session = _prepare(run, deps, publisher)
+    except (NoMarketData, ProviderRefused) as exc:
+        # Retrying cannot help: the provider has no such bars, or refuses the key.
+        log.error("market data: %s", exc)
+        _finalize(deps, publisher, run, RunStatus.FAILED, str(exc), None)
+        return EXIT_NO_RETRY
     except InvalidSpec as exc:
         log.error("run cannot be played: %s", exc)
         _finalize(deps, publisher, run, RunStatus.FAILED, f"invalid run: {exc}", None)
         return EXIT_NO_RETRY
+    except ProviderUnavailable as exc:
+        # The days fetched so far are cached; the Job's next pod goes on from them.
+        log.warning("market data: %s; the next attempt resumes the fetch", exc)
+        publisher.publish(EventType.LOG, {"level": "warning", "message": str(exc)})
+        publisher.finish(1.0)
+        return EXIT_RETRY
     try:
         stopping = session.run.status is RunStatus.STOPPING
         ending = Ending.STOPPED if stopping else session.play()
@@ -140,18 +162,44 @@ def _interrupted(run_id: int, deps: RunnerDeps, publisher: EventPublisher) -> in
 def _prepare(run: Run, deps: RunnerDeps, publisher: EventPublisher) -> Session:
     model = deps.store.get_model(run.model_id)
     run.spec.check_playable()
+    if run.spec.data is None:  # stored without the API (tests, tools): resolve it now
+        run = replace(run, spec=resolve_data_source(run.spec, deps.store, deps.market_data))
     timeline = timeline_for(run.spec)
-    provider = market_data_for(run.spec, deps.store, deps.settings.data_dir)
-    bars = {symbol: provider.bars(symbol, timeline) for symbol in run.spec.symbols}
     decider = _decider(run, deps)
-    run = Lifecycle(deps.store).start(run.id, decider=decider.name)
+    started = Lifecycle(deps.store).start(run.id, decider=decider.name)
+    run = replace(started, spec=run.spec)
+    data = run.spec.data.value if run.spec.data else None
     publisher.publish(EventType.STATUS, {"status": run.status.value, "attempt": run.attempts,
-                                         "decider": decider.name})
-    log.info("playing %s %s with %s from step %d of %d", run.spec.mode.value,
-             ",".join(run.spec.symbols), decider.name, run.steps_done, len(timeline))
+                                         "decider": decider.name, "data": data})
+    bars = _load_bars(run, timeline, deps, publisher)
+    log.info("playing %s %s with %s on %s bars from step %d of %d", run.spec.mode.value,
+             ",".join(run.spec.symbols), decider.name, data, run.steps_done, len(timeline))
     return Session(store=deps.store, publisher=publisher, run=run, model=model,
                    decider=decider, timeline=timeline, bars=bars, stop=deps.stop,
                    settings=deps.settings)
+
+
+def _load_bars(run: Run, timeline: Timeline, deps: RunnerDeps,
+               publisher: EventPublisher) -> dict[str, list[Bar]]:
+    """Every symbol's bars before step 1; a fetch from a provider says what it is doing
+    in the run's status reason and in events, so a long one is visibly not stuck."""
+    source = run.spec.data.value if run.spec.data else "synthetic"
+
+    def fetching(p: FillProgress) -> None:
+        note = (f"fetching {p.interval.value} bars of {p.symbol} from {source}: "
+                f"{p.days_done}/{p.days_total} days")
+        deps.store.note_status(run.id, RunStatus.RUNNING, note)
+        publisher.progress({"step": run.steps_done, "total": len(timeline), "phase": note})
+        publisher.publish(EventType.LOG, {"level": "info", "message": note,
+                                          "phase": "fetching_data", "symbol": p.symbol,
+                                          "days_done": p.days_done,
+                                          "days_total": p.days_total, "bars": p.bars})
+
+    provider = market_data_for(run.spec, deps.store, deps.settings.data_dir,
+                               deps.market_data, on_fetch=fetching)
+    bars = {symbol: provider.bars(symbol, timeline) for symbol in run.spec.symbols}
+    deps.store.note_status(run.id, RunStatus.RUNNING, None)
+    return bars
 
 
 def _decider(run: Run, deps: RunnerDeps) -> Decider:

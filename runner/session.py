@@ -22,7 +22,7 @@ from typing import Any
 from core import performance
 from core.errors import StoreUnavailable
 from core.eventlog import EventType
-from core.lifecycle import run_result
+from core.lifecycle import data_label, run_result
 from core.records import Decision, Model, Order, Portfolio, Run, Trade
 from core.spec import FillRule
 from core.status import RunStatus
@@ -317,7 +317,12 @@ class Session:
         benchmark over the same completed steps, which only the runner has bars for."""
         steps = self.store.get_run(self.run.id).steps_done
         return run_result(self.store, self.run, ending.value, decider=self.decider.name,
-                          benchmark=self._buy_and_hold(steps))
+                          benchmark=self._buy_and_hold(steps), data=self.data_quality())
+
+    def data_quality(self) -> dict[str, Any]:
+        bars = [b for series in self.bars.values() for b in series]
+        return {**data_label(self.run.spec), "bars": len(bars),
+                "bars_filled": sum(1 for b in bars if b.filled)}
 
     def _buy_and_hold(self, steps: int) -> dict[str, Any] | None:
         if steps == 0:

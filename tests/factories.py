@@ -19,12 +19,14 @@ def make_model(store: Store, user_id: str = "user-a", signature: str = "sig", **
 def intraday_spec(day: dt.date = dt.date(2025, 3, 3), **kw: Any) -> RunSpec:
     kw.setdefault("symbols", ["AAPL"])
     kw.setdefault("decider_params", {"fast": 3, "slow": 10})
+    kw.setdefault("data", "synthetic")
     return RunSpec(mode="intraday", date=day, **kw)  # type: ignore[arg-type]
 
 
 def daily_spec(start: dt.date = dt.date(2024, 1, 2), end: dt.date = dt.date(2024, 6, 28),
                **kw: Any) -> RunSpec:
     kw.setdefault("symbols", ["MSFT"])
+    kw.setdefault("data", "synthetic")
     return RunSpec(mode="daily", start=start, end=end, **kw)  # type: ignore[arg-type]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -40,6 +40,21 @@ class PriceBar:
     low: Decimal
     close: Decimal
     volume: Decimal
+    source: str = "table"  # "table" (loaded by an operator), "polygon", "alpaca"
+
+
+@dataclass(frozen=True, slots=True)
+class CachedSeries:
+    """What the bar cache holds for one source, symbol and interval."""
+
+    source: str
+    symbol: str
+    interval: str
+    first_day: dt.date
+    last_day: dt.date
+    days: int
+    bars: int
+    fetched_at: dt.datetime
 
 
 class LedgerTx(ABC):
@@ -178,9 +193,10 @@ class Store(ABC):
         `skip` (no workload yet) wait without holding up those behind them."""
 
     @abstractmethod
-    def note_queued(self, run_id: int, reason: str | None) -> None:
-        """Say why a queued run waits (a quota's refusal), visible in the run; a run
-        that is no longer queued is left as it is."""
+    def note_status(self, run_id: int, status: RunStatus, reason: str | None) -> None:
+        """Say what a run in `status` is doing or waiting for (a quota's refusal, data
+        being fetched), visible in the run; a run no longer in `status` is left as it
+        is."""
 
     @abstractmethod
     def delete_run(self, run_id: int, user_id: str | None = None) -> None: ...
@@ -248,4 +264,21 @@ class Store(ABC):
 
     @abstractmethod
     def load_prices(self, symbol: str, interval: str, start: dt.datetime,
-                    end: dt.datetime) -> Iterator[PriceBar]: ...
+                    end: dt.datetime, *, source: str = "table") -> Iterator[PriceBar]: ...
+
+    @abstractmethod
+    def cache_days(self, source: str, symbol: str, interval: str,
+                   days: Mapping[dt.date, Sequence[PriceBar]]) -> int:
+        """Store fetched session days and mark them cached, in one transaction; a day
+        already cached (another runner fetched it first) is left as it is. Returns the
+        number of days this call cached."""
+
+    @abstractmethod
+    def cached_days(self, source: str, symbol: str, interval: str, first: dt.date,
+                    last: dt.date) -> set[dt.date]:
+        """The days from first to last (inclusive) whose bars are cached."""
+
+    @abstractmethod
+    def cache_summary(self, *, source: str | None = None,
+                      symbol: str | None = None) -> list[CachedSeries]:
+        """What the cache holds, one row per source, symbol and interval."""

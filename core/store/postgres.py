@@ -44,6 +44,9 @@ class PostgresCursor:
         self._cur.execute(sql, params)
         return self._cur.rowcount
 
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._cur.executemany(sql, rows)
+
 
 class PostgresDialect:
     for_update = " FOR UPDATE"
@@ -56,6 +59,9 @@ class PostgresDialect:
         return Jsonb(value)
 
     def time(self, value: dt.datetime | None) -> Any:
+        return value
+
+    def day(self, value: dt.date) -> Any:
         return value
 
     def lock_admission(self, cur: Cursor) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import abstractmethod
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
 from typing import Any, Protocol
@@ -19,7 +19,7 @@ from core.records import Decision, Model, Portfolio, PositionRecord, Run, Side, 
 from core.spec import RunSpec
 from core.status import RunStatus, can_transition
 from core.store import codec
-from core.store.base import LedgerTx, PriceBar, RunFilter, Store
+from core.store.base import CachedSeries, LedgerTx, PriceBar, RunFilter, Store
 
 MODEL_FIELDS = ("signature", "llm", "custom_rules", "custom_instructions", "parameters")
 
@@ -32,6 +32,7 @@ class Cursor(Protocol):
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[codec.Row]: ...
     def one(self, sql: str, params: Sequence[Any] = ()) -> codec.Row | None: ...
     def run(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
 
 
 class Dialect(Protocol):
@@ -41,6 +42,7 @@ class Dialect(Protocol):
     def money(self, value: Decimal | None) -> Any: ...
     def json(self, value: Any) -> Any: ...
     def time(self, value: dt.datetime | None) -> Any: ...
+    def day(self, value: dt.date) -> Any: ...
     def lock_admission(self, cur: Cursor) -> None: ...
     def is_unique_violation(self, exc: BaseException) -> bool: ...
 
@@ -315,10 +317,10 @@ class SqlStore(Store):
         assert updated is not None
         return codec.run_from(updated)
 
-    def note_queued(self, run_id: int, reason: str | None) -> None:
+    def note_status(self, run_id: int, status: RunStatus, reason: str | None) -> None:
         with self._tx(write=True) as cur:
-            cur.run("UPDATE runs SET status_reason = %s WHERE id = %s AND status = 'queued'",
-                    (reason, run_id))
+            cur.run("UPDATE runs SET status_reason = %s WHERE id = %s AND status = %s",
+                    (reason, run_id, status.value))
 
     def admit_queued(self, per_user_limit: int, global_limit: int, *,
                      skip: Collection[int] = ()) -> list[Run]:
@@ -484,35 +486,84 @@ class SqlStore(Store):
             )
 
     # -- market data -----------------------------------------------------------------
-    def save_prices(self, bars: Sequence[PriceBar]) -> int:
+    _INSERT_BAR = ("INSERT INTO stock_prices (source, symbol, interval, bar_time, open, high,"
+                   " low, close, volume) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)")
+
+    def _bar_row(self, b: PriceBar, source: str | None = None) -> tuple[Any, ...]:
         d = self.dialect
+        return (source or b.source, b.symbol, b.interval, d.time(b.bar_time), d.money(b.open),
+                d.money(b.high), d.money(b.low), d.money(b.close), d.money(b.volume))
+
+    def save_prices(self, bars: Sequence[PriceBar]) -> int:
         with self._tx(write=True) as cur:
-            for b in bars:
-                cur.run(
-                    "INSERT INTO stock_prices (symbol, interval, bar_time, open, high, low,"
-                    " close, volume) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (symbol, interval, bar_time) DO UPDATE SET open = excluded.open,"
-                    " high = excluded.high, low = excluded.low, close = excluded.close,"
-                    " volume = excluded.volume",
-                    (b.symbol, b.interval, d.time(b.bar_time), d.money(b.open), d.money(b.high),
-                     d.money(b.low), d.money(b.close), d.money(b.volume)),
-                )
+            cur.many(self._INSERT_BAR + " ON CONFLICT (source, symbol, interval, bar_time)"
+                     " DO UPDATE SET open = excluded.open, high = excluded.high,"
+                     " low = excluded.low, close = excluded.close, volume = excluded.volume",
+                     [self._bar_row(b) for b in bars])
         return len(bars)
 
     def load_prices(self, symbol: str, interval: str, start: dt.datetime,
-                    end: dt.datetime) -> Iterator[PriceBar]:
+                    end: dt.datetime, *, source: str = "table") -> Iterator[PriceBar]:
         d = self.dialect
         with self._tx() as cur:
             rows = cur.all(
-                "SELECT * FROM stock_prices WHERE symbol = %s AND interval = %s"
-                " AND bar_time >= %s AND bar_time <= %s ORDER BY bar_time",
-                (symbol, interval, d.time(start), d.time(end)),
+                "SELECT * FROM stock_prices WHERE source = %s AND symbol = %s"
+                " AND interval = %s AND bar_time >= %s AND bar_time <= %s ORDER BY bar_time",
+                (source, symbol, interval, d.time(start), d.time(end)),
             )
         for r in rows:
             yield PriceBar(symbol=r["symbol"], interval=r["interval"],
                            bar_time=codec.ts(r["bar_time"]), open=codec.dec(r["open"]),
                            high=codec.dec(r["high"]), low=codec.dec(r["low"]),
-                           close=codec.dec(r["close"]), volume=codec.dec(r["volume"]))
+                           close=codec.dec(r["close"]), volume=codec.dec(r["volume"]),
+                           source=r["source"])
+
+    def cache_days(self, source: str, symbol: str, interval: str,
+                   days: Mapping[dt.date, Sequence[PriceBar]]) -> int:
+        d, cached = self.dialect, 0
+        with self._tx(write=True) as cur:
+            for day, bars in sorted(days.items()):
+                # The day row first: a concurrent fetch of the same day waits on its key
+                # and then finds it taken, so no bar is written twice.
+                if not cur.run(
+                    "INSERT INTO price_days (source, symbol, interval, day, bars, fetched_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    (source, symbol, interval, d.day(day), len(bars), d.time(utcnow())),
+                ):
+                    continue
+                cur.many(self._INSERT_BAR + " ON CONFLICT DO NOTHING",
+                         [self._bar_row(b, source) for b in bars])
+                cached += 1
+        return cached
+
+    def cached_days(self, source: str, symbol: str, interval: str, first: dt.date,
+                    last: dt.date) -> set[dt.date]:
+        d = self.dialect
+        with self._tx() as cur:
+            rows = cur.all(
+                "SELECT day FROM price_days WHERE source = %s AND symbol = %s"
+                " AND interval = %s AND day >= %s AND day <= %s",
+                (source, symbol, interval, d.day(first), d.day(last)),
+            )
+        return {codec.day(r["day"]) for r in rows}
+
+    def cache_summary(self, *, source: str | None = None,
+                      symbol: str | None = None) -> list[CachedSeries]:
+        wanted = {"source": source, "symbol": symbol}
+        where = " AND ".join(f"{k} = %s" for k, v in wanted.items() if v) or "TRUE"
+        with self._tx() as cur:
+            rows = cur.all(
+                "SELECT source, symbol, interval, MIN(day) AS first_day, MAX(day) AS last_day,"
+                " COUNT(*) AS days, SUM(bars) AS bars, MAX(fetched_at) AS fetched_at"
+                f" FROM price_days WHERE {where}"
+                " GROUP BY source, symbol, interval ORDER BY symbol, interval, source",
+                [v for v in wanted.values() if v],
+            )
+        return [CachedSeries(source=r["source"], symbol=r["symbol"], interval=r["interval"],
+                             first_day=codec.day(r["first_day"]),
+                             last_day=codec.day(r["last_day"]), days=int(r["days"]),
+                             bars=int(r["bars"]), fetched_at=codec.ts(r["fetched_at"]))
+                for r in rows]
 
 
 def _require_attempt(run_id: int, row: codec.Row, attempt: int | None) -> None:

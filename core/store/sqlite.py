@@ -41,6 +41,9 @@ class SqliteCursor:
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         return self._conn.execute(self._sql(sql), tuple(params)).rowcount
 
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._conn.executemany(self._sql(sql), [tuple(r) for r in rows])
+
 
 class SqliteDialect:
     for_update = ""  # a write transaction holds the whole database
@@ -54,6 +57,9 @@ class SqliteDialect:
 
     def time(self, value: dt.datetime | None) -> Any:
         return None if value is None else value.astimezone(dt.UTC).isoformat()
+
+    def day(self, value: dt.date) -> Any:
+        return value.isoformat()
 
     def lock_admission(self, cur: Cursor) -> None:
         """BEGIN IMMEDIATE already serializes every writer."""

@@ -25,6 +25,7 @@ class Bar:
     low: Decimal
     close: Decimal
     volume: Decimal
+    filled: bool = False  # no trade that minute: the last close repeated, zero volume
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,12 @@ class Timeline:
 
     def __len__(self) -> int:
         return len(self.times)
+
+    @property
+    def days(self) -> list[dt.date]:
+        """The session dates the timeline covers (bar times are UTC, sessions New York;
+        a regular session never crosses midnight UTC)."""
+        return sorted({t.date() for t in self.times})
 
 
 def timeline_for(spec: RunSpec) -> Timeline:
@@ -68,6 +75,6 @@ def align(symbol: str, timeline: Timeline, found: dict[dt.datetime, Bar]) -> lis
             if not out:
                 raise InvalidSpec(f"no {timeline.interval} bar for {symbol} at {t.isoformat()}")
             last = out[-1].close
-            bar = Bar(t, last, last, last, last, Decimal(0))
+            bar = Bar(t, last, last, last, last, Decimal(0), filled=True)
         out.append(bar)
     return out

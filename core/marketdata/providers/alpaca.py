@@ -1,0 +1,181 @@
+"""Bars from Alpaca's market data API through its official client, `alpaca-py`.
+
+One fetch is one `get_stock_bars` call (GET /v2/stocks/bars?symbols=..., split-adjusted,
+from the configured feed) over whole New York days, extended hours included; the client
+follows `next_page_token` itself, 10 000 bars a page. Each fetch builds its own client so
+that its requests session carries that fetch's retry policy and deadline.
+
+What the client does on its own, and how it is steered here:
+- its own retry loop sleeps a fixed 3 s on 429/504, three times, with no deadline: it
+  is switched off, and urllib3 retries instead (`DeadlineRetry`, mounted on the
+  client's session through an HTTPAdapter), so an exhausted 429 or 5xx surfaces as a
+  requests RetryError, never as an APIError;
+- requests waits forever for an answer unless told otherwise: the adapter sets the
+  connect/read timeouts on every request;
+- every other non-2xx raises `APIError` (its `status_code` and the JSON body's message).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import requests
+from pydantic import SecretStr
+from requests.adapters import HTTPAdapter
+
+with warnings.catch_warnings():
+    # alpaca.data imports alpaca.trading, whose stream module imports websockets' legacy
+    # client: a DeprecationWarning about code that is not ours and not used here (and an
+    # error under pytest's -W error).
+    warnings.filterwarnings("ignore", message="websockets.legacy is deprecated",
+                            category=DeprecationWarning)
+    from alpaca.common.exceptions import APIError
+    from alpaca.data.enums import Adjustment, DataFeed
+    from alpaca.data.historical import StockHistoricalDataClient
+    from alpaca.data.requests import StockBarsRequest
+    from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
+
+from core.errors import ProviderRefused, ProviderUnavailable
+from core.marketdata.providers.base import BarProvider, Interval, ProviderBar
+from core.marketdata.providers.retry import (
+    CONNECT_TIMEOUT,
+    READ_TIMEOUT,
+    DeadlineRetry,
+    gave_up,
+    retry_policy,
+)
+
+KEY_SETTINGS = "TICKRUN_ALPACA_API_KEY_ID and TICKRUN_ALPACA_API_SECRET_KEY"
+FEED_SETTING = "TICKRUN_ALPACA_FEED"
+NEW_YORK = ZoneInfo("America/New_York")
+_UNITS = {Interval.MINUTE: TimeFrameUnit.Minute, Interval.DAY: TimeFrameUnit.Day}
+
+
+class _PolicyAdapter(HTTPAdapter):
+    """An HTTPAdapter that retries by the fetch's policy and never waits unbounded."""
+
+    def __init__(self, retry: DeadlineRetry, timeout: tuple[float, float]) -> None:
+        super().__init__(max_retries=retry)
+        self._timeout = timeout
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False,
+             timeout: Any = None, verify: Any = True, cert: Any = None,
+             proxies: Any = None) -> requests.Response:
+        return super().send(request, stream, self._timeout if timeout is None else timeout,
+                            verify, cert, proxies)
+
+
+class AlpacaProvider(BarProvider):
+    source = "alpaca"
+
+    def __init__(self, key_id: SecretStr, secret_key: SecretStr, data_url: str, feed: str,
+                 deadline_seconds: float) -> None:
+        try:
+            self._feed = DataFeed(feed)
+        except ValueError:
+            raise ProviderRefused(
+                f"alpaca has no feed {feed!r}: check {FEED_SETTING} (iex or sip)") from None
+        self._key_id = key_id
+        self._secret_key = secret_key
+        self._data_url = data_url.rstrip("/")
+        self._deadline_seconds = deadline_seconds
+
+    def __repr__(self) -> str:
+        return f"AlpacaProvider(data_url={self._data_url!r}, feed={self._feed.value!r})"
+
+    def fetch(self, symbol: str, interval: Interval, first: dt.date,
+              last: dt.date) -> list[ProviderBar]:
+        what = f"{symbol} {interval.value} bars {first}..{last} (feed {self._feed.value})"
+        client = self._client()
+        try:
+            raw = client.get_stock_bars(_request(symbol, interval, first, last, self._feed))
+        except APIError as exc:
+            raise self._failed(exc, what) from None
+        except (requests.JSONDecodeError, ValueError) as exc:  # not JSON, or no "bars"
+            raise ProviderUnavailable(f"alpaca sent a malformed answer for {what}: {exc}"
+                                      ) from exc
+        except requests.RequestException as exc:  # RetryError, ConnectionError, Timeout...
+            raise ProviderUnavailable(
+                f"alpaca did not answer within {self._deadline_seconds:g} s: "
+                f"{gave_up(exc)}") from exc
+        finally:
+            client._session.close()
+        if not isinstance(raw, dict):  # raw_data=True: {symbol: [bar, ...]}
+            raise ProviderUnavailable(f"alpaca's client returned {type(raw).__name__}")
+        return [_bar(bar, what) for bar in raw.get(symbol) or []]
+
+    def _client(self) -> StockHistoricalDataClient:
+        client = StockHistoricalDataClient(
+            api_key=self._key_id.get_secret_value(),
+            secret_key=self._secret_key.get_secret_value(),
+            url_override=self._data_url, raw_data=True)
+        # The client's own loop retries 429/504 only while its counter is above zero.
+        client._retry = 0
+        client._retry_codes = []
+        timeout = (min(CONNECT_TIMEOUT, self._deadline_seconds),
+                   min(READ_TIMEOUT, self._deadline_seconds))
+        adapter = _PolicyAdapter(retry_policy(self._deadline_seconds), timeout)
+        client._session.mount("https://", adapter)
+        client._session.mount("http://", adapter)
+        return client
+
+    def _failed(self, exc: APIError, what: str) -> ProviderRefused | ProviderUnavailable:
+        status = exc.status_code
+        reason = _reason(exc)
+        if status in (429,) or (status is not None and status >= 500):
+            # not a status the policy retries (501...), or retried by no one: transient
+            return ProviderUnavailable(f"alpaca answered {status} for {what} ({reason})")
+        if status == 401:
+            advice = f"check {KEY_SETTINGS}"
+        elif status == 403:
+            advice = (f"check {KEY_SETTINGS}, and that the account's data plan covers feed "
+                      f"{self._feed.value} ({FEED_SETTING})")
+        else:
+            advice = "the request is malformed or names data alpaca does not serve"
+        message = f"alpaca refused the request for {what} ({status}: {reason}): {advice}"
+        for secret in (self._key_id.get_secret_value(), self._secret_key.get_secret_value()):
+            if secret:
+                message = message.replace(secret, "[redacted]")
+        return ProviderRefused(message)
+
+
+def _request(symbol: str, interval: Interval, first: dt.date, last: dt.date,
+             feed: DataFeed) -> StockBarsRequest:
+    """Whole New York days: 00:00 of the first to 23:59:59 of the last (pre- and
+    post-market included; turning them into sessions is the caller's job)."""
+    return StockBarsRequest(
+        symbol_or_symbols=symbol,
+        timeframe=TimeFrame(1, _UNITS[interval]),
+        start=dt.datetime.combine(first, dt.time(0, 0), NEW_YORK),
+        end=dt.datetime.combine(last, dt.time(23, 59, 59), NEW_YORK),
+        adjustment=Adjustment.SPLIT,
+        feed=feed,
+    )
+
+
+def _reason(exc: APIError) -> str:
+    try:
+        return str(exc.message)
+    except (ValueError, KeyError, TypeError):  # the body was not Alpaca's JSON error
+        return " ".join(str(exc).split())[:200] or "no reason given"
+
+
+def _bar(raw: dict[str, Any], what: str) -> ProviderBar:
+    try:
+        time = dt.datetime.fromisoformat(raw["t"]).astimezone(dt.UTC)
+        return ProviderBar(time=time, open=_decimal(raw["o"]), high=_decimal(raw["h"]),
+                           low=_decimal(raw["l"]), close=_decimal(raw["c"]),
+                           volume=_decimal(raw["v"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProviderUnavailable(f"alpaca sent a malformed bar for {what}: {exc!r}") from exc
+
+
+def _decimal(value: object) -> Decimal:
+    """The JSON number's own digits (str of a float is its shortest round-trip form)."""
+    if not isinstance(value, int | float | str) or isinstance(value, bool):
+        raise TypeError(f"not a number: {value!r}")
+    return Decimal(str(value))

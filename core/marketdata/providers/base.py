@@ -1,0 +1,45 @@
+"""What a market data provider gives: every bar it has for a symbol over New York dates.
+
+Providers return raw bars (UTC times, extended hours included, split-adjusted); turning
+them into a session (the regular session's minutes, one bar per day) is the cache's job,
+so every provider is held to the same session truth.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+
+
+class Interval(StrEnum):
+    MINUTE = "1m"
+    DAY = "1d"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderBar:
+    """One aggregate bar as the provider sent it; `time` is its start, timezone-aware UTC
+    (a daily bar starts at midnight New York time)."""
+
+    time: dt.datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+
+
+class BarProvider(ABC):
+    """One provider account. Raises ProviderRefused (do not retry: wrong key, no
+    entitlement, bad request) or ProviderUnavailable (429/5xx/unreachable past the fetch
+    deadline); an unknown symbol is no error, just no bars."""
+
+    source: str  # the name bars are cached under: "polygon", "alpaca"
+
+    @abstractmethod
+    def fetch(self, symbol: str, interval: Interval, first: dt.date,
+              last: dt.date) -> list[ProviderBar]:
+        """Every bar for the New York dates first..last inclusive, oldest first, all pages."""
