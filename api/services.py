@@ -15,6 +15,7 @@ from controller.reconciler import Reconciler
 from core.errors import NotFound
 from core.eventlog import EventLog
 from core.lifecycle import Lifecycle
+from core.marketdata.settings import MarketDataSettings
 from core.store import Store
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class Services:
     auth: Authenticator
     hub: EventHub
     reconciler: Reconciler | None = None  # in-process (embedded default)
+    market_data: MarketDataSettings = field(default_factory=MarketDataSettings)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 

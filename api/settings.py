@@ -24,6 +24,10 @@ class ApiSettings(BaseSettings):
     dev_token: SecretStr | None = Field(
         default=None, description="The bearer token `tickrun dev` accepts (dev mode only)")
     dev_user_id: str = Field(default="dev", description="The user the dev token acts as")
+    operator_user_ids: list[str] = Field(
+        default_factory=list,
+        description="Users (token `sub`) who may spend the provider accounts' quota through "
+                    "the API (POST /v1/data/fetches); JSON list. The dev token always may")
     request_threads: int = Field(
         default=10, ge=1, le=200,
         description="Threads serving store calls; match TICKRUN_DB_POOL_SIZE")

@@ -73,7 +73,7 @@ async def _requests(url: str, token: str) -> tuple[dict[str, Any], int]:
                                  headers={"Authorization": f"Bearer {token}"}) as c:
         model = (await c.post("/v1/models", json={"signature": "bench"})).json()
         body = {"model_id": model["id"], "mode": "daily", "symbols": ["SPY"],
-                "start": "2024-01-02", "end": "2024-06-28"}
+                "start": "2024-01-02", "end": "2024-06-28", "data": "synthetic"}
         started = time.perf_counter()
         posts = await _latencies(c, lambda i: c.post("/v1/runs", json=body), REQUESTS)
         post_rps = REQUESTS / (time.perf_counter() - started)

@@ -31,12 +31,12 @@ ADMISSIONS = 1000
 
 def _daily(model_id: int, end: str = "2024-01-31") -> dict[str, Any]:
     return {"model_id": model_id, "mode": "daily", "symbols": ["SPY"], "start": "2024-01-02",
-            "end": end, "decider": "buy_and_hold"}
+            "end": end, "decider": "buy_and_hold", "data": "synthetic"}
 
 
 def _intraday(model_id: int) -> dict[str, Any]:
     return {"model_id": model_id, "mode": "intraday", "symbols": ["AAPL"],
-            "date": "2025-03-03", "decider": "sma_crossover"}
+            "date": "2025-03-03", "decider": "sma_crossover", "data": "synthetic"}
 
 
 def _wait(c: httpx.Client, run_id: int, statuses: set[str], timeout: float = 300

@@ -35,7 +35,7 @@ from runner.settings import RunnerSettings
 from runner.shutdown import StopSignal
 
 INTRADAY = {"mode": "intraday", "symbols": ["AAPL"], "date": "2025-03-03", "decider": "llm",
-            "initial_cash": "10000000"}
+            "initial_cash": "10000000", "data": "synthetic"}
 KEY = "sk-bench-not-a-real-key"
 
 

@@ -38,7 +38,8 @@ from runner.shutdown import StopSignal
 from runner.trading import TradingService
 
 INTRADAY = {"mode": "intraday", "symbols": ["AAPL"], "date": "2025-03-03",
-            "decider": "sma_crossover", "decider_params": {"fast": 3, "slow": 10}}
+            "decider": "sma_crossover", "decider_params": {"fast": 3, "slow": 10},
+            "data": "synthetic"}
 
 
 def _new_run(store: Store, spec: RunSpec, user: str = "bench") -> int:

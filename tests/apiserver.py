@@ -29,6 +29,7 @@ from controller.reconciler import Limits, Reconciler
 from core.eventlog import EventLog
 from core.eventlog.redis_log import RedisEventLog
 from core.eventlog.sqlite_log import SqliteEventLog
+from core.marketdata.settings import MarketDataSettings
 from core.store import open_store
 from core.store.sqlite import SqliteStore
 from tests.servers import free_port
@@ -73,7 +74,8 @@ class ApiServer:
     def __init__(self, backend: Backend, *, per_user: int = 2, global_: int = 20,
                  runner_env: dict[str, str] | None = None, grace: float = 10.0,
                  port: int | None = None, reconcile: bool = True,
-                 executor: Executor | None = None, **api: Any) -> None:
+                 executor: Executor | None = None,
+                 market_data: MarketDataSettings | None = None, **api: Any) -> None:
         self.backend = backend
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -88,6 +90,8 @@ class ApiServer:
             hub=EventHub(events, run_ended(store), end_check_seconds=0.5),
             reconciler=Reconciler(store, events, executor, Limits(per_user, global_),
                                   lost_grace_seconds=1.0) if reconcile else None)
+        if market_data is not None:
+            self.services.market_data = market_data
         config = uvicorn.Config(create_app(self.services), host="127.0.0.1", port=self.port,
                                 log_level="warning", log_config=None,
                                 timeout_graceful_shutdown=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from api.cli import data
 from api.cli.client import ApiClient, ApiError
 from api.cli.follow import follow
 
@@ -21,10 +23,20 @@ runs_app = typer.Typer(help="Start, list, follow and stop runs.", no_args_is_hel
 models_app = typer.Typer(help="Trading models: LLM, rules, instructions.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
+app.add_typer(data.app, name="data")
 
 # Piped output keeps whole lines (rich would cut tables to 80 columns); --json is for scripts.
 out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
+
+
+class DataChoice(StrEnum):
+    POLYGON = "polygon"
+    ALPACA = "alpaca"
+    SYNTHETIC = "synthetic"
+    FILES = "files"
+    TABLE = "table"
+
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object on stdout")]
 DataDir = Annotated[Path, typer.Option(help="Where the embedded default keeps its files")]
@@ -75,10 +87,10 @@ def demo(as_json: JsonOpt = False, symbol: str = "AAPL",
         day = previous_sessions(today_in_new_york(), 1)[-1]
         run = client.post("/v1/runs", {"model_id": model["id"], "mode": "intraday",
                                        "symbols": [symbol], "date": day.isoformat(),
-                                       "decider": "sma_crossover"})
+                                       "decider": "sma_crossover", "data": "synthetic"})
         if not as_json:
             err.print(f"run {run['id']}: {symbol} on {day}, {run['progress']['total']} "
-                      "minute steps, SMA crossover on synthetic bars")
+                      f"minute steps, SMA crossover on {SYNTHETIC}")
         follow(client, run["id"], err, quiet=as_json)
         final = client.get(f"/v1/runs/{run['id']}")
     if as_json:
@@ -101,6 +113,19 @@ def _demo_model(client: ApiClient) -> dict[str, Any]:
         "signature": "demo-sma", "custom_instructions": "SMA(5/20) crossover baseline"}))
 
 
+SYNTHETIC = "synthetic bars (seeded random, not market data)"
+
+
+def _data_source(run: dict[str, Any]) -> str:
+    data = (run.get("spec") or {}).get("data")
+    if data is None:
+        return "-"
+    return SYNTHETIC if data == "synthetic" else {
+        "polygon": "polygon (Massive) bars", "alpaca": "alpaca bars",
+        "files": "bars from files", "table": "bars from the stock_prices table"}.get(
+            data, str(data))
+
+
 def _summary(run: dict[str, Any]) -> None:
     result = run.get("result") or {}
     bench = result.get("benchmark") or {}
@@ -115,6 +140,7 @@ def _summary(run: dict[str, Any]) -> None:
         table.add_row(label, _fmt(result.get(key)), _fmt(bench.get(key)))
     table.add_row("steps", f"{run['progress']['step']}/{run['progress']['total']}", "")
     out.print(table)
+    out.print(f"data: {_data_source(run)}", highlight=False)
 
 
 def _fmt(value: Any) -> str:
@@ -138,6 +164,10 @@ def runs_create(
     cash: Annotated[str, typer.Option(help="Initial cash")] = "100000",
     decider: Annotated[str | None, typer.Option(help="llm, sma_crossover, buy_and_hold, "
                                                      "replay")] = None,
+    data_source: Annotated[DataChoice | None, typer.Option(
+        "--data", help="Where bars come from; default: the bar cache, then the configured "
+                       "provider (synthetic: seeded random bars, not market data)",
+        show_default=False)] = None,
     idempotency_key: Annotated[str | None, typer.Option()] = None,
     follow_run: Annotated[bool, typer.Option("--follow", help="Follow it to the end")] = False,
     as_json: JsonOpt = False,
@@ -146,7 +176,8 @@ def runs_create(
     body: dict[str, Any] = {"model_id": model_id, "symbols": [s.upper() for s in symbols],
                             "mode": "intraday" if date else "daily", "initial_cash": cash}
     body.update({k: v for k, v in (("date", date), ("start", start), ("end", end),
-                                   ("decider", decider)) if v is not None})
+                                   ("decider", decider), ("data", data_source))
+                 if v is not None})
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     client = _client()
     run = client.post("/v1/runs", body, headers=headers)

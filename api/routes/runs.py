@@ -25,6 +25,7 @@ from api.schemas import (
 )
 from api.services import Services
 from core.errors import NotFound
+from core.marketdata.resolve import resolve_data_source
 from core.records import Run, TradeStatus
 from core.spec import DeciderKind, Mode
 from core.status import RunStatus
@@ -62,12 +63,15 @@ def _request_hash(body: RunCreate) -> str:
     **problems(400, 409, 413, 422, why={
         409: "The Idempotency-Key was used with another body",
         422: "The body does not validate (`errors` lists each problem), or the spec cannot "
-             "be played: not a session, in the future, an unknown model or replay source"})})
+             "be played: not a session, in the future, an unknown model or replay source, "
+             "or no market data: `data` unset with neither cached bars nor a configured "
+             "provider"})})
 def create_run(body: RunCreate, who: CallerDep, svc: ServicesDep, response: Response,
                idempotency_key: IdempotencyKey = None) -> RunOut:
     """Queue a run; its workload is created suspended and admitted within the limits."""
     spec = body.spec()
     spec.check_playable()
+    spec = resolve_data_source(spec, svc.store, svc.market_data)
     try:
         svc.store.get_model(body.model_id, who.user_id)
     except NotFound as exc:

@@ -71,7 +71,7 @@ def test_dev_and_the_runs_commands(dev_server: dict[str, str], tmp_path: Path) -
     assert model["parameters"] == {"k": 1}
     run = tickrun("runs", "create", "--model", str(model["id"]), "--symbol", "msft",
                   "--start", "2024-01-02", "--end", "2024-03-28", "--decider", "buy_and_hold",
-                  "--follow", "--json", cwd=tmp_path, env=dev_server)
+                  "--data", "synthetic", "--follow", "--json", cwd=tmp_path, env=dev_server)
     assert run["status"] == "completed" and run["spec"]["symbols"] == ["MSFT"]
     listed = tickrun("runs", "ls", "--json", cwd=tmp_path, env=dev_server)
     assert [r["id"] for r in listed["items"]] == [run["id"]]

@@ -32,7 +32,8 @@ def problem(r: httpx.Response, status: int) -> dict[str, Any]:
     return body
 
 
-GOOD = {"mode": "daily", "symbols": ["MSFT"], "start": "2024-01-02", "end": "2024-02-28"}
+GOOD = {"mode": "daily", "symbols": ["MSFT"], "start": "2024-01-02", "end": "2024-02-28",
+        "data": "synthetic"}
 
 
 @pytest.mark.parametrize(("body", "status", "needle"), [

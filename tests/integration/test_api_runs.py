@@ -34,13 +34,13 @@ def create_model(c: httpx.Client, signature: str = "sma") -> int:
 
 def daily(model_id: int, **kw: Any) -> dict[str, Any]:
     return {"model_id": model_id, "mode": "daily", "symbols": ["MSFT"], "start": "2024-01-02",
-            "end": "2024-04-30", "decider": "sma_crossover",
+            "end": "2024-04-30", "decider": "sma_crossover", "data": "synthetic",
             "decider_params": {"fast": 3, "slow": 8}, **kw}
 
 
 def intraday(model_id: int, **kw: Any) -> dict[str, Any]:
     return {"model_id": model_id, "mode": "intraday", "symbols": ["AAPL"],
-            "date": "2025-03-03", "decider": "sma_crossover",
+            "date": "2025-03-03", "decider": "sma_crossover", "data": "synthetic",
             "decider_params": {"fast": 3, "slow": 10}, **kw}
 
 

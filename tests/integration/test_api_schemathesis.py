@@ -85,7 +85,8 @@ def _seed(api: ApiServer) -> None:
     with api.client("fuzzer") as c:
         model = c.post("/v1/models", json={"signature": "seed"}).json()
         c.post("/v1/runs", json={"model_id": model["id"], "mode": "daily", "symbols": ["SPY"],
-                                 "start": "2024-01-02", "end": "2024-01-31"})
+                                 "start": "2024-01-02", "end": "2024-01-31",
+                                 "data": "synthetic"})
 
 
 @pytest.mark.timeout(900)

@@ -1,0 +1,194 @@
+"""`tickrun data`: the market data bar cache, in-process against TICKRUN_DATABASE_URL.
+
+`fetch` fills the cache ahead of runs with the provider keys of the environment (the
+operator's way to fetch a long range once, with a progress bar); `ls` shows what it
+holds. Both open the database themselves, as `python -m core.migrate` does; no API
+server is involved.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from api.routes.data import Fetched, FetchPlan
+    from core.marketdata.settings import MarketDataSettings
+    from core.store import Store
+
+app = typer.Typer(help="The market data bar cache: fill it ahead of runs, list it.",
+                  no_args_is_help=True)
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True)
+
+EXIT_INPUT = 2  # the request cannot be served as asked; nothing was fetched
+EXIT_PROVIDER = 1  # the provider (or the database) refused or did not answer
+
+
+class IntervalChoice(StrEnum):
+    MINUTE = "1m"
+    DAY = "1d"
+
+
+class SourceChoice(StrEnum):
+    POLYGON = "polygon"
+    ALPACA = "alpaca"
+
+
+Day = Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object on stdout")]
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    """One line on stderr; the exit to raise."""
+    err.print(f"[red]error[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def open_cache_store() -> Iterator[Store]:
+    """The store of TICKRUN_DATABASE_URL. The embedded default (SQLite) is migrated
+    first, as `tickrun dev` does; PostgreSQL is migrated by its own Job (`python -m
+    core.migrate`), never by a CLI on the side."""
+    from core.errors import StoreUnavailable
+    from core.settings import CoreSettings
+    from core.store import open_store
+
+    url = CoreSettings().database_url.get_secret_value()
+    sqlite = url.startswith("sqlite")
+    if sqlite:
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        store = open_store(url, pool_size=2)
+        if sqlite:
+            store.migrate()
+    except StoreUnavailable as exc:
+        raise fail(f"the database does not answer: {exc}", EXIT_PROVIDER) from exc
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@app.command("fetch")
+def fetch_command(
+    symbol: Annotated[str, typer.Argument(help="Ticker, e.g. AAPL or BRK.B")],
+    start: Day,
+    end: Day,
+    interval: Annotated[IntervalChoice, typer.Option(help="1m: minute bars of the regular "
+                                                          "session; 1d: daily bars")
+                        ] = IntervalChoice.DAY,
+    source: Annotated[SourceChoice | None, typer.Option(
+        help="The provider; default: TICKRUN_MARKET_DATA_PROVIDER, else the one whose "
+             "keys are set", show_default=False)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fetch a symbol's bars from the provider into the cache (days already cached are
+    not fetched again)."""
+    from api.routes.data import plan_fetch, redact
+    from core.errors import (
+        InvalidSpec,
+        NoMarketData,
+        ProviderRefused,
+        ProviderUnavailable,
+        StoreUnavailable,
+    )
+    from core.marketdata.providers import Interval
+    from core.marketdata.settings import MarketDataSettings
+
+    settings = MarketDataSettings()
+    try:
+        plan = plan_fetch(symbol, start.date(), end.date(), Interval(interval.value),
+                          source.value if source else None, settings)
+    except InvalidSpec as exc:
+        raise fail(str(exc), EXIT_INPUT) from exc
+    with open_cache_store() as store:
+        try:
+            done = _fetch_with_progress(store, settings, plan, quiet=as_json)
+        except (NoMarketData, ProviderRefused, ProviderUnavailable, StoreUnavailable) as exc:
+            raise fail(redact(str(exc), settings), EXIT_PROVIDER) from exc
+        except InvalidSpec as exc:  # a provider key set but blank
+            raise fail(redact(str(exc), settings), EXIT_INPUT) from exc
+    if as_json:
+        _print_json({"source": plan.source, "symbol": plan.symbol,
+                     "interval": plan.interval.value, "days": len(plan.days),
+                     "days_fetched": done.days_fetched, "bars": done.bars})
+        return
+    cached = len(plan.days) - done.days_fetched
+    out.print(f"{plan.symbol} {plan.interval.value} from {plan.source}: {len(plan.days)} "
+              f"session(s) {plan.days[0]} to {plan.days[-1]}, {done.days_fetched} fetched, "
+              f"{cached} already cached; {done.bars:,} bars in the cache", highlight=False)
+
+
+def _fetch_with_progress(store: Store, settings: MarketDataSettings, plan: FetchPlan, *,
+                         quiet: bool) -> Fetched:
+    from api.routes.data import fetch
+    from core.marketdata.cache import BarCache, FillProgress
+
+    missing = BarCache(store, plan.source, None).missing(plan.symbol, plan.interval,
+                                                         plan.days)
+    columns = (TextColumn(f"[bold]{plan.symbol} {plan.interval.value}[/bold] from "
+                          f"{plan.source}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("days"), TextColumn("{task.fields[bars]} bars"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err, disable=quiet or not missing,
+                  transient=False) as bar:
+        task = bar.add_task("fetch", total=len(missing), bars="0")
+
+        def progress(p: FillProgress) -> None:
+            bar.update(task, completed=p.days_done, total=p.days_total, bars=f"{p.bars:,}")
+
+        return fetch(store, settings, plan, on_progress=progress)
+
+
+@app.command("ls")
+def ls_command(
+    symbol: Annotated[str | None, typer.Option(help="Only this ticker")] = None,
+    source: Annotated[SourceChoice | None, typer.Option(help="Only this provider",
+                                                        show_default=False)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What the bar cache holds: per source, symbol and interval."""
+    from api.routes.data import BarCacheOut, CachedSeriesOut
+
+    with open_cache_store() as store:
+        series = store.cache_summary(source=source.value if source else None,
+                                     symbol=symbol.strip().upper() if symbol else None)
+    page = BarCacheOut(items=[CachedSeriesOut.of(s) for s in series])
+    if as_json:
+        _print_json(page.model_dump(mode="json"))
+        return
+    if not page.items:
+        err.print("the bar cache is empty" + (" for that filter" if symbol or source else "")
+                  + "; fill it with `tickrun data fetch SYMBOL --start D --end D`")
+        return
+    table = Table("source", "symbol", "interval", "first", "last", "days", "bars", "fetched",
+                  box=None)
+    for s in page.items:
+        table.add_row(s.source, s.symbol, s.interval.value, str(s.first_day), str(s.last_day),
+                      f"{s.days:,}", f"{s.bars:,}",
+                      s.fetched_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"))
+    out.print(table)
+
+
+def _print_json(data: Any) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(data, default=str) + "\n")
