@@ -103,7 +103,7 @@ class Reconciler:
         telemetry.RUN_ERRORS.labels("refused").inc()
         reason = f"waiting: workload refused: {exc}"
         if run.status_reason != reason:
-            self.store.note_queued(run.id, reason)
+            self.store.note_status(run.id, RunStatus.QUEUED, reason)
             self.notify(run, "WorkloadRefused", str(exc))
         log.warning("run %d: workload refused (%s); queued, retrying in %.1fs", run.id, exc,
                     delay)
@@ -119,7 +119,7 @@ class Reconciler:
             if state.phase == "gone":
                 self.executor.submit(run)
                 if run.status_reason:
-                    self.store.note_queued(run.id, None)  # the quota freed
+                    self.store.note_status(run.id, RunStatus.QUEUED, None)  # the quota freed
             return
         if run.status is RunStatus.STOPPING:
             self._reconcile_stopping(run, state)

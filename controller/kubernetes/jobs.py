@@ -73,6 +73,12 @@ def runner_env(settings: KubernetesSettings) -> list[dict[str, Any]]:
         env.append(_secret_env("TICKRUN_REDIS_URL", settings.redis_secret))
     if settings.llm_secret is not None:
         env.append(_secret_env("TICKRUN_LLM_API_KEY", settings.llm_secret))
+    for name, ref in (("TICKRUN_POLYGON_API_KEY", settings.polygon_api_key_secret),
+                      ("TICKRUN_ALPACA_API_KEY_ID", settings.alpaca_api_key_id_secret),
+                      ("TICKRUN_ALPACA_API_SECRET_KEY", settings.alpaca_api_secret_key_secret)):
+        if ref is not None:
+            env.append(_secret_env(name, ref))
+    # Non-secret settings (market data base URLs, feed, provider...) come in runner_env.
     env += [{"name": k, "value": v} for k, v in sorted(settings.runner_env.items())]
     if settings.runner_metrics_port:
         env.append({"name": "TICKRUN_RUNNER_METRICS_PORT",

@@ -50,9 +50,23 @@ class KubernetesSettings(BaseSettings):
     llm_secret: SecretRef | None = Field(
         default=SecretRef(name="tickrun-llm", key="api-key", optional=True),
         description="Secret holding the LLM provider's API key")
+    # Market data keys (core/marketdata/settings.py): optional, so a cluster without them
+    # still runs synthetic and already cached runs. Their non-secret companions
+    # (TICKRUN_POLYGON_BASE_URL, TICKRUN_ALPACA_FEED...) come through runner_env.
+    polygon_api_key_secret: SecretRef | None = Field(
+        default=SecretRef(name="tickrun-market-data", key="polygon-api-key", optional=True),
+        description="Secret holding TICKRUN_POLYGON_API_KEY (Massive, formerly Polygon.io)")
+    alpaca_api_key_id_secret: SecretRef | None = Field(
+        default=SecretRef(name="tickrun-market-data", key="alpaca-api-key-id", optional=True),
+        description="Secret holding TICKRUN_ALPACA_API_KEY_ID (Alpaca market data)")
+    alpaca_api_secret_key_secret: SecretRef | None = Field(
+        default=SecretRef(name="tickrun-market-data", key="alpaca-api-secret-key",
+                          optional=True),
+        description="Secret holding TICKRUN_ALPACA_API_SECRET_KEY (Alpaca market data)")
     runner_env: dict[str, str] = Field(
         default_factory=dict,
-        description="Non-secret runner settings (TICKRUN_RUNNER_*, TICKRUN_LLM_BASE_URL...)")
+        description="Non-secret runner settings (TICKRUN_RUNNER_*, TICKRUN_LLM_BASE_URL, "
+                    "TICKRUN_POLYGON_BASE_URL, TICKRUN_ALPACA_FEED, TICKRUN_MARKET_DATA_*...)")
     runner_metrics_port: int | None = Field(default=9102)
     unschedulable_timeout_seconds: float = Field(
         default=120.0, gt=0,

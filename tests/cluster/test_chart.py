@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from controller.kubernetes.jobs import runner_env as job_env
+from controller.kubernetes.settings import KubernetesSettings
 from tests.cluster.helpers import Cluster, cluster_path
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
@@ -75,9 +77,13 @@ def test_default_values_render_every_part() -> None:
     assert settings["TICKRUN_EXECUTOR"] == "kubernetes"
     assert settings["TICKRUN_EMBEDDED_CONTROLLER"] == "false"
     assert settings["TICKRUN_K8S_NAMESPACE"] == "apps"
-    # The runner writes events under the prefix the API reads.
+    # The runner writes events under the prefix the API reads, and fetches market data
+    # with the same settings.
     assert json.loads(settings["TICKRUN_K8S_RUNNER_ENV"]) == {
-        "TICKRUN_REDIS_KEY_PREFIX": settings["TICKRUN_REDIS_KEY_PREFIX"]}
+        "TICKRUN_REDIS_KEY_PREFIX": settings["TICKRUN_REDIS_KEY_PREFIX"],
+        "TICKRUN_ALPACA_FEED": "iex", "TICKRUN_MARKET_DATA_FETCH_DEADLINE_SECONDS": "300"}
+    assert json.loads(settings["TICKRUN_K8S_POLYGON_API_KEY_SECRET"]) == {
+        "name": "tickrun-market-data", "key": "polygon-api-key", "optional": True}
     hooks = {d["kind"]: d["metadata"]["annotations"]["helm.sh/hook"] for d in docs
              if "helm.sh/hook" in d["metadata"].get("annotations", {})}
     assert hooks == {"Job": "pre-install,pre-upgrade", "Pod": "test"}
@@ -111,8 +117,64 @@ def test_secrets_are_referenced_by_name_and_never_rendered() -> None:
             for c in doc["spec"]["template"]["spec"]["containers"]:
                 for var in c.get("env", []):
                     if var["name"] in ("TICKRUN_DATABASE_URL", "TICKRUN_REDIS_URL",
-                                       "TICKRUN_JWT_SECRET"):
+                                       "TICKRUN_JWT_SECRET", *MARKET_DATA_KEYS):
                         assert "secretKeyRef" in var["valueFrom"] and "value" not in var
+
+
+MARKET_DATA_KEYS = ("TICKRUN_POLYGON_API_KEY", "TICKRUN_ALPACA_API_KEY_ID",
+                    "TICKRUN_ALPACA_API_SECRET_KEY")
+MARKET_DATA_VALUES = {
+    "secrets": {"marketData": {
+        "polygon": {"existingSecret": "md-polygon", "key": "token", "optional": False},
+        "alpacaKeyId": {"existingSecret": "md-alpaca", "key": "key-id"},
+        "alpacaSecretKey": {"existingSecret": "md-alpaca", "key": "secret-key"}}},
+    "marketData": {"provider": "alpaca", "polygon": {"baseUrl": "http://polygon.test:8080"},
+                   "alpaca": {"dataUrl": "https://alpaca.test", "feed": "sip"},
+                   "fetchDeadlineSeconds": 42.5},
+}
+MARKET_DATA_SETTINGS = {
+    "TICKRUN_MARKET_DATA_PROVIDER": "alpaca",
+    "TICKRUN_POLYGON_BASE_URL": "http://polygon.test:8080",
+    "TICKRUN_ALPACA_DATA_URL": "https://alpaca.test", "TICKRUN_ALPACA_FEED": "sip",
+    "TICKRUN_MARKET_DATA_FETCH_DEADLINE_SECONDS": "42.5"}
+
+
+def test_market_data_keys_reach_the_api_and_the_runs_by_reference_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    values = tmp_path / "market-data.yaml"
+    values.write_text(yaml.safe_dump(MARKET_DATA_VALUES))
+    docs = render("-f", str(values))
+    by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    refs = {"TICKRUN_POLYGON_API_KEY": {"name": "md-polygon", "key": "token"},
+            "TICKRUN_ALPACA_API_KEY_ID": {"name": "md-alpaca", "key": "key-id",
+                                          "optional": True},
+            "TICKRUN_ALPACA_API_SECRET_KEY": {"name": "md-alpaca", "key": "secret-key",
+                                              "optional": True}}
+    # The API resolves the default provider and fills the cache: keys by secretKeyRef,
+    # the other settings from the settings ConfigMap.
+    api = by["Deployment", "rel-tickrun-api"]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in api["env"]}
+    assert {k: env[k] for k in MARKET_DATA_KEYS} == {
+        k: {"name": k, "valueFrom": {"secretKeyRef": ref}} for k, ref in refs.items()}
+    assert {"configMapRef": {"name": "rel-tickrun-settings"}} in api["envFrom"]
+    settings = by["ConfigMap", "rel-tickrun-settings"]["data"]
+    assert {k: settings[k] for k in MARKET_DATA_SETTINGS} == MARKET_DATA_SETTINGS
+    assert not set(MARKET_DATA_KEYS) & set(settings)
+    # The controller's run Jobs: Secret names in TICKRUN_K8S_*_SECRET, settings in the
+    # runner env; the Job it builds from them holds references only.
+    runner_env = json.loads(settings["TICKRUN_K8S_RUNNER_ENV"])
+    assert MARKET_DATA_SETTINGS.items() <= runner_env.items()
+    assert not set(MARKET_DATA_KEYS) & set(runner_env)
+    controller = by["Deployment", "rel-tickrun-controller"]["spec"]["template"]["spec"]
+    assert not set(MARKET_DATA_KEYS) & {e["name"] for e in controller["containers"][0]["env"]}
+
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    job = {e["name"]: e for e in job_env(KubernetesSettings())}
+    assert {k: job[k] for k in MARKET_DATA_KEYS} == {
+        k: {"name": k, "valueFrom": {"secretKeyRef": ref}} for k, ref in refs.items()}
+    assert {k: job[k]["value"] for k in MARKET_DATA_SETTINGS} == MARKET_DATA_SETTINGS
+    assert "Secret" not in kinds(docs)
 
 
 def test_full_values_switch_everything_on() -> None:
@@ -139,7 +201,10 @@ def test_operator_objects_only_when_the_crds_exist() -> None:
     "api.replicas=two", "controller.metricsPort=http", "runs.backoffLimit=-1",
     "secrets.database.existingSecret=", "image.api.pullPolicy=Sometimes",
     "metrics.serviceMonitor.interval=often", "settings.perUserLimit=0", "nosuchvalue=1",
-    "api.pdb.minAvailable=half", "settings.extraEnv.PATH=/bin"])
+    "api.pdb.minAvailable=half", "settings.extraEnv.PATH=/bin", "marketData.alpaca.feed=foo",
+    "marketData.provider=yahoo", "marketData.fetchDeadlineSeconds=0",
+    "marketData.polygon.baseUrl=ftp://polygon", "secrets.marketData.polygon.existingSecret=",
+    "secrets.marketData.alpacaSecretKey.value=not-here"])
 def test_the_schema_refuses_wrong_values(setting: str) -> None:
     out = helm("template", "rel", str(CHART), "--set", setting, check=False)
     assert out.returncode != 0, setting

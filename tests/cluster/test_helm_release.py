@@ -27,6 +27,7 @@ from tests.apiserver import JWT_SECRET, token
 from tests.cluster.helpers import Cluster, cluster_path, diagnose, exists, pod_logs, wait_until
 from tests.cluster.prometheus import Prometheus
 from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.polygon_server import FakePolygon
 from tests.integration.test_api_runs import create, create_model, daily, intraday
 from tests.servers import Postgres, Redis
 
@@ -36,6 +37,7 @@ CHART = Path(__file__).resolve().parents[2] / "helm" / "tickrun"
 VALUES = Path(__file__).resolve().parent / "values-test.yaml"
 RELEASE = "tr"
 LLM_KEY = f"sk-test-{uuid.uuid4().hex}"
+POLYGON_KEY = f"pk-test-{uuid.uuid4().hex}"
 # The objects `helm uninstall` must leave none of (besides what Kubernetes makes itself).
 KINDS = ["deployments", "replicasets", "pods", "services", "configmaps", "serviceaccounts",
          "roles", "rolebindings", "leases", "jobs", "poddisruptionbudgets",
@@ -52,6 +54,7 @@ class Release:
     install_seconds: float
     prometheus: Prometheus
     fake_llm: FakeOpenAI
+    fake_polygon: FakePolygon
     started: float
 
     def run(self, *args: str, timeout: float = 300, check: bool = True) -> str:
@@ -115,18 +118,21 @@ def release(cluster: Cluster, namespace: str, postgres_server: Postgres, redis_s
     secret(cluster, namespace, "tickrun-redis", "url", redis_server.url(host=host))
     secret(cluster, namespace, "tickrun-jwt", "secret", JWT_SECRET)
     secret(cluster, namespace, "tickrun-llm", "api-key", LLM_KEY)
+    secret(cluster, namespace, "tickrun-market-data", "polygon-api-key", POLYGON_KEY)
     fake = FakeOpenAI(LLM_KEY, host="0.0.0.0").start()
+    polygon = FakePolygon(POLYGON_KEY, host="0.0.0.0").start()
     workdir = tmp_path_factory.mktemp("helm-release")
     prometheus = Prometheus(cluster.core, namespace, workdir / "prometheus")
     r = Release(cluster, namespace, "", [postgres_server.password, redis_server.password,
-                                         JWT_SECRET, LLM_KEY], 0.0, prometheus, fake,
-                time.time())
+                                         JWT_SECRET, LLM_KEY, POLYGON_KEY], 0.0, prometheus,
+                fake, polygon, time.time())
     try:
         prometheus.wait_ready()
         started = time.monotonic()
         r.helm("install", RELEASE, str(CHART), "-f", str(VALUES),
                "--set", f"settings.redisKeyPrefix=h{uuid.uuid4().hex[:8]}",
                "--set", f"runs.env.TICKRUN_LLM_BASE_URL=http://{host}:{fake.port}/v1",
+               "--set", f"marketData.polygon.baseUrl={polygon.url_for(host)}",
                "--wait", "--timeout", "5m")
         r.install_seconds = time.monotonic() - started
         print(f"helm install --wait: {r.install_seconds:.1f}s")
@@ -135,6 +141,7 @@ def release(cluster: Cluster, namespace: str, postgres_server: Postgres, redis_s
     finally:
         prometheus.close()
         fake.stop()
+        polygon.close()
         r.helm("uninstall", RELEASE, "--wait", "--timeout", "2m", check=False)
         with psycopg.connect(postgres_server.url(database="postgres"), autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
@@ -211,6 +218,43 @@ def test_runs_complete_and_an_llm_run_reports_tokens(release: Release) -> None:
         assert release.fake_llm.requests, "the llm run never called the fake model"
         decisions = c.get(f"/v1/runs/{runs[2]['id']}/decisions").raise_for_status().json()
         assert decisions and decisions[0]["tokens_in"] > 0
+
+
+def test_runs_without_data_fetch_their_session_through_the_provider_once(
+        release: Release) -> None:
+    """The API resolves the source (the provider's key from the Secret), the run pod
+    fetches through the official client, the second run of the session reads the cache;
+    an unknown symbol fails its Job at once (exit "do not retry", no second pod)."""
+    with release.client("user-d") as c:
+        model = create_model(c, "helm-market")
+        body = {k: v for k, v in intraday(model, date="2025-06-03").items() if k != "data"}
+        first = create(c, body)
+        assert first["spec"]["data"] == "polygon"
+        done = wait_run(release, c, first["id"], {"completed", "failed"}, timeout=180)
+        assert done["status"] == "completed", done
+        assert done["result"]["data"] == {"source": "polygon", "synthetic": False,
+                                          "bars": 390, "bars_filled": 0}
+        fetched = release.fake_polygon.request_count
+        assert fetched >= 1 and all(r.authorized for r in release.fake_polygon.requests)
+        again = wait_run(release, c, create(c, body)["id"], {"completed", "failed"},
+                         timeout=180)
+        assert again["status"] == "completed", again
+        assert release.fake_polygon.request_count == fetched
+
+        unknown = create(c, {**body, "symbols": ["XYZQ"]})
+        failed = wait_run(release, c, unknown["id"], {"failed", "completed"}, timeout=180)
+        assert failed["status"] == "failed"
+        assert failed["status_reason"].startswith("no bars for XYZQ on 2025-06-03 from polygon")
+
+        def job_failed() -> Any:
+            job = release.cluster.batch.read_namespaced_job(f"tickrun-run-{unknown['id']}",
+                                                            release.namespace)
+            conditions = job.status.conditions or []
+            return job if any(c.type == "Failed" and c.status == "True"
+                              for c in conditions) else None
+
+        job = wait_until(job_failed, 60, "the unknown symbol's Job Failed")
+        assert job.status.failed == 1 and failed["attempts"] == 1
 
 
 def test_logs_are_json_lines_with_run_and_user_ids_and_no_secrets(release: Release) -> None:

@@ -51,10 +51,12 @@ with httpx.Client(base_url=url, timeout=10,
                                          "parameters": {"note": "helm test"}})
     if model.status_code != 201:
         fail(f"create model: {model.status_code} {model.text}")
-    # A long daily backtest, so that it is still running when it is stopped.
+    # A long daily backtest, so that it is still running when it is stopped; on seeded
+    # synthetic bars, so the test needs no market data provider.
     created = api.post("/v1/runs", json={
         "model_id": model.json()["id"], "mode": "daily", "symbols": ["SPY"],
-        "start": "2000-01-03", "end": "2024-12-31", "decider": "sma_crossover"})
+        "start": "2000-01-03", "end": "2024-12-31", "decider": "sma_crossover",
+        "data": "synthetic"})
     if created.status_code != 201:
         fail(f"create run: {created.status_code} {created.text}")
     run_id = created.json()["id"]

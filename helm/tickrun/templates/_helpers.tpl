@@ -77,6 +77,39 @@ app.kubernetes.io/instance: {{ .Release.Name }}
       key: {{ .Values.secrets.redis.key }}
 {{- end }}
 
+{{/* The market data keys by secretKeyRef, for the API (the controller gives run pods
+the same through TICKRUN_K8S_*_SECRET). */}}
+{{- define "tickrun.marketDataSecretEnv" -}}
+{{- $md := .Values.secrets.marketData }}
+{{- range list (list "TICKRUN_POLYGON_API_KEY" $md.polygon) (list "TICKRUN_ALPACA_API_KEY_ID" $md.alpacaKeyId) (list "TICKRUN_ALPACA_API_SECRET_KEY" $md.alpacaSecretKey) }}
+{{- $ref := index . 1 }}
+- name: {{ index . 0 }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $ref.existingSecret }}
+      key: {{ $ref.key }}
+      {{- if $ref.optional }}
+      optional: true
+      {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A market data key's reference as KubernetesSettings reads it (JSON). */}}
+{{- define "tickrun.secretRefJson" -}}
+{{- dict "name" .existingSecret "key" .key "optional" (.optional | default false) | toJson }}
+{{- end }}
+
+{{/* The non-secret market data settings (name: value); empty values are left out, so
+the runner's defaults apply. */}}
+{{- define "tickrun.marketDataEnv" -}}
+{{- $md := .Values.marketData -}}
+{{- $env := dict "TICKRUN_ALPACA_FEED" $md.alpaca.feed "TICKRUN_MARKET_DATA_FETCH_DEADLINE_SECONDS" (toString $md.fetchDeadlineSeconds) -}}
+{{- with $md.provider }}{{ $_ := set $env "TICKRUN_MARKET_DATA_PROVIDER" . }}{{ end -}}
+{{- with $md.polygon.baseUrl }}{{ $_ := set $env "TICKRUN_POLYGON_BASE_URL" . }}{{ end -}}
+{{- with $md.alpaca.dataUrl }}{{ $_ := set $env "TICKRUN_ALPACA_DATA_URL" . }}{{ end -}}
+{{- toJson $env -}}
+{{- end }}
+
 {{- define "tickrun.podSecurityContext" -}}
 runAsNonRoot: true
 runAsUser: {{ .Values.securityContext.runAsUser }}

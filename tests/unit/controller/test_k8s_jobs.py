@@ -6,6 +6,8 @@ import datetime as dt
 import json
 from decimal import Decimal
 
+import pytest
+
 from controller.kubernetes.jobs import build_job, job_name, label_value
 from controller.kubernetes.settings import KubernetesSettings
 from core.records import Run
@@ -71,6 +73,52 @@ def test_it_should_reference_secrets_never_hold_them() -> None:
     assert env["TICKRUN_RUNNER_DECISION_TIMEOUT_SECONDS"]["value"] == "20"
     text = json.dumps(job)
     assert "postgresql://" not in text and "redis://" not in text
+
+
+MARKET_DATA_KEYS = {"TICKRUN_POLYGON_API_KEY": "pk-polygon-not-in-jobs",
+                    "TICKRUN_ALPACA_API_KEY_ID": "AKID-not-in-jobs",
+                    "TICKRUN_ALPACA_API_SECRET_KEY": "ask-alpaca-not-in-jobs"}
+
+
+def test_it_should_reference_market_data_keys_never_hold_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The API process holds the keys itself (it fills the cache); its Jobs must not.
+    for name, value in MARKET_DATA_KEYS.items():
+        monkeypatch.setenv(name, value)
+    market = {"TICKRUN_POLYGON_BASE_URL": "https://polygon.example",
+              "TICKRUN_ALPACA_DATA_URL": "https://alpaca.example", "TICKRUN_ALPACA_FEED": "sip",
+              "TICKRUN_MARKET_DATA_PROVIDER": "alpaca",
+              "TICKRUN_MARKET_DATA_FETCH_DEADLINE_SECONDS": "60"}
+    job = build_job(a_run(), KubernetesSettings(runner_env=market))
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["TICKRUN_POLYGON_API_KEY"] == {"name": "TICKRUN_POLYGON_API_KEY", "valueFrom": {
+        "secretKeyRef": {"name": "tickrun-market-data", "key": "polygon-api-key",
+                         "optional": True}}}
+    assert env["TICKRUN_ALPACA_API_KEY_ID"]["valueFrom"]["secretKeyRef"] == {
+        "name": "tickrun-market-data", "key": "alpaca-api-key-id", "optional": True}
+    assert env["TICKRUN_ALPACA_API_SECRET_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "tickrun-market-data", "key": "alpaca-api-secret-key", "optional": True}
+    for name in MARKET_DATA_KEYS:
+        assert "value" not in env[name]
+    # The non-secret settings come as plain values, like every runner setting.
+    assert {k: env[k]["value"] for k in market} == market
+    text = json.dumps(job)
+    for value in MARKET_DATA_KEYS.values():
+        assert value not in text
+
+
+def test_market_data_secrets_follow_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reference comes as the chart passes it (JSON in TICKRUN_K8S_*_SECRET); a None one
+    is left out."""
+    monkeypatch.setenv("TICKRUN_K8S_POLYGON_API_KEY_SECRET",
+                       '{"name": "md", "key": "polygon", "optional": false}')
+    job = build_job(a_run(), KubernetesSettings(alpaca_api_key_id_secret=None,
+                                                alpaca_api_secret_key_secret=None))
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["TICKRUN_POLYGON_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "md", "key": "polygon"}
+    assert "TICKRUN_ALPACA_API_KEY_ID" not in env
+    assert "TICKRUN_ALPACA_API_SECRET_KEY" not in env
 
 
 def test_label_values_are_sanitized() -> None:
