@@ -429,7 +429,7 @@ def leftovers(r: Release) -> list[str]:
     out = r.kubectl("get", ",".join(KINDS), "-o", "name")
     builtin = {"configmap/kube-root-ca.crt", "serviceaccount/default"}
     mine = {f"secret/{n}" for n in ("tickrun-database", "tickrun-redis", "tickrun-jwt",
-                                    "tickrun-llm")}
+                                    "tickrun-llm", "tickrun-market-data")}
     return [line for line in out.split() if line not in builtin | mine]
 
 
