@@ -183,7 +183,8 @@ def test_garbage_collector_deletes_the_jobs_pods(cluster: Cluster, namespace: st
 def test_ttl_after_finished_removes_the_job(cluster: Cluster, namespace: str) -> None:
     name = "short-lived"
     cluster.batch.create_namespaced_job(namespace, job_manifest(
-        name, cluster.runner_image, command=["python", "-c", "print('done')"], ttl_seconds=1))
+        name, cluster.runner_image, command=["python", "-c", "print('done')"], ttl_seconds=5))
+    # 5 s, not 1: with 1 the Job could be gone before a poll saw it Complete (a 404).
     wait_for_job_condition(cluster, namespace, name, "Complete")
     wait_gone(lambda: cluster.batch.read_namespaced_job(name, namespace), 60, f"job {name}")
     wait_until(lambda: not job_pods(cluster, namespace, name), 60, "the job's pods to be gone")
