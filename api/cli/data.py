@@ -28,6 +28,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from core.marketdata.providers import Interval
+
 if TYPE_CHECKING:
     from api.routes.data import Fetched, FetchPlan
     from core.marketdata.settings import MarketDataSettings
@@ -40,11 +42,6 @@ err = Console(stderr=True)
 
 EXIT_INPUT = 2  # the request cannot be served as asked; nothing was fetched
 EXIT_PROVIDER = 1  # the provider (or the database) refused or did not answer
-
-
-class IntervalChoice(StrEnum):
-    MINUTE = "1m"
-    DAY = "1d"
 
 
 class SourceChoice(StrEnum):
@@ -92,9 +89,9 @@ def fetch_command(
     symbol: Annotated[str, typer.Argument(help="Ticker, e.g. AAPL or BRK.B")],
     start: Day,
     end: Day,
-    interval: Annotated[IntervalChoice, typer.Option(help="1m: minute bars of the regular "
-                                                          "session; 1d: daily bars")
-                        ] = IntervalChoice.DAY,
+    interval: Annotated[Interval, typer.Option(help="1m: minute bars of the regular "
+                                                    "session; 1d: daily bars")
+                        ] = Interval.DAY,
     source: Annotated[SourceChoice | None, typer.Option(
         help="The provider; default: TICKRUN_MARKET_DATA_PROVIDER, else the one whose "
              "keys are set", show_default=False)] = None,
@@ -110,12 +107,11 @@ def fetch_command(
         ProviderUnavailable,
         StoreUnavailable,
     )
-    from core.marketdata.providers import Interval
     from core.marketdata.settings import MarketDataSettings
 
     settings = MarketDataSettings()
     try:
-        plan = plan_fetch(symbol, start.date(), end.date(), Interval(interval.value),
+        plan = plan_fetch(symbol, start.date(), end.date(), interval,
                           source.value if source else None, settings)
     except InvalidSpec as exc:
         raise fail(str(exc), EXIT_INPUT) from exc

@@ -4,9 +4,7 @@ TICKRUN_DATABASE_URL (PostgreSQL or SQLite), list it; and the run summary naming
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,19 +15,16 @@ from pydantic import SecretStr
 
 from core.marketdata.settings import MarketDataSettings
 from tests.apiserver import Backend, running_api
+from tests.e2e.test_cli import TICKRUN
+from tests.e2e.test_cli import clean_env as user_env
 from tests.fakes.polygon_server import FakePolygon
 
 pytestmark = pytest.mark.timeout(300)
-TICKRUN = [sys.executable, "-m", "api.cli"]
-REPO = Path(__file__).resolve().parents[2]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKRUN_")}
-    env["PYTHONPATH"] = str(REPO)
-    env["COLUMNS"] = "200"
-    env.update(extra)
-    return env
+    """A user's environment (test_cli's), on a terminal wide enough for the tables."""
+    return user_env(COLUMNS="200", **extra)
 
 
 def tickrun(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
