@@ -184,8 +184,11 @@ def _load_bars(run: Run, timeline: Timeline, deps: RunnerDeps,
     """Every symbol's bars before step 1; a fetch from a provider says what it is doing
     in the run's status reason and in events, so a long one is visibly not stuck."""
     source = run.spec.data.value if run.spec.data else "synthetic"
+    noted = run.status_reason is not None  # an earlier attempt's fetch note, if any
 
     def fetching(p: FillProgress) -> None:
+        nonlocal noted
+        noted = True
         note = (f"fetching {p.interval.value} bars of {p.symbol} from {source}: "
                 f"{p.days_done}/{p.days_total} days")
         deps.store.note_status(run.id, RunStatus.RUNNING, note)
@@ -198,7 +201,8 @@ def _load_bars(run: Run, timeline: Timeline, deps: RunnerDeps,
     provider = market_data_for(run.spec, deps.store, deps.settings.data_dir,
                                deps.market_data, on_fetch=fetching)
     bars = {symbol: provider.bars(symbol, timeline) for symbol in run.spec.symbols}
-    deps.store.note_status(run.id, RunStatus.RUNNING, None)
+    if noted:  # no write at all for the runs that fetched nothing
+        deps.store.note_status(run.id, RunStatus.RUNNING, None)
     return bars
 
 
