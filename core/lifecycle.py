@@ -45,7 +45,11 @@ class DecisionTally:
     cash: Decimal | None = None
     tokens_in: int = 0
     tokens_out: int = 0
-    cost: Decimal = Decimal(0)
+    tokens_cached: int = 0
+    cost: Decimal = Decimal(0)  # of the decisions whose cost is known
+    # Decisions that used tokens but have no cost (no price for the model): the result
+    # says so, rather than let `cost` read as the whole spend.
+    unknown_cost: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -63,7 +67,11 @@ class DecisionTally:
             self.cash = d.cash
         self.tokens_in += d.tokens_in
         self.tokens_out += d.tokens_out
-        self.cost += d.cost if d.cost is not None else Decimal(0)
+        self.tokens_cached += d.tokens_cached
+        if d.cost is not None:
+            self.cost += d.cost
+        elif d.tokens_in or d.tokens_out:
+            self.unknown_cost += 1
         self.outcomes[d.outcome] = self.outcomes.get(d.outcome, 0) + 1
 
 
@@ -84,9 +92,12 @@ def run_result(store: Store, run: Run, ending: str, *, decider: str | None = Non
         "steps_total": run.steps_total,
         "final_cash": str(cash.quantize(performance.Q)),
         "decider": decider or run.decider or run.spec.decider,
+        "decider_reason": run.decider_reason,
         "tokens_in": tally.tokens_in,
         "tokens_out": tally.tokens_out,
+        "tokens_cached": tally.tokens_cached,
         "cost": str(tally.cost),
+        "unknown_cost_decisions": tally.unknown_cost,
         "decisions_by_outcome": tally.outcomes,
         "benchmark": benchmark,
         "data": data or data_label(run.spec),
@@ -138,9 +149,9 @@ class Lifecycle:
         return True
 
     # -- the runner ------------------------------------------------------------------
-    def start(self, run_id: int, *, decider: str) -> Run:
+    def start(self, run_id: int, *, decider: str, decider_reason: str | None = None) -> Run:
         """A runner takes the run: running, attempts + 1. Its attempt fences its writes."""
-        return self.store.start_attempt(run_id, decider=decider)
+        return self.store.start_attempt(run_id, decider=decider, decider_reason=decider_reason)
 
     # -- everyone --------------------------------------------------------------------
     def finish(self, run: Run, status: RunStatus, reason: str | None, *,

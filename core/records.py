@@ -67,6 +67,8 @@ class Run:
     idempotency_key: str | None = None
     attempts: int = 0
     decider: str | None = None  # as the runner resolved it
+    # Why the runner played another decider than the model names (no LLM key, ...).
+    decider_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,3 +176,5 @@ class Decision:
     equity: Decimal | None = None
     cash: Decimal | None = None
     completed: bool = False
+    tokens_cached: int = 0  # of tokens_in, served from the provider's prompt cache
+    decided_at: dt.datetime | None = None  # set by the store when it records it

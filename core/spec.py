@@ -82,6 +82,17 @@ class RunSpec(BaseModel):
         description="Where bars come from. Unset: the bar cache, then the configured "
                     "provider (polygon or alpaca); the stored run names the source it got. "
                     "`synthetic` is seeded random bars for demos and tests, not market data")
+    max_cost_usd: Decimal | None = Field(
+        default=None, gt=0, le=Decimal("1000000"), max_digits=14, decimal_places=6,
+        description="LLM spend budget in US dollars: the run stops (as `stopped`, with the "
+                    "reason) at the step that reaches it, and no model call is made past "
+                    "it. Unset: the model's parameters.budget.max_cost_usd, else the "
+                    "runner's TICKRUN_RUNNER_MAX_COST_USD")
+    max_tokens: int | None = Field(
+        default=None, ge=1, le=10**12, strict=True,
+        description="LLM token budget (input + output) of the whole run, enforced like "
+                    "max_cost_usd. Unset: parameters.budget.max_tokens of the model, else "
+                    "TICKRUN_RUNNER_MAX_TOKENS")
     # Strict: a JSON `true` or "7" is not a seed (the schema says integer).
     seed: int = Field(default=0, ge=0, le=2**31 - 1, strict=True,
                       description="Synthetic data seed")
@@ -135,3 +146,28 @@ class RunSpec(BaseModel):
         if self.mode is Mode.INTRADAY:
             return len(calendar.session_minutes(self.first_day))
         return len(calendar.sessions_in_range(self.first_day, self.last_day))
+
+
+def replay_mismatch(source: RunSpec, replay: RunSpec) -> str | None:
+    """How `replay` differs from the run it replays, for people; None when it may replay
+    it. Recorded orders replayed on other symbols, days or bars would be other trades,
+    not a reproduction. A source stored without a data source (not through the API)
+    cannot say which it had: that is not checked."""
+    differences = []
+    if source.symbols != replay.symbols:
+        differences.append(f"symbols {','.join(source.symbols)} "
+                           f"(this run: {','.join(replay.symbols)})")
+    if _span(source) != _span(replay):
+        differences.append(f"dates {_span(source)} (this run: {_span(replay)})")
+    if source.data is not None and replay.data is not None:
+        if source.data is not replay.data:
+            differences.append(f"data {source.data.value} (this run: {replay.data.value})")
+        elif source.data is DataSource.SYNTHETIC and source.seed != replay.seed:
+            differences.append(f"synthetic seed {source.seed} (this run: {replay.seed})")
+    return "has other " + "; ".join(differences) if differences else None
+
+
+def _span(spec: RunSpec) -> str:
+    if spec.mode is Mode.INTRADAY:
+        return f"intraday {spec.first_day}"
+    return f"daily {spec.first_day}..{spec.last_day}"

@@ -17,6 +17,7 @@ from typing import Any
 
 from core.records import Decision, Model, Portfolio, PositionRecord, Run, Side, Trade, TradeStatus
 from core.spec import RunSpec
+from core.spend import DailyLimit, Spend, UsageRow
 from core.status import RunStatus
 
 
@@ -183,14 +184,23 @@ class Store(ABC):
         run and the write is refused with Superseded, changing nothing."""
 
     @abstractmethod
-    def start_attempt(self, run_id: int, *, decider: str | None = None) -> Run:
-        """The runner takes the run: running, attempts + 1, started_at kept from the first."""
+    def start_attempt(self, run_id: int, *, decider: str | None = None,
+                      decider_reason: str | None = None) -> Run:
+        """The runner takes the run: running, attempts + 1, started_at kept from the first;
+        with `decider`, the decider it resolved and why (None: the one the model names)."""
 
     @abstractmethod
     def admit_queued(self, per_user_limit: int, global_limit: int, *,
-                     skip: Collection[int] = ()) -> list[Run]:
+                     skip: Collection[int] = (), spend: DailyLimit | None = None
+                     ) -> list[Run]:
         """Admit queued runs oldest first within the limits, in one transaction; runs in
-        `skip` (no workload yet) wait without holding up those behind them."""
+        `skip` (no workload yet) wait without holding up those behind them. With `spend`,
+        a user whose LLM spend on its day reached their daily limit (their own, else its
+        default) has their queued runs wait, each saying why in its status reason."""
+
+    @abstractmethod
+    def count_held_for_spend(self) -> int:
+        """Queued runs waiting because their user reached the daily spend limit."""
 
     @abstractmethod
     def note_status(self, run_id: int, status: RunStatus, reason: str | None) -> None:
@@ -257,6 +267,33 @@ class Store(ABC):
     def complete_step(self, run_id: int, step: int, *, equity: Decimal, cash: Decimal,
                       attempt: int | None = None) -> None:
         """Checkpoint: the step's decision is complete and steps_done = step + 1."""
+
+    # -- LLM spend -------------------------------------------------------------------
+    @abstractmethod
+    def run_spend(self, run_id: int) -> Spend:
+        """What the run's recorded decisions consumed."""
+
+    @abstractmethod
+    def spend_by_user(self, user_ids: Collection[str], since: dt.datetime,
+                      until: dt.datetime) -> dict[str, Decimal]:
+        """Dollars of LLM cost decided in [since, until), per user (absent: nothing)."""
+
+    @abstractmethod
+    def usage(self, user_id: str, since: dt.datetime, until: dt.datetime) -> list[UsageRow]:
+        """The user's spend per UTC day and model in [since, until), newest day first."""
+
+    @abstractmethod
+    def daily_limits(self, user_ids: Collection[str]) -> dict[str, Decimal | None]:
+        """Operators' per-user daily limits (a user without a row has the default; a row
+        with None has no limit)."""
+
+    @abstractmethod
+    def set_daily_limit(self, user_id: str, daily_cost_usd: Decimal | None, *,
+                        by: str) -> None: ...
+
+    @abstractmethod
+    def clear_daily_limit(self, user_id: str) -> bool:
+        """Back to the default; False when the user had no limit of their own."""
 
     # -- market data -----------------------------------------------------------------
     @abstractmethod

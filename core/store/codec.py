@@ -98,6 +98,7 @@ def run_from(row: Row) -> Run:
         idempotency_key=row["idempotency_key"],
         attempts=int(row["attempts"]),
         decider=row.get("decider"),
+        decider_reason=row.get("decider_reason"),
     )
 
 
@@ -161,4 +162,6 @@ def decision_from(row: Row) -> Decision:
         equity=opt_dec(row["equity"]),
         cash=opt_dec(row["cash"]),
         completed=bool(row["completed"]),
+        tokens_cached=int(row["tokens_cached"] or 0),
+        decided_at=None if row["decided_at"] is None else ts(row["decided_at"]),
     )

@@ -64,6 +64,12 @@ class PostgresDialect:
     def day(self, value: dt.date) -> Any:
         return value
 
+    def sum_money(self, expr: str) -> str:
+        return f"SUM({expr})"
+
+    def date_of(self, expr: str) -> str:
+        return f"({expr} AT TIME ZONE 'UTC')::date"
+
     def lock_admission(self, cur: Cursor) -> None:
         cur.one("SELECT pg_advisory_xact_lock(%s) AS locked", (ADMISSION_LOCK_KEY,))
 

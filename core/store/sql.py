@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from core.errors import Conflict, IllegalTransition, NotFound, Superseded
 from core.records import Decision, Model, Portfolio, PositionRecord, Run, Side, Trade, TradeStatus
 from core.spec import RunSpec
+from core.spend import SPEND_WAIT_PREFIX, DailyLimit, Spend, UsageRow, over_daily_limit
 from core.status import RunStatus, can_transition
 from core.store import codec
 from core.store.base import CachedSeries, LedgerTx, PriceBar, RunFilter, Store
@@ -44,6 +45,8 @@ class Dialect(Protocol):
     def time(self, value: dt.datetime | None) -> Any: ...
     def day(self, value: dt.date) -> Any: ...
     def lock_admission(self, cur: Cursor) -> None: ...
+    def sum_money(self, expr: str) -> str: ...
+    def date_of(self, expr: str) -> str: ...
     def is_unique_violation(self, exc: BaseException) -> bool: ...
 
 
@@ -191,7 +194,10 @@ class SqlStore(Store):
                 " created_at, idempotency_key, request_hash)"
                 " VALUES (%s, %s, %s, %s, %s, 'queued', %s, %s, %s, %s)"
                 " ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING *",
-                (user_id, model_id, d.json(spec.model_dump(mode="json")), spec.mode.value,
+                # Unset options are left out: a runner of the previous release (a rolling
+                # upgrade) still reads a spec that names none of the newer ones.
+                (user_id, model_id, d.json(spec.model_dump(mode="json", exclude_none=True)),
+                 spec.mode.value,
                  ",".join(spec.symbols), steps_total, d.time(utcnow()), idempotency_key,
                  request_hash),
             )
@@ -255,6 +261,12 @@ class SqlStore(Store):
             rows = cur.all(f"SELECT id, status FROM runs WHERE id IN ({marks})", ids)
         return {int(r["id"]): RunStatus(r["status"]) for r in rows}
 
+    def count_held_for_spend(self) -> int:
+        with self._tx() as cur:
+            row = cur.one("SELECT COUNT(*) AS n FROM runs WHERE status = 'queued'"
+                          " AND status_reason LIKE %s", (SPEND_WAIT_PREFIX + "%",))
+        return int(row["n"]) if row else 0
+
     def count_runs_by_status(self) -> dict[RunStatus, int]:
         with self._tx() as cur:
             rows = cur.all("SELECT status, COUNT(*) AS n FROM runs GROUP BY status", [])
@@ -293,7 +305,8 @@ class SqlStore(Store):
         assert updated is not None
         return codec.run_from(updated)
 
-    def start_attempt(self, run_id: int, *, decider: str | None = None) -> Run:
+    def start_attempt(self, run_id: int, *, decider: str | None = None,
+                      decider_reason: str | None = None) -> Run:
         d = self.dialect
         with self._tx(write=True) as cur:
             row = cur.one(f"SELECT status FROM runs WHERE id = %s{d.for_update}", (run_id,))
@@ -311,8 +324,10 @@ class SqlStore(Store):
                 "UPDATE runs SET status = %s, attempts = attempts + 1,"
                 " started_at = COALESCE(started_at, %s),"
                 " admitted_at = COALESCE(admitted_at, %s), decider = COALESCE(%s, decider)"
-                " WHERE id = %s RETURNING *",
-                (target.value, d.time(utcnow()), d.time(utcnow()), decider, run_id),
+                + (", decider_reason = %s" if decider is not None else "")
+                + " WHERE id = %s RETURNING *",
+                (target.value, d.time(utcnow()), d.time(utcnow()), decider,
+                 *((decider_reason,) if decider is not None else ()), run_id),
             )
         assert updated is not None
         return codec.run_from(updated)
@@ -323,7 +338,8 @@ class SqlStore(Store):
                     (reason, run_id, status.value))
 
     def admit_queued(self, per_user_limit: int, global_limit: int, *,
-                     skip: Collection[int] = ()) -> list[Run]:
+                     skip: Collection[int] = (), spend: DailyLimit | None = None
+                     ) -> list[Run]:
         d = self.dialect
         with self._tx(write=True) as cur:
             d.lock_admission(cur)
@@ -333,17 +349,21 @@ class SqlStore(Store):
                 [s.value for s in (RunStatus.ADMITTED, RunStatus.RUNNING, RunStatus.STOPPING)],
             )
             per_user = {r["user_id"]: int(r["n"]) for r in active}
+            queued = cur.all(
+                "SELECT r.id, r.user_id, r.spec, m.llm FROM runs r"
+                " JOIN models m ON m.id = r.model_id"
+                " WHERE r.status = 'queued' ORDER BY r.created_at, r.id"
+            )
+            held = self._hold_for_spend(
+                cur, {int(r["id"]): r["user_id"] for r in queued if _may_spend(r)}, spend)
             free = global_limit - sum(per_user.values())
             if free <= 0:
                 return []
-            queued = cur.all(
-                "SELECT id, user_id FROM runs WHERE status = 'queued' ORDER BY created_at, id"
-            )
             chosen: list[int] = []
             for row in queued:
                 if len(chosen) >= free:
                     break
-                if int(row["id"]) in skip:
+                if int(row["id"]) in skip or int(row["id"]) in held:
                     continue
                 if per_user.get(row["user_id"], 0) < per_user_limit:
                     per_user[row["user_id"]] = per_user.get(row["user_id"], 0) + 1
@@ -358,6 +378,36 @@ class SqlStore(Store):
                 if updated is not None:
                     admitted.append(codec.run_from(updated))
         return admitted
+
+    def _hold_for_spend(self, cur: Cursor, spending: dict[int, str],
+                        spend: DailyLimit | None) -> set[int]:
+        """The queued runs that may call an LLM (`spending`: run id -> user) and whose
+        user's spend of the day reached their limit: they wait and say why; a spend
+        reason that no longer holds goes. Returns the ids of the runs held."""
+        held: set[int] = set()
+        if spend is not None and spending:
+            users = set(spending.values())
+            own = self._daily_limits(cur, users)
+            limits = {u: own.get(u, spend.default_usd) for u in users}
+            limited = {u for u, limit in limits.items() if limit is not None}
+            spent = self._spend_by_user(cur, limited, *spend.window) if limited else {}
+            for user in sorted(limited):
+                limit, used = limits[user], spent.get(user, Decimal(0))
+                if limit is None or used < limit:
+                    continue
+                runs = sorted(i for i, u in spending.items() if u == user)
+                held.update(runs)
+                reason = over_daily_limit(used, limit, spend.day)
+                cur.run("UPDATE runs SET status_reason = %s WHERE status = 'queued'"
+                        f" AND id IN ({', '.join(['%s'] * len(runs))})"
+                        " AND (status_reason IS NULL OR status_reason <> %s)",
+                        (reason, *runs, reason))
+        # One statement for every other run: a spend reason that no longer holds goes.
+        marks = ", ".join(["%s"] * len(held))
+        cur.run("UPDATE runs SET status_reason = NULL WHERE status = 'queued'"
+                " AND status_reason LIKE %s" + (f" AND id NOT IN ({marks})" if held else ""),
+                (SPEND_WAIT_PREFIX + "%", *sorted(held)))
+        return held
 
     def delete_run(self, run_id: int, user_id: str | None = None) -> None:
         self.get_run(run_id, user_id)
@@ -457,12 +507,14 @@ class SqlStore(Store):
             row = cur.one(
                 "INSERT INTO decisions (run_id, step, bar_time, action, orders, reasoning,"
                 " outcome, latency_ms, tokens_in, tokens_out, cost, tool_calls, error, equity,"
-                " cash, completed) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-                " %s, %s, %s) ON CONFLICT (run_id, step) DO NOTHING RETURNING *",
+                " cash, completed, tokens_cached, decided_at) VALUES (%s, %s, %s, %s, %s, %s,"
+                " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (run_id, step) DO NOTHING RETURNING *",
                 (x.run_id, x.step, d.time(x.bar_time), x.action,
                  d.json([o.to_json() for o in x.orders]), x.reasoning, x.outcome, x.latency_ms,
                  x.tokens_in, x.tokens_out, d.money(x.cost), d.json(x.tool_calls), x.error,
-                 d.money(x.equity), d.money(x.cash), x.completed),
+                 d.money(x.equity), d.money(x.cash), x.completed, x.tokens_cached,
+                 d.time(x.decided_at or utcnow())),
             )
             if row is None:
                 row = cur.one("SELECT * FROM decisions WHERE run_id = %s AND step = %s",
@@ -564,6 +616,97 @@ class SqlStore(Store):
                              last_day=codec.day(r["last_day"]), days=int(r["days"]),
                              bars=int(r["bars"]), fetched_at=codec.ts(r["fetched_at"]))
                 for r in rows]
+
+    # -- LLM spend -------------------------------------------------------------------
+    def run_spend(self, run_id: int) -> Spend:
+        with self._tx() as cur:
+            row = cur.one(f"SELECT {self._spend_columns()} FROM decisions d WHERE d.run_id = %s",
+                          (run_id,))
+        assert row is not None
+        return _spend_from(row)
+
+    def spend_by_user(self, user_ids: Collection[str], since: dt.datetime,
+                      until: dt.datetime) -> dict[str, Decimal]:
+        if not user_ids:
+            return {}
+        with self._tx() as cur:
+            return self._spend_by_user(cur, user_ids, since, until)
+
+    def _spend_by_user(self, cur: Cursor, user_ids: Collection[str], since: dt.datetime,
+                       until: dt.datetime) -> dict[str, Decimal]:
+        d = self.dialect
+        users = sorted(user_ids)
+        rows = cur.all(
+            f"SELECT r.user_id, {d.sum_money('d.cost')} AS cost FROM decisions d"
+            " JOIN runs r ON r.id = d.run_id"
+            f" WHERE r.user_id IN ({', '.join(['%s'] * len(users))})"
+            " AND d.decided_at >= %s AND d.decided_at < %s GROUP BY r.user_id",
+            (*users, d.time(since), d.time(until)))
+        return {r["user_id"]: codec.opt_dec(r["cost"]) or Decimal(0) for r in rows}
+
+    def usage(self, user_id: str, since: dt.datetime, until: dt.datetime) -> list[UsageRow]:
+        d = self.dialect
+        with self._tx() as cur:
+            rows = cur.all(
+                f"SELECT {d.date_of('d.decided_at')} AS day, m.id AS model_id, m.signature,"
+                f" m.llm, {self._spend_columns()} FROM decisions d"
+                " JOIN runs r ON r.id = d.run_id JOIN models m ON m.id = r.model_id"
+                " WHERE r.user_id = %s AND d.decided_at >= %s AND d.decided_at < %s"
+                " AND (d.tokens_in + d.tokens_out > 0 OR d.cost IS NOT NULL)"  # LLM calls
+                " GROUP BY 1, m.id, m.signature, m.llm ORDER BY 1 DESC, m.id",
+                (user_id, d.time(since), d.time(until)))
+        return [UsageRow(day=codec.day(r["day"]), model_id=int(r["model_id"]),
+                         signature=r["signature"], llm=r["llm"], spend=_spend_from(r))
+                for r in rows]
+
+    def daily_limits(self, user_ids: Collection[str]) -> dict[str, Decimal | None]:
+        if not user_ids:
+            return {}
+        with self._tx() as cur:
+            return self._daily_limits(cur, user_ids)
+
+    def _daily_limits(self, cur: Cursor, user_ids: Collection[str]
+                      ) -> dict[str, Decimal | None]:
+        users = sorted(user_ids)
+        rows = cur.all("SELECT user_id, daily_cost_usd FROM user_limits"
+                       f" WHERE user_id IN ({', '.join(['%s'] * len(users))})", users)
+        return {r["user_id"]: codec.opt_dec(r["daily_cost_usd"]) for r in rows}
+
+    def set_daily_limit(self, user_id: str, daily_cost_usd: Decimal | None, *,
+                        by: str) -> None:
+        d = self.dialect
+        with self._tx(write=True) as cur:
+            cur.run("INSERT INTO user_limits (user_id, daily_cost_usd, updated_at, updated_by)"
+                    " VALUES (%s, %s, %s, %s) ON CONFLICT (user_id) DO UPDATE SET"
+                    " daily_cost_usd = excluded.daily_cost_usd,"
+                    " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                    (user_id, d.money(daily_cost_usd), d.time(utcnow()), by))
+
+    def clear_daily_limit(self, user_id: str) -> bool:
+        with self._tx(write=True) as cur:
+            return cur.run("DELETE FROM user_limits WHERE user_id = %s", (user_id,)) > 0
+
+    def _spend_columns(self) -> str:
+        money = self.dialect.sum_money("d.cost")
+        return ("COUNT(*) AS decisions, COALESCE(SUM(d.tokens_in), 0) AS tokens_in,"
+                " COALESCE(SUM(d.tokens_out), 0) AS tokens_out,"
+                " COALESCE(SUM(d.tokens_cached), 0) AS tokens_cached,"
+                f" {money} AS cost, SUM(CASE WHEN d.cost IS NULL AND d.tokens_in + d.tokens_out"
+                " > 0 THEN 1 ELSE 0 END) AS unknown_cost")
+
+
+def _spend_from(row: codec.Row) -> Spend:
+    return Spend(decisions=int(row["decisions"]), tokens_in=int(row["tokens_in"]),
+                 tokens_out=int(row["tokens_out"]), tokens_cached=int(row["tokens_cached"]),
+                 cost_usd=codec.opt_dec(row["cost"]) or Decimal(0),
+                 unknown_cost=int(row["unknown_cost"] or 0))
+
+
+def _may_spend(row: codec.Row) -> bool:
+    """A queued run that may call an LLM: its spec asks for one, or leaves the decider
+    to its model, which names one."""
+    decider = (codec.js(row["spec"]) or {}).get("decider")
+    return decider == "llm" or (decider is None and bool(row["llm"]))
 
 
 def _require_attempt(run_id: int, row: codec.Row, attempt: int | None) -> None:

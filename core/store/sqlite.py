@@ -61,11 +61,32 @@ class SqliteDialect:
     def day(self, value: dt.date) -> Any:
         return value.isoformat()
 
+    def sum_money(self, expr: str) -> str:
+        # SQLite's SUM of TEXT numbers is a float; money is summed as Decimal.
+        return f"decimal_sum({expr})"
+
+    def date_of(self, expr: str) -> str:
+        return f"substr({expr}, 1, 10)"  # ISO times in UTC: the UTC date
+
     def lock_admission(self, cur: Cursor) -> None:
         """BEGIN IMMEDIATE already serializes every writer."""
 
     def is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
+
+
+class DecimalSum:
+    """SUM for money stored as TEXT: exact, NULL when every value is NULL."""
+
+    def __init__(self) -> None:
+        self.total: Decimal | None = None
+
+    def step(self, value: str | None) -> None:
+        if value is not None:
+            self.total = (self.total or Decimal(0)) + Decimal(value)
+
+    def finalize(self) -> str | None:
+        return None if self.total is None else str(self.total)
 
 
 class SqliteStore(SqlStore):
@@ -83,6 +104,7 @@ class SqliteStore(SqlStore):
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                    timeout=self._busy_timeout_ms / 1000)
             conn.row_factory = sqlite3.Row
+            conn.create_aggregate("decimal_sum", 1, DecimalSum)  # type: ignore[arg-type]  # typeshed wants int
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")

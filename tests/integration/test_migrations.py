@@ -45,7 +45,7 @@ def policies(url: str) -> set[str]:
 
 
 def test_plain_postgres_gets_tables_and_no_policies(empty_database: str) -> None:
-    assert "applied 5 migration(s)" in migrate(empty_database)
+    assert "applied 6 migration(s)" in migrate(empty_database)
     assert "applied 0 migration(s)" in migrate(empty_database)
     assert policies(empty_database) == set()
 
@@ -58,12 +58,12 @@ def test_supabase_gets_row_level_security(empty_database: str) -> None:
                      "::uuid $$")
     migrate(empty_database)
     assert policies(empty_database) == {"models", "runs", "portfolios", "trades", "positions",
-                                        "decisions"}
+                                        "decisions", "user_limits"}
 
 
 def test_sqlite_migrates_by_the_same_command(tmp_path: object) -> None:
     url = f"sqlite:///{tmp_path}/x.db"
-    assert "applied 4 migration(s)" in migrate(url)
+    assert "applied 5 migration(s)" in migrate(url)
     assert "applied 0 migration(s)" in migrate(url)
 
 
@@ -81,6 +81,9 @@ OLD_ROWS = [
     f" '{BEFORE}')",
     "INSERT INTO positions (run_id, step, seq, bar_time, action, symbol, cash, holdings)"
     f" VALUES (1, 0, 0, '{BEFORE}', 'buy', 'MSFT', '90', '{{\"MSFT\": \"1\"}}')",
+    # A decision from before 0006/0005: decided at its run's last known time.
+    "INSERT INTO decisions (run_id, step, bar_time, action, outcome, tokens_in, cost)"
+    f" VALUES (1, 0, '{BEFORE}', 'buy', 'trade', 100, '0.01')",
     # An operator's own bar (0005/0004 key bars by source: it becomes source `table`).
     "INSERT INTO stock_prices (symbol, interval, bar_time, open, high, low, close, volume)"
     f" VALUES ('MSFT', '1m', '{BEFORE}', '10', '11', '9', '10.5', '100')",
@@ -97,6 +100,8 @@ def check_old_rows_got_fill_times(url: str) -> None:
         assert [(p.bar_time, p.filled_at) for p in store.list_positions(1)] == [(at, at)]
         [bar] = store.load_prices("MSFT", "1m", at, at)
         assert (bar.source, bar.close, bar.volume) == ("table", 10.5, 100)
+        [decision] = store.list_decisions(1)
+        assert (decision.decided_at, decision.tokens_cached) == (at, 0)
     finally:
         store.close()
 
@@ -110,7 +115,7 @@ def test_postgres_fill_time_migration_backfills_existing_rows(empty_database: st
             conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (name,))
         for statement in OLD_ROWS:
             conn.execute(statement.encode())
-    assert "applied 3 migration(s): 0003_fill_time_and_ledger_indexes.sql, 0004_" in migrate(
+    assert "applied 4 migration(s): 0003_fill_time_and_ledger_indexes.sql, 0004_" in migrate(
         empty_database)
     check_old_rows_got_fill_times(empty_database)
     with psycopg.connect(empty_database) as conn, pytest.raises(psycopg.errors.CheckViolation):
@@ -130,6 +135,6 @@ def test_sqlite_fill_time_migration_backfills_existing_rows(tmp_path: Path) -> N
         for statement in OLD_ROWS:
             conn.execute(statement)
         conn.commit()
-    assert "applied 3 migration(s): 0002_fill_time_and_ledger_indexes.sql, 0003_" in migrate(
+    assert "applied 4 migration(s): 0002_fill_time_and_ledger_indexes.sql, 0003_" in migrate(
         f"sqlite:///{path}")
     check_old_rows_got_fill_times(f"sqlite:///{path}")
