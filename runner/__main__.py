@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from prometheus_client import start_http_server
 
@@ -14,7 +15,8 @@ from core.logs import configure_logging
 from core.settings import CoreSettings
 from core.store import open_store
 from runner.app import RunnerDeps, play_run
-from runner.llm_settings import LlmSettings
+from runner.llm_ratelimit import RateLimiter, open_rate_limiter
+from runner.llm_settings import LlmSettings, load_llm_settings
 from runner.settings import RunnerSettings
 from runner.shutdown import StopSignal, install_handlers
 
@@ -44,15 +46,36 @@ def main(argv: list[str] | None = None) -> int:
     if port:
         start_http_server(port)
     core_settings = CoreSettings()
+    llm, llm_error = load_llm_settings()
+    if llm_error is not None:
+        log.error("invalid TICKRUN_LLM_* settings: %s; runs that need the LLM fail", llm_error)
     store = open_store(core_settings.database_url.get_secret_value(), pool_size=2)
     event_log = open_event_log(core_settings)
+    limiter = _llm_limiter(llm, core_settings)
     try:
         return play_run(args.run_id, RunnerDeps(store=store, event_log=event_log,
                                                 settings=settings, stop=stop,
-                                                llm=LlmSettings()))
+                                                llm=llm, llm_error=llm_error,
+                                                llm_limiter=limiter))
     finally:
+        if limiter is not None:
+            limiter.close()
         event_log.close()
         store.close()
+
+
+def _llm_limiter(llm: LlmSettings | None, core: CoreSettings) -> RateLimiter | None:
+    """The provider key's rate limit, shared through Redis with every runner pod on the
+    key; without Redis (the embedded default), through a file beside the SQLite
+    database with the other runner processes of `tickrun dev`."""
+    if llm is None or not llm.available:
+        return None
+    redis_url = core.redis_url.get_secret_value() if core.redis_url else None
+    database = core.database_url.get_secret_value()
+    state_dir = (Path(database.removeprefix("sqlite:///")).parent
+                 if database.startswith("sqlite:///") else None)
+    return open_rate_limiter(llm, redis_url=redis_url, prefix=core.redis_key_prefix,
+                             timeout_seconds=core.redis_timeout_seconds, state_dir=state_dir)
 
 
 if __name__ == "__main__":

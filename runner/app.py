@@ -28,12 +28,16 @@ from core.logs import run_context
 from core.marketdata.cache import FillProgress
 from core.marketdata.resolve import resolve_data_source
 from core.marketdata.settings import MarketDataSettings
-from core.records import Run
+from core.records import Model, Run
+from core.spec import DeciderKind
+from core.spend import SpendSettings
 from core.status import RunStatus
 from core.store import Store
-from runner.deciders import Decider
-from runner.deciders.factory import build_decider, resolve_kind
+from runner.budget import Budget, SpendGuard, daily_limit_of
+from runner.deciders import Decider, DeciderFailed
+from runner.deciders.factory import build_decider, needs_llm, resolve_kind
 from runner.events import EventPublisher
+from runner.llm_ratelimit import RateLimiter
 from runner.llm_settings import LlmSettings
 from runner.marketdata import Bar, Timeline, market_data_for, timeline_for
 from runner.session import Ending, Session
@@ -51,7 +55,14 @@ class RunnerDeps:
     settings: RunnerSettings
     stop: StopSignal
     llm: LlmSettings | None = None
+    # What is wrong with TICKRUN_LLM_* when they do not validate (llm is None then):
+    # a run that needs the LLM fails with it; the others play.
+    llm_error: str | None = None
+    # The provider key's rate limit shared with every runner on it (Redis when there is
+    # one); None: shared within this process only.
+    llm_limiter: RateLimiter | None = None
     market_data: MarketDataSettings = field(default_factory=MarketDataSettings)
+    spend: SpendSettings = field(default_factory=SpendSettings)
 
     @property
     def llm_available(self) -> bool:
@@ -92,6 +103,10 @@ def _play(run: Run, deps: RunnerDeps) -> int:
         log.error("run cannot be played: %s", exc)
         _finalize(deps, publisher, run, RunStatus.FAILED, f"invalid run: {exc}", None)
         return EXIT_NO_RETRY
+    except DeciderFailed as exc:
+        log.error("run cannot be played: %s", exc.reason)
+        _finalize(deps, publisher, run, RunStatus.FAILED, exc.reason, None)
+        return EXIT_NO_RETRY
     except ProviderUnavailable as exc:
         # The days fetched so far are cached; the Job's next pod goes on from them.
         log.warning("market data: %s; the next attempt resumes the fetch", exc)
@@ -103,6 +118,13 @@ def _play(run: Run, deps: RunnerDeps) -> int:
         ending = Ending.STOPPED if stopping else session.play()
     except Superseded:
         raise
+    except DeciderFailed as exc:
+        # A refused key or an unknown model: every step would fail the same way, and so
+        # would a new pod. The trades made so far stay.
+        log.error("run failed: %s", exc.reason)
+        _finalize(deps, publisher, run, RunStatus.FAILED, exc.reason,
+                  session.result(Ending.FAILED), attempt=session.attempt)
+        return EXIT_NO_RETRY
     except Exception as exc:
         # The trades stay; a new pod resumes from the checkpoint.
         log.exception("session failed at a step; a retry resumes from the checkpoint")
@@ -111,10 +133,11 @@ def _play(run: Run, deps: RunnerDeps) -> int:
         return EXIT_RETRY
     finally:
         session.close()
-    if ending is Ending.STOPPED and not _stop_intended(run.id, deps):
+    ended_itself = session.stop_reason is not None  # a budget: no one else to ask
+    if ending is Ending.STOPPED and not ended_itself and not _stop_intended(run.id, deps):
         return _interrupted(run.id, deps, publisher)
     status = RunStatus.COMPLETED if ending is Ending.COMPLETED else RunStatus.STOPPED
-    reason = _stop_reason(deps) if ending is Ending.STOPPED else None
+    reason = (session.stop_reason or _stop_reason(deps)) if ending is Ending.STOPPED else None
     _finalize(deps, publisher, run, status, reason, session.result(ending),
               attempt=session.attempt)
     if deps.stop.received_at is not None:
@@ -165,18 +188,19 @@ def _prepare(run: Run, deps: RunnerDeps, publisher: EventPublisher) -> Session:
     if run.spec.data is None:  # stored without the API (tests, tools): resolve it now
         run = replace(run, spec=resolve_data_source(run.spec, deps.store, deps.market_data))
     timeline = timeline_for(run.spec)
-    decider = _decider(run, deps)
-    started = Lifecycle(deps.store).start(run.id, decider=decider.name)
+    decider, why = _decider(run, deps)
+    started = Lifecycle(deps.store).start(run.id, decider=decider.name, decider_reason=why)
     run = replace(started, spec=run.spec)
     data = run.spec.data.value if run.spec.data else None
     publisher.publish(EventType.STATUS, {"status": run.status.value, "attempt": run.attempts,
-                                         "decider": decider.name, "data": data})
+                                         "decider": decider.name, "decider_reason": why,
+                                         "data": data})
     bars = _load_bars(run, timeline, deps, publisher)
     log.info("playing %s %s with %s on %s bars from step %d of %d", run.spec.mode.value,
              ",".join(run.spec.symbols), decider.name, data, run.steps_done, len(timeline))
     return Session(store=deps.store, publisher=publisher, run=run, model=model,
                    decider=decider, timeline=timeline, bars=bars, stop=deps.stop,
-                   settings=deps.settings)
+                   settings=deps.settings, guard=_spend_guard(run, model, decider, deps))
 
 
 def _load_bars(run: Run, timeline: Timeline, deps: RunnerDeps,
@@ -206,11 +230,29 @@ def _load_bars(run: Run, timeline: Timeline, deps: RunnerDeps,
     return bars
 
 
-def _decider(run: Run, deps: RunnerDeps) -> Decider:
+def _spend_guard(run: Run, model: Model, decider: Decider, deps: RunnerDeps
+                 ) -> SpendGuard | None:
+    """Only a run an LLM plays spends: its budget and its user's daily limit."""
+    if decider.name != DeciderKind.LLM.value:
+        return None
+    budget = Budget.of(run, model, deps.settings)
+    daily = daily_limit_of(deps.store, run.user_id, deps.spend.user_daily_cost_usd)
+    log.info("LLM budget %s, daily limit %s", budget.to_json(), daily)
+    return SpendGuard(deps.store, run, budget, daily, llm=model.llm,
+                      refresh_seconds=deps.settings.status_check_seconds)
+
+
+def _decider(run: Run, deps: RunnerDeps) -> tuple[Decider, str | None]:
+    """The decider that plays the run, and why when it is not the LLM its model names."""
     model = deps.store.get_model(run.model_id)
-    kind = resolve_kind(run, model, deps.llm_available)
-    return build_decider(kind, run, model, deps.store, llm=deps.llm,
-                         decision_timeout_seconds=deps.settings.decision_timeout_seconds)
+    if deps.llm_error is not None and needs_llm(run, model):
+        # Not a fallback to a baseline: the operator meant an LLM and mistyped a setting.
+        raise DeciderFailed(f"invalid TICKRUN_LLM_* settings: {deps.llm_error}")
+    choice = resolve_kind(run, model, deps.llm_available)
+    decider = build_decider(choice.kind, run, model, deps.store, llm=deps.llm,
+                            decision_timeout_seconds=deps.settings.decision_timeout_seconds,
+                            limiter=deps.llm_limiter)
+    return decider, choice.reason
 
 
 def _finalize(deps: RunnerDeps, publisher: EventPublisher, run: Run, status: RunStatus,

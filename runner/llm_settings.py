@@ -8,10 +8,13 @@ OPENROUTER_API_KEY are accepted too, so a Secret made for another tool works as 
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from runner.llm_prices import PriceOverrides
 
 
 class Provider(StrEnum):
@@ -59,8 +62,28 @@ class LlmSettings(BaseSettings):
         default=None, gt=0,
         description="Per-decision deadline; unset: the runner's decision timeout minus a "
                     "margin, so the decider answers HOLD itself before the loop abandons it")
+    requests_per_minute: int | None = Field(
+        default=None, ge=1,
+        description="Requests per minute allowed on the provider key, shared by every run on "
+                    "it (across runner pods through Redis); unset: learned from the "
+                    "provider's x-ratelimit-limit-requests header. When both are known the "
+                    "lower applies, so this can keep tickrun under a key's full limit")
+    tokens_per_minute: int | None = Field(
+        default=None, ge=1,
+        description="Tokens per minute allowed on the provider key (prompt estimate plus "
+                    "max_tokens per request), shared like requests_per_minute; unset: "
+                    "learned from x-ratelimit-limit-tokens")
+    rate_limit_burst_seconds: float = Field(
+        default=0.5, ge=0, le=60,
+        description="How many seconds' worth of the limit may go at once; half a second "
+                    "leaves a provider bucket of a second's worth slack for network jitter")
     app_title: str = Field(default="tickrun",
                            description="Sent to OpenRouter as X-Title (its usage dashboard)")
+    prices: PriceOverrides = Field(
+        default_factory=dict,
+        description='JSON {"model": {"input": .., "cached_input": .., "output": ..}}, USD per '
+                    "million tokens: adds to or overrides runner/data/llm_prices.toml, which "
+                    "costs the answers a provider does not price itself (OpenAI)")
 
     @model_validator(mode="after")
     def _resolve_provider_and_key(self) -> LlmSettings:
@@ -85,3 +108,40 @@ class LlmSettings(BaseSettings):
         if self.provider is Provider.OPENAI:
             return llm.removeprefix("openai/")
         return llm
+
+
+def load_llm_settings() -> tuple[LlmSettings | None, str | None]:
+    """The settings, or None and what is wrong with them for people. Invalid settings
+    must not crash the runner (exit 1 is retried, and a traceback may quote the input):
+    only the runs that need the LLM fail, with this message."""
+    try:
+        return LlmSettings(), None
+    except ValidationError as exc:
+        return None, describe_invalid(exc)
+    except SettingsError as exc:  # not JSON where JSON is due; names the field, not its value
+        field = re.search(r'field "(\w+)"', str(exc))
+        return None, (f"{_env_name(field.group(1))}: not valid JSON" if field
+                      else _first_line(exc))
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """Each problem as `TICKRUN_LLM_<FIELD>: message`, from the error's location and
+    message only: the input values (the key among them) never appear."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        loc = [str(part) for part in error["loc"]]
+        where = _env_name(loc[0]) if loc else "TICKRUN_LLM_*"
+        if len(loc) > 1:
+            where += " " + ".".join(loc[1:])
+        problems.append(f"{where}: {error['msg']}")
+    return "; ".join(problems)
+
+
+def _env_name(field: str) -> str:
+    name = field.upper()  # an alias (OPENAI_API_KEY) is its own variable's name
+    return name if name.startswith(("TICKRUN_", "OPENAI_", "OPENROUTER_")) \
+        else f"TICKRUN_LLM_{name}"
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]

@@ -9,6 +9,7 @@ its orders trade, so a runner restarted after a crash re-executes that same deci
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -28,7 +29,8 @@ from core.spec import FillRule
 from core.status import RunStatus
 from core.store import Store
 from runner import telemetry
-from runner.deciders import Decider, DecisionResult, StepContext
+from runner.budget import SpendGuard
+from runner.deciders import Decider, DeciderFailed, DecisionResult, StepContext
 from runner.events import EventPublisher
 from runner.marketdata import Bar, Timeline
 from runner.settings import RunnerSettings
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 class Ending(Enum):
     COMPLETED = "completed"
     STOPPED = "stopped"
+    FAILED = "failed"  # never returned by play(): the decider failed (DeciderFailed)
 
 
 @dataclass
@@ -106,7 +109,8 @@ class DeciderBroker:
 class Session:
     def __init__(self, *, store: Store, publisher: EventPublisher, run: Run, model: Model,
                  decider: Decider, timeline: Timeline, bars: dict[str, list[Bar]],
-                 stop: StopSignal, settings: RunnerSettings) -> None:
+                 stop: StopSignal, settings: RunnerSettings,
+                 guard: SpendGuard | None = None) -> None:
         self.store = store
         self.publisher = publisher
         self.run = run
@@ -116,6 +120,9 @@ class Session:
         self.bars = bars
         self.stop = stop
         self.settings = settings
+        self.guard = guard
+        # Why the session ended the run itself (a budget): the stop's reason.
+        self.stop_reason: str | None = None
         # Every ledger write carries this runner's attempt: once a newer runner has taken
         # the run over, the next write raises Superseded and this one bows out.
         self.attempt = run.attempts
@@ -131,7 +138,7 @@ class Session:
         if start:
             log.info("resuming after checkpoint: step %d of %d", start, len(self.timeline))
         for step in range(start, len(self.timeline)):
-            if self._should_stop():
+            if self._should_stop() or self._over_budget():
                 return Ending.STOPPED
             began = time.perf_counter()
             if not self._play_step_through_outages(step):
@@ -202,6 +209,7 @@ class Session:
             portfolio=self.store.get_portfolio(self.run.id),
             recent_trades=self._recent_trades(),
             broker=tools_broker, stop_requested=lambda: self.stop.requested,
+            over_budget=self._budget_check,
         )
         began = time.perf_counter()
         result = self._decide(ctx)
@@ -217,13 +225,22 @@ class Session:
                           "tools before that)")
         telemetry.DECISION_LATENCY.labels(self.decider.name).observe(latency)
         telemetry.DECISIONS.labels(result.outcome).inc()
+        self._count_spend(result)
         return self.store.record_decision(Decision(
             run_id=self.run.id, step=step, bar_time=ctx.bar_time, action=result.action,
             orders=result.orders, reasoning=result.reasoning, outcome=result.outcome,
             latency_ms=round(latency * 1000, 3), tokens_in=result.tokens_in,
             tokens_out=result.tokens_out, cost=result.cost, tool_calls=result.tool_calls,
-            error=result.error,
+            error=result.error, tokens_cached=result.tokens_cached,
         ), attempt=self.attempt), tool_trades
+
+    def _count_spend(self, result: DecisionResult) -> None:
+        tokens = result.tokens_in + result.tokens_out
+        if self.guard is not None:
+            self.guard.record(tokens, result.cost)
+        if result.cost:
+            telemetry.LLM_SPEND.labels(self.model.llm or "-", self.run.user_id).inc(
+                float(result.cost))
 
     def _recent_trades(self) -> list[Trade]:
         """The newest trades, oldest first: one read of at most `recent_trades` rows, so
@@ -250,6 +267,8 @@ class Session:
         if self._pool is None:
             try:
                 return self.decider.decide(ctx)
+            except DeciderFailed:
+                raise  # not a HOLD: the run fails (runner.app)
             except Exception as exc:
                 log.exception("decider failed at step %d", ctx.step)
                 return DecisionResult.hold(f"decider error: {exc}", outcome="error",
@@ -271,6 +290,8 @@ class Session:
                     f"no decision within {self.settings.decision_timeout_seconds}s"
                 return DecisionResult.hold(f"decision abandoned: {why}", outcome="timeout",
                                            error="timeout")
+            except DeciderFailed:
+                raise
             except Exception as exc:
                 log.exception("decider failed at step %d", ctx.step)
                 return DecisionResult.hold(f"decider error: {exc}", outcome="error",
@@ -288,6 +309,27 @@ class Session:
         if at == step:
             return {s: b[step].close for s, b in self.bars.items()}
         return {s: b[at].open for s, b in self.bars.items()}
+
+    def _over_budget(self) -> bool:
+        """At a step boundary: a limit reached by the steps so far ends the run here."""
+        if self.guard is None:
+            return False
+        with contextlib.suppress(StoreUnavailable):  # the next boundary asks again
+            self.guard.refresh()
+        exhausted = self.guard.over()
+        if exhausted is None:
+            return False
+        log.warning("stopping: %s", exhausted.reason)
+        telemetry.BUDGET_STOPS.labels(exhausted.limit.value).inc()
+        self.stop_reason = exhausted.reason
+        return True
+
+    def _budget_check(self, tokens: int, cost: Decimal | None) -> str | None:
+        """For the decider, before each model call: what the step used so far."""
+        if self.guard is None:
+            return None
+        exhausted = self.guard.over(tokens, cost)
+        return None if exhausted is None else exhausted.reason
 
     def _should_stop(self) -> bool:
         if self.stop.requested:
@@ -316,8 +358,11 @@ class Session:
         """The run's result from its ledger (core.lifecycle), with the buy-and-hold
         benchmark over the same completed steps, which only the runner has bars for."""
         steps = self.store.get_run(self.run.id).steps_done
-        return run_result(self.store, self.run, ending.value, decider=self.decider.name,
-                          benchmark=self._buy_and_hold(steps), data=self.data_quality())
+        result = run_result(self.store, self.run, ending.value, decider=self.decider.name,
+                            benchmark=self._buy_and_hold(steps), data=self.data_quality())
+        if self.guard is not None:
+            result["budget"] = self.guard.summary()
+        return result
 
     def data_quality(self) -> dict[str, Any]:
         bars = [b for series in self.bars.values() for b in series]
@@ -346,6 +391,7 @@ def _decision_event(d: Decision) -> dict[str, Any]:
             "orders": [o.to_json() for o in d.orders], "reasoning": d.reasoning,
             "outcome": d.outcome, "latency_ms": d.latency_ms, "error": d.error,
             "tokens_in": d.tokens_in, "tokens_out": d.tokens_out,
+            "tokens_cached": d.tokens_cached, "cost": None if d.cost is None else str(d.cost),
             "tool_calls": [c.get("name") for c in d.tool_calls]}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import Field
@@ -36,3 +37,9 @@ class RunnerSettings(BaseSettings):
     step_delay_seconds: float = Field(
         default=0.0, ge=0,
         description="Pause after each step (demos and tests that need a run to take time)")
+    max_cost_usd: Decimal | None = Field(
+        default=None, gt=0, description="A run's LLM dollar budget when neither its spec "
+                                        "nor its model's parameters.budget set one")
+    max_tokens: int | None = Field(
+        default=None, ge=1, description="A run's LLM token budget (input + output) when "
+                                        "neither its spec nor its model set one")

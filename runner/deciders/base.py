@@ -38,6 +38,9 @@ class StepContext:
     recent_trades: Sequence[Trade]
     broker: StepBroker
     stop_requested: Callable[[], bool] = lambda: False
+    # Before each model call: the reason when the run's budget or its user's daily
+    # limit leaves no room for what this step used so far (tokens, cost); else None.
+    over_budget: Callable[[int, Decimal | None], str | None] = lambda tokens, cost: None
 
     def price(self, symbol: str) -> Decimal:
         return self.history[symbol][-1].close
@@ -51,15 +54,27 @@ class DecisionResult:
     outcome: str = "hold"  # trade, hold, timeout, error
     tokens_in: int = 0
     tokens_out: int = 0
-    cost: Decimal | None = None
+    cost: Decimal | None = None  # None: unknown (no price for the model), or nothing spent
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     traded_by_tools: int = 0  # trades the decider already made through the broker
+    tokens_cached: int = 0  # of tokens_in, served from the provider's prompt cache
 
     @classmethod
     def hold(cls, reasoning: str, *, outcome: str = "hold", error: str | None = None
              ) -> DecisionResult:
         return cls(action="hold", reasoning=reasoning, outcome=outcome, error=error)
+
+
+class DeciderFailed(Exception):
+    """The decider cannot play this run and retrying cannot help (the provider refused
+    the key, the model does not exist, the LLM settings are invalid). Not a HOLD: the
+    session loop lets it through and the run fails at once with `reason`, which says
+    what to fix and never holds a secret."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class Decider(Protocol):

@@ -11,8 +11,8 @@ The model is called through the async client on an event loop owned by the calli
 thread (the session's decider thread), so a stop request or the deadline cancels the
 HTTP request at once instead of waiting for a socket timeout: SIGTERM never waits on
 a slow provider. Each thread gets its own loop, HTTP client and ChatOpenAI, and each
-run its own decider: no state is shared between runs, and nothing reads identity from
-the environment.
+run its own decider: no state is shared between runs but the provider key's rate limit
+(runner/llm_ratelimit.py, on purpose), and nothing reads identity from the environment.
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ import asyncio
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import openai
 from langchain_core.language_models import LanguageModelInput
@@ -46,14 +48,18 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from core.records import Model, Run, Trade
 from runner import telemetry
-from runner.deciders.base import DecisionResult, StepContext
+from runner.deciders.base import DeciderFailed, DecisionResult, StepContext
 from runner.deciders.llm_prompt import step_message, system_prompt
 from runner.deciders.llm_tools import build_tools
+from runner.llm_prices import ModelPrice, PriceTable, quantize_cost
+from runner.llm_ratelimit import RateLimiter, local_limiter
 from runner.llm_settings import LlmSettings, Provider
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# What a provider's error message may quote back of a key (sk-..., sk-proj-****abcd).
+_KEY_LIKE = re.compile(r"\b(?:sk|key|api)[-_][A-Za-z0-9_\-*.]{4,}", re.IGNORECASE)
 TRANSIENT = frozenset({"rate_limited", "server_error", "timeout", "connection_error"})
 
 
@@ -88,24 +94,49 @@ class StepAbandoned(Exception):
 class _Tally:
     """What one decision consumed and did, for its record."""
 
+    # The model's price from the table: what an answer costs when the provider does
+    # not say (OpenAI); None when the table has no price for it.
+    price: ModelPrice | None = None
     tokens_in: int = 0
     tokens_out: int = 0
-    cost: Decimal | None = None
+    tokens_cached: int = 0  # of tokens_in, served from the provider's prompt cache
+    cost: Decimal | None = None  # of the answers whose cost is known
+    unpriced: int = 0  # answers with neither a reported cost nor a price
     texts: list[str] = field(default_factory=list)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     trades: list[Trade] = field(default_factory=list)
     attempts: int = 0
 
     def add(self, message: AIMessage) -> None:
-        usage = message.usage_metadata
-        if usage is not None:
-            self.tokens_in += int(usage.get("input_tokens", 0))
-            self.tokens_out += int(usage.get("output_tokens", 0))
-        reported = (message.response_metadata.get("token_usage") or {}).get("cost")
-        if reported is not None:
-            self.cost = (self.cost or Decimal(0)) + Decimal(str(reported))
+        tokens_in, tokens_cached, tokens_out = _usage_of(message)
+        self.tokens_in += tokens_in
+        self.tokens_cached += tokens_cached
+        self.tokens_out += tokens_out
+        cost = self._cost_of(message, tokens_in, tokens_cached, tokens_out)
+        if cost is None:
+            self.unpriced += 1
+        else:
+            self.cost = (self.cost or Decimal(0)) + cost
         if text := _text_of(message):
             self.texts.append(text)
+
+    def _cost_of(self, message: AIMessage, tokens_in: int, tokens_cached: int,
+                 tokens_out: int) -> Decimal | None:
+        """What the provider reports (OpenRouter's usage.cost), else the table's price."""
+        reported = (message.response_metadata.get("token_usage") or {}).get("cost")
+        if reported is not None:
+            return Decimal(str(reported))
+        if self.price is None:
+            return None
+        return self.price.cost(tokens_in, tokens_cached, tokens_out)
+
+    @property
+    def known_cost(self) -> Decimal | None:
+        """The decision's cost: None when any answer's cost is unknown (a part would read
+        as the whole), or when nothing was answered."""
+        if self.unpriced or self.cost is None:
+            return None
+        return quantize_cost(self.cost)
 
     def result(self, note: str | None = None, failure: StepAbandoned | None = None
                ) -> DecisionResult:
@@ -121,7 +152,7 @@ class _Tally:
         return DecisionResult(
             action=",".join(sides) or "hold", reasoning=reasoning or "no reasoning given",
             outcome=outcome, tokens_in=self.tokens_in, tokens_out=self.tokens_out,
-            cost=self.cost, tool_calls=self.tool_calls,
+            tokens_cached=self.tokens_cached, cost=self.known_cost, tool_calls=self.tool_calls,
             error=failure.error if failure else None, traded_by_tools=len(self.trades))
 
 
@@ -138,7 +169,8 @@ class LlmDecider:
 
     def __init__(self, *, run: Run, model: Model, settings: LlmSettings,
                  deadline_seconds: float, poll_seconds: float = 0.05,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 limiter: RateLimiter | None = None) -> None:
         if not model.llm:
             raise ValueError(f"model {model.signature!r} names no llm")
         if not settings.available or settings.api_key is None:
@@ -148,9 +180,14 @@ class LlmDecider:
         self.model_name = settings.model_name(model.llm)
         limit = self.params.decision_timeout_seconds
         self.deadline_seconds = min(deadline_seconds, limit) if limit else deadline_seconds
+        # The stable part of every request, sent first and byte-identical at every step,
+        # so the provider's prompt cache can serve it (the step's context follows it).
         self.system = system_prompt(run, model, max_tool_calls=self.params.max_tool_calls)
+        self.price = PriceTable.load(settings.prices).price(self.model_name)
         self._poll = poll_seconds
         self._clock = clock
+        # The key's limit, shared with every decider on it (default: this process's).
+        self._limiter = limiter or local_limiter(settings)
         self._local = threading.local()
         self._clients: list[_ThreadClient] = []
         self._lock = threading.Lock()
@@ -173,7 +210,7 @@ class LlmDecider:
     # -- one decision ------------------------------------------------------------------
     async def _decide(self, ctx: StepContext, chat: ChatOpenAI) -> DecisionResult:
         deadline = self._clock() + self.deadline_seconds
-        tally = _Tally()
+        tally = _Tally(price=self.price)
         tools = {t.name: t for t in build_tools(ctx, max_lookback=self.params.max_lookback,
                                                  on_trade=tally.trades.append)}
         bound = chat.bind_tools(list(tools.values()))
@@ -183,6 +220,8 @@ class LlmDecider:
         budget = self.params.max_tool_calls
         try:
             for _ in range(budget + 1):
+                if why := ctx.over_budget(tally.tokens_in + tally.tokens_out, tally.cost):
+                    raise StepAbandoned("hold", "budget_exhausted", why)  # no call past it
                 answer = await self._call(bound, messages, deadline, ctx, tally)
                 tally.add(answer)
                 _check_well_formed(answer, tools)
@@ -207,6 +246,7 @@ class LlmDecider:
               failure: StepAbandoned | None = None) -> DecisionResult:
         telemetry.TOKENS.labels("input").inc(tally.tokens_in)
         telemetry.TOKENS.labels("output").inc(tally.tokens_out)
+        telemetry.TOKENS.labels("cached").inc(tally.tokens_cached)
         if tally.cost:
             telemetry.LLM_COST.inc(float(tally.cost))
         result = tally.result(note, failure)
@@ -255,18 +295,55 @@ class LlmDecider:
             async for attempt in retrying:
                 with attempt:
                     self._check_time(ctx, deadline)
+                    await self._await_slot(bound, messages, deadline, ctx)
                     tally.attempts += 1
                     timeout = min(self.settings.request_timeout_seconds,
                                   deadline - self._clock())
-                    answer = await self._watched(bound.ainvoke(messages, timeout=timeout),
-                                                 deadline, ctx)
+                    answer = await self._heard(self._watched(
+                        bound.ainvoke(messages, timeout=timeout), deadline, ctx))
                     if not isinstance(answer, AIMessage):
                         raise StepAbandoned("error", "provider_error",
                                             f"unexpected answer {type(answer).__name__}")
                     return answer
         except openai.APIError as exc:
-            raise _abandon(exc, tally.attempts) from exc
+            raise self._failure(exc, tally.attempts) from exc
         raise AssertionError("tenacity ended without an answer or an error")
+
+    def _failure(self, exc: openai.APIError, attempts: int) -> StepAbandoned | DeciderFailed:
+        """A refused key, an account without credit or an unknown model fails the run at
+        once: every later step would be refused the same way. Anything else is this
+        step's HOLD."""
+        status = getattr(exc, "status_code", None)
+        where = _where(self.settings.base_url)
+        if status == 401:
+            return DeciderFailed(
+                f"the LLM provider at {where} refused the key (401): check "
+                "TICKRUN_LLM_API_KEY (or OPENAI_API_KEY / OPENROUTER_API_KEY)")
+        if status == 402 or _kind(exc) == "no_credit":
+            return DeciderFailed(
+                f"the LLM account at {where} has no credit left ({status}): add credit or "
+                f"use another key{self._provider_says(exc)}")
+        if status not in (403, 404):
+            return _abandon(exc, attempts)
+        said = self._provider_says(exc)
+        if status == 403:
+            return DeciderFailed(f"the LLM provider at {where} denied access to model "
+                                 f"{self.model_name!r} (403){said}")
+        return DeciderFailed(f"unknown model {self.model_name!r} at {where} (404): check the "
+                             f"model's llm and TICKRUN_LLM_BASE_URL{said}")
+
+    def _provider_says(self, exc: openai.APIError) -> str:
+        """The provider's own message, with anything that looks like a key blanked out
+        (some quote a masked key back)."""
+        body = exc.body
+        message = body.get("message") if isinstance(body, dict) else None
+        if not isinstance(message, str) or not message.strip():
+            return ""
+        key = self.settings.api_key.get_secret_value() if self.settings.api_key else ""
+        if key:
+            message = message.replace(key, "***")
+        message = _KEY_LIKE.sub("***", message)
+        return f"; the provider says: {message.strip().splitlines()[0][:200]}"
 
     async def _watched(self, call: Awaitable[T], deadline: float, ctx: StepContext) -> T:
         """Await `call`, cancelling it the moment a stop is requested or time is up."""
@@ -309,6 +386,52 @@ class LlmDecider:
                 raise StepAbandoned("timeout", "stopped", "stop requested during a retry wait")
             await asyncio.sleep(min(self._poll, left))
 
+    # -- the key's shared rate limit ---------------------------------------------------
+    async def _await_slot(self, bound: Runnable[LanguageModelInput, BaseMessage],
+                          messages: Sequence[BaseMessage], deadline: float,
+                          ctx: StepContext) -> None:
+        """Wait for this request's slot under the key's limit (first come, first served
+        across runs), or end the step as a HOLD if the slot comes after the deadline."""
+        tokens = self._estimated_tokens(bound, messages)
+        began = self._clock()
+        while True:
+            left = deadline - self._clock() - self._poll  # a request needs some time
+            slot = self._limiter.reserve(tokens, max_wait=max(0.0, left))
+            if not slot.granted and slot.wait > left:
+                raise StepAbandoned(
+                    "error", "rate_limited",
+                    f"waiting {slot.wait:.1f}s for the shared rate limit of the provider "
+                    f"key would pass the decision's deadline ({self.deadline_seconds:g}s)")
+            await self._sleep(slot.wait, ctx)
+            # A slot that came up during a pause (a 429 meanwhile) is asked for again.
+            if slot.granted and (slot.wait == 0 or self._limiter.paused_for() <= 0):
+                break
+        telemetry.LLM_RATE_LIMIT_WAIT.observe(self._clock() - began)
+
+    async def _heard(self, call: Awaitable[T]) -> T:
+        """Await the request and tell the limiter what the provider's headers said."""
+        try:
+            answer = await call
+        except openai.APIStatusError as exc:
+            self._limiter.observe(exc.response.headers, exc.status_code)
+            raise
+        except BaseException:
+            self._limiter.observe(None)  # no answer: it only ends a probe
+            raise
+        metadata = getattr(answer, "response_metadata", None) or {}
+        self._limiter.observe(metadata.get("headers") or {})
+        return answer
+
+    def _estimated_tokens(self, bound: Runnable[LanguageModelInput, BaseMessage],
+                          messages: Sequence[BaseMessage]) -> int:
+        """What the provider counts against tokens per minute before answering (OpenAI:
+        about four characters a token of the tools and messages, plus max_tokens)."""
+        tools = (getattr(bound, "kwargs", None) or {}).get("tools") or []
+        chars = len(json.dumps(tools, default=str)) + sum(
+            len(str(m.content)) + len(str(getattr(m, "tool_calls", "") or ""))
+            for m in messages)
+        return chars // 4 + (self.params.max_tokens or 0)
+
     # -- per-thread clients ------------------------------------------------------------
     def _client(self) -> _ThreadClient:
         client: _ThreadClient | None = getattr(self._local, "client", None)
@@ -332,7 +455,9 @@ class LlmDecider:
         chat = ChatOpenAI(
             model=self.model_name, api_key=s.api_key, base_url=s.base_url,
             timeout=s.request_timeout_seconds, max_retries=0, http_async_client=http,
-            default_headers=headers, use_responses_api=False, **options)
+            default_headers=headers, use_responses_api=False,
+            include_response_headers=True,  # x-ratelimit-* for the shared limit
+            **options)
         return _ThreadClient(loop=loop, http=http, chat=chat)
 
 
@@ -359,7 +484,8 @@ def _text_of(message: AIMessage) -> str:
 
 def _kind(exc: BaseException | None) -> str:
     if isinstance(exc, openai.RateLimitError):
-        return "rate_limited"
+        # OpenAI answers an account without credit with a 429 too: waiting cannot help.
+        return "no_credit" if _no_credit(exc) else "rate_limited"
     if isinstance(exc, openai.APITimeoutError):
         return "timeout"
     if isinstance(exc, openai.APIConnectionError):
@@ -367,6 +493,10 @@ def _kind(exc: BaseException | None) -> str:
     if isinstance(exc, openai.APIStatusError):
         return "server_error" if exc.status_code >= 500 else "client_error"
     return "error"
+
+
+def _no_credit(exc: openai.APIError) -> bool:
+    return "insufficient_quota" in (getattr(exc, "code", None), getattr(exc, "type", None))
 
 
 def _abandon(exc: openai.APIError, attempts: int) -> StepAbandoned:
@@ -382,6 +512,28 @@ def _abandon(exc: openai.APIError, attempts: int) -> StepAbandoned:
     status = getattr(exc, "status_code", None)
     return StepAbandoned("error", "provider_error",
                          f"provider error {status or ''} {tries}: {_first_line(exc)}")
+
+
+def _usage_of(message: AIMessage) -> tuple[int, int, int]:
+    """Prompt, cached prompt and completion tokens of one answer. LangChain reads OpenAI's
+    prompt_tokens_details.cached_tokens into input_token_details.cache_read (with a
+    service tier's prefix on priority or flex answers)."""
+    usage = message.usage_metadata
+    if usage is None:
+        return 0, 0, 0
+    details: dict[str, Any] = dict(usage.get("input_token_details") or {})
+    cached = sum(int(v or 0) for k, v in details.items() if k.endswith("cache_read"))
+    return int(usage.get("input_tokens", 0)), cached, int(usage.get("output_tokens", 0))
+
+
+def _where(url: str | None) -> str:
+    """The provider's URL for a message: no credentials, no query."""
+    if not url:
+        return "the provider"
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def _retry_after(exc: BaseException | None) -> float:

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from core.errors import InvalidSpec
 from core.records import Order
+from core.spec import RunSpec, replay_mismatch
 from core.store import Store
 from runner.deciders.base import DecisionResult, StepContext
 
@@ -21,11 +22,10 @@ class ReplayDecider:
     name = "replay"
     blocking = False
 
-    def __init__(self, store: Store, source_run_id: int, user_id: str,
-                 symbols: list[str]) -> None:
+    def __init__(self, store: Store, source_run_id: int, user_id: str, spec: RunSpec) -> None:
         source = store.get_run(source_run_id, user_id)  # another user's run is NotFound
-        if source.spec.symbols != symbols:
-            raise InvalidSpec(f"replay source run {source_run_id} trades other symbols")
+        if mismatch := replay_mismatch(source.spec, spec):
+            raise InvalidSpec(f"replay source run {source_run_id} {mismatch}")
         self.source_run_id = source_run_id
         self._store = store
 
