@@ -34,6 +34,11 @@ ServicesDep = Annotated[Services, Depends(services)]
 CallerDep = Annotated[Caller, Depends(caller)]
 
 
+def is_operator(who: Caller, svc: Services) -> bool:
+    """A user named in TICKRUN_OPERATOR_USER_IDS, or the `tickrun dev` token."""
+    return who.dev or who.user_id in svc.settings.operator_user_ids
+
+
 def encode_cursor(last_id: int) -> str:
     return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
 

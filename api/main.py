@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from api import errors
 from api.auth import Authenticator
 from api.middleware import BodySizeLimit, RequestMetrics
-from api.routes import data, events, health, models, runs
+from api.routes import data, events, health, models, runs, usage
 from api.services import Services, run_ended
 from api.settings import ApiSettings
 from api.sse import EventHub
@@ -26,6 +26,7 @@ from controller.settings import ControllerSettings
 from core.eventlog import open_event_log
 from core.logs import configure_logging
 from core.settings import CoreSettings
+from core.spend import SpendSettings
 from core.store import open_store
 
 log = logging.getLogger(__name__)
@@ -46,11 +47,13 @@ def build_services(api: ApiSettings | None = None, core: CoreSettings | None = N
     embedded = api.embedded_controller
     if embedded is None:
         embedded = ctl.executor == "local"
+    spend = SpendSettings()
     reconciler = Reconciler(store, event_log, executor,
-                            Limits(ctl.per_user_limit, ctl.global_limit),
+                            Limits(ctl.per_user_limit, ctl.global_limit,
+                                   spend.user_daily_cost_usd),
                             lost_grace_seconds=ctl.lost_grace_seconds) if embedded else None
     hub = EventHub(event_log, run_ended(store), end_check_seconds=api.sse_end_check_seconds)
-    return Services(settings=api, store=store, events=event_log, executor=executor,
+    return Services(settings=api, store=store, events=event_log, executor=executor, spend=spend,
                     auth=Authenticator(api), hub=hub, reconciler=reconciler)
 
 
@@ -74,7 +77,8 @@ def create_app(services: Services | None = None) -> FastAPI:
     app = FastAPI(title="tickrun", version="0.1.0", description=DESCRIPTION,
                   lifespan=lifespan, openapi_url="/openapi.json")
     errors.install(app)
-    for router in (runs.router, events.router, models.router, data.router, health.router):
+    for router in (runs.router, events.router, models.router, data.router, usage.router,
+                   health.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=(services.settings if services
                                                  else ApiSettings()).max_body_bytes)

@@ -133,9 +133,17 @@ class RunOut(BaseModel):
     finished_at: dt.datetime | None
     stop_requested_at: dt.datetime | None
     attempts: int
-    decider: str | None = Field(default=None, description="The decider the runner resolved")
+    decider: str | None = Field(default=None, description="The decider that plays the run, "
+                                "as the runner resolved it (null until a runner starts)")
+    decider_reason: str | None = Field(
+        default=None, description="Why the run is not played by the LLM its model names "
+                                  "(no LLM key in the runner, the spec asked for another "
+                                  "decider, the model names none); null when it is")
     result: dict[str, Any] | None = Field(
-        description="Final equity, return, drawdown, Sharpe, trades, win rate, benchmark")
+        description="Final equity, return, drawdown, Sharpe, trades, win rate, benchmark; "
+                    "the decider (and decider_reason); LLM usage: tokens_in, tokens_out, "
+                    "tokens_cached, cost (of the decisions whose cost is known) and "
+                    "unknown_cost_decisions")
 
     @classmethod
     def of(cls, run: Run, live: dict[str, Any] | None = None) -> RunOut:
@@ -151,7 +159,7 @@ class RunOut(BaseModel):
                    created_at=run.created_at, admitted_at=run.admitted_at,
                    started_at=run.started_at, finished_at=run.finished_at,
                    stop_requested_at=run.stop_requested_at, attempts=run.attempts,
-                   decider=run.decider, result=run.result)
+                   decider=run.decider, decider_reason=run.decider_reason, result=run.result)
 
 
 class RunPage(BaseModel):
@@ -214,9 +222,15 @@ class DecisionOut(BaseModel):
     orders: list[dict[str, Any]]
     reasoning: str | None
     latency_ms: float
-    tokens_in: int
+    tokens_in: int = Field(description="Prompt tokens of the decision's model calls")
     tokens_out: int
-    cost: Decimal | None
+    tokens_cached: int = Field(
+        default=0, description="Of tokens_in, those the provider served from its prompt "
+                               "cache (billed at the cached price)")
+    cost: Decimal | None = Field(
+        description="US dollars: what the provider reported (OpenRouter), else computed from "
+                    "the price table (input, cached input, output); null when unknown (no "
+                    "price for the model) or when no model was called")
     tool_calls: list[dict[str, Any]]
     error: str | None
     equity: Decimal | None
@@ -227,8 +241,8 @@ class DecisionOut(BaseModel):
         return cls(step=d.step, bar_time=d.bar_time, action=d.action, outcome=d.outcome,
                    orders=[o.to_json() for o in d.orders], reasoning=d.reasoning,
                    latency_ms=d.latency_ms, tokens_in=d.tokens_in, tokens_out=d.tokens_out,
-                   cost=d.cost, tool_calls=d.tool_calls, error=d.error, equity=d.equity,
-                   cash=d.cash)
+                   tokens_cached=d.tokens_cached, cost=d.cost, tool_calls=d.tool_calls,
+                   error=d.error, equity=d.equity, cash=d.cash)
 
 
 class ResultOut(BaseModel):

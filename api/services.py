@@ -16,6 +16,7 @@ from core.errors import NotFound
 from core.eventlog import EventLog
 from core.lifecycle import Lifecycle
 from core.marketdata.settings import MarketDataSettings
+from core.spend import SpendSettings
 from core.store import Store
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class Services:
     hub: EventHub
     reconciler: Reconciler | None = None  # in-process (embedded default)
     market_data: MarketDataSettings = field(default_factory=MarketDataSettings)
+    spend: SpendSettings = field(default_factory=SpendSettings)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 

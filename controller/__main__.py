@@ -29,6 +29,7 @@ from core.eventlog import open_event_log
 from core.logs import configure_logging
 from core.records import Run
 from core.settings import CoreSettings
+from core.spend import SpendSettings
 from core.store import open_store
 
 log = logging.getLogger("controller")
@@ -48,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     store = open_store(core.database_url.get_secret_value(), pool_size=core.db_pool_size)
     events = open_event_log(core)
     executor = KubernetesExecutor(k8s, component="tickrun-controller", instance=args.identity)
-    reconciler = Reconciler(store, events, executor, Limits(ctl.per_user_limit,
-                                                            ctl.global_limit),
+    limits = Limits(ctl.per_user_limit, ctl.global_limit,
+                    SpendSettings().user_daily_cost_usd)
+    reconciler = Reconciler(store, events, executor, limits,
                             lost_grace_seconds=ctl.lost_grace_seconds,
                             notify=_notifier(executor))
     executor.start_informer(stop)

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from controller import telemetry
 from controller.executor import Executor, WorkloadRefused
@@ -28,6 +29,7 @@ from core.eventlog import EventLog
 from core.lifecycle import Lifecycle
 from core.logs import run_context
 from core.records import Run
+from core.spend import DailyLimit, utc_day
 from core.status import RunStatus
 from core.store import Store
 
@@ -43,11 +45,14 @@ Notify = Callable[[Run, str, str], None]
 class Limits:
     per_user: int = 2
     global_: int = 20
+    # Each user's LLM spend per UTC day (an operator's per-user limit wins); None: none.
+    daily_spend_usd: Decimal | None = None
 
 
 class Reconciler:
     def __init__(self, store: Store, events: EventLog, executor: Executor, limits: Limits,
-                 *, lost_grace_seconds: float = 30.0, notify: Notify | None = None) -> None:
+                 *, lost_grace_seconds: float = 30.0, notify: Notify | None = None,
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
         self.store = store
         self.events = events
         self.executor = executor
@@ -55,6 +60,7 @@ class Reconciler:
         self.limits = limits
         self.lost_grace = dt.timedelta(seconds=lost_grace_seconds)
         self.notify: Notify = notify or (lambda run, reason, message: None)
+        self.clock = clock  # what "today" is for the daily spend limits
         self.wake = threading.Event()
         self._active: set[int] = set()  # runs active or queued in the last pass
         self._backoff = RunBackoff()
@@ -180,8 +186,9 @@ class Reconciler:
         self._backoff.succeeded(run.id)
 
     def _admit(self, not_ready: set[int]) -> None:
+        spend = DailyLimit(self.limits.daily_spend_usd, utc_day(self.clock()))
         admitted = self.store.admit_queued(self.limits.per_user, self.limits.global_,
-                                           skip=not_ready)
+                                           skip=not_ready, spend=spend)
         for run in admitted:
             with run_context(run.id, run.user_id):
                 self._admit_one(run)
@@ -237,6 +244,7 @@ class Reconciler:
         counts = self.store.count_runs_by_status()
         for status in RunStatus:
             telemetry.RUNS_BY_STATUS.labels(status.value).set(counts.get(status, 0))
+        telemetry.RUNS_HELD_FOR_SPEND.set(self.store.count_held_for_spend())
 
     # -- the loop ----------------------------------------------------------------------
     def run_forever(self, stop: threading.Event, *, interval: float = 15.0,

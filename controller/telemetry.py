@@ -30,3 +30,6 @@ RUNS_FINALIZED = Counter("tickrun_runs_finalized_total",
 ORPHANS_DELETED = Counter("tickrun_controller_orphan_workloads_deleted_total",
                           "Workloads deleted because no run owns them")
 LEADER = Gauge("tickrun_controller_leader", "1 while this replica holds the Lease")
+RUNS_HELD_FOR_SPEND = Gauge(
+    "tickrun_runs_held_for_spend",
+    "Queued runs waiting because their user reached the daily LLM spend limit")

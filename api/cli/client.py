@@ -61,3 +61,9 @@ class ApiClient:
 
     def close(self) -> None:
         self.http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from api.cli import data
+from api.cli import data, usage
 from api.cli.client import ApiClient, ApiError
 from api.cli.follow import follow
 
@@ -24,6 +24,7 @@ models_app = typer.Typer(help="Trading models: LLM, rules, instructions.", no_ar
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 app.add_typer(data.app, name="data")
+app.add_typer(usage.app, name="usage")
 
 # Piped output keeps whole lines (rich would cut tables to 80 columns); --json is for scripts.
 out = Console(width=None if sys.stdout.isatty() else 200)
@@ -132,7 +133,7 @@ def _summary(run: dict[str, Any]) -> None:
     table = Table(title=f"run {run['id']}: {run['status']}"
                         + (f" ({run['status_reason']})" if run.get("status_reason") else ""))
     table.add_column("")
-    table.add_column("agent", justify="right")
+    table.add_column(_decider_of(run), justify="right")  # who traded: llm, sma_crossover...
     table.add_column("buy & hold", justify="right")
     for key, label in (("final_equity", "final equity"), ("return_pct", "return %"),
                        ("max_drawdown_pct", "max drawdown %"), ("sharpe", "Sharpe"),
@@ -140,7 +141,29 @@ def _summary(run: dict[str, Any]) -> None:
         table.add_row(label, _fmt(result.get(key)), _fmt(bench.get(key)))
     table.add_row("steps", f"{run['progress']['step']}/{run['progress']['total']}", "")
     out.print(table)
+    if why := run.get("decider_reason") or result.get("decider_reason"):
+        out.print(f"played by {_decider_of(run)}: {why}", highlight=False)
+    if spend := _llm_usage(result):
+        out.print(spend, highlight=False)
     out.print(f"data: {_data_source(run)}", highlight=False)
+
+
+def _decider_of(run: dict[str, Any]) -> str:
+    """The decider that played (or plays) the run, as the runner resolved it."""
+    return str(run.get("decider") or (run.get("result") or {}).get("decider")
+               or (run.get("spec") or {}).get("decider") or "-")
+
+
+def _llm_usage(result: dict[str, Any]) -> str | None:
+    tokens_in = int(result.get("tokens_in") or 0)
+    if not tokens_in and not result.get("tokens_out"):
+        return None
+    cached = int(result.get("tokens_cached") or 0)
+    line = (f"LLM: {tokens_in:,} tokens in ({cached:,} cached), "
+            f"{int(result.get('tokens_out') or 0):,} out, cost ${result.get('cost') or 0}")
+    if unknown := result.get("unknown_cost_decisions"):
+        line += f"; cost unknown for {unknown} decision(s) (no price for the model)"
+    return line
 
 
 def _fmt(value: Any) -> str:
@@ -202,13 +225,14 @@ def runs_ls(status: str | None = None, symbol: str | None = None,
     if as_json:
         _print_json(page)
         return
-    table = Table("id", "status", "mode", "symbols", "dates", "steps", "return %", "created",
-                  box=None)
+    table = Table("id", "status", "decider", "mode", "symbols", "dates", "steps", "return %",
+                  "created", box=None)
     for r in page["items"]:
         spec = r["spec"]
         dates = spec.get("date") or f"{spec.get('start')}..{spec.get('end')}"
         ret = (r.get("result") or {}).get("return_pct")
-        table.add_row(str(r["id"]), r["status"], spec["mode"], ",".join(spec["symbols"]), dates,
+        table.add_row(str(r["id"]), r["status"], _decider_of(r), spec["mode"],
+                      ",".join(spec["symbols"]), dates,
                       f"{r['progress']['step']}/{r['progress']['total']}", _fmt(ret),
                       _age(r["created_at"]))
     out.print(table)

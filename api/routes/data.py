@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from api.auth import Caller
-from api.deps import CallerDep, ServicesDep
+from api.deps import CallerDep, ServicesDep, is_operator
 from api.errors import ApiProblem, problems
 from api.schemas import JsonDate, StorableBody
 from core import calendar
@@ -200,7 +200,7 @@ class FetchOut(BaseModel):
 def admin(who: CallerDep, svc: ServicesDep) -> Caller:
     """Only an operator may spend the provider accounts' quota: a user named in
     TICKRUN_OPERATOR_USER_IDS, or the `tickrun dev` token."""
-    if not (who.dev or who.user_id in svc.settings.operator_user_ids):
+    if not is_operator(who, svc):
         raise ApiProblem(403, "fetching market data is for operators: run `tickrun data "
                               "fetch` where the database is reachable")
     return who

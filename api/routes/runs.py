@@ -27,7 +27,7 @@ from api.services import Services
 from core.errors import NotFound
 from core.marketdata.resolve import resolve_data_source
 from core.records import Run, TradeStatus
-from core.spec import DeciderKind, Mode
+from core.spec import DeciderKind, Mode, RunSpec, replay_mismatch
 from core.status import RunStatus
 from core.store import RunFilter
 
@@ -63,7 +63,8 @@ def _request_hash(body: RunCreate) -> str:
     **problems(400, 409, 413, 422, why={
         409: "The Idempotency-Key was used with another body",
         422: "The body does not validate (`errors` lists each problem), or the spec cannot "
-             "be played: not a session, in the future, an unknown model or replay source, "
+             "be played: not a session, in the future, an unknown model or replay source "
+             "(or one with other symbols, dates or data source), "
              "or no market data: `data` unset with neither cached bars nor a configured "
              "provider"})})
 def create_run(body: RunCreate, who: CallerDep, svc: ServicesDep, response: Response,
@@ -77,7 +78,7 @@ def create_run(body: RunCreate, who: CallerDep, svc: ServicesDep, response: Resp
     except NotFound as exc:
         raise ApiProblem(422, f"model_id: model {body.model_id} not found") from exc
     if spec.decider is DeciderKind.REPLAY:
-        _check_replay_source(svc, spec.decider_params, who.user_id)
+        _check_replay_source(svc, spec, who.user_id)
     run, created = svc.store.create_run(
         who.user_id, body.model_id, spec, spec.step_count(),
         idempotency_key=idempotency_key, request_hash=_request_hash(body))
@@ -95,14 +96,17 @@ def create_run(body: RunCreate, who: CallerDep, svc: ServicesDep, response: Resp
     return _out(svc, run)
 
 
-def _check_replay_source(svc: Services, params: dict[str, Any], user_id: str) -> None:
-    source = params.get("source_run_id")
+def _check_replay_source(svc: Services, spec: RunSpec, user_id: str) -> None:
+    source = spec.decider_params.get("source_run_id")
     if not isinstance(source, int) or isinstance(source, bool) or source < 1:
         raise ApiProblem(422, "decider_params.source_run_id must be a run id")
     try:
-        svc.store.get_run(source, user_id)
+        recorded = svc.store.get_run(source, user_id)
     except NotFound as exc:
         raise ApiProblem(422, f"decider_params.source_run_id: run {source} not found") from exc
+    # Refused now rather than by the runner: the same check, before a Job is made.
+    if mismatch := replay_mismatch(recorded.spec, spec):
+        raise ApiProblem(422, f"decider_params.source_run_id: run {source} {mismatch}")
 
 
 @router.get("", response_model=RunPage, responses=problems(400, 422))
