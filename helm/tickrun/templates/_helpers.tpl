@@ -110,6 +110,18 @@ the runner's defaults apply. */}}
 {{- toJson $env -}}
 {{- end }}
 
+{{- define "tickrun.llmSpendEnv" -}}
+{{- $s := .Values.llmSpend -}}
+{{- $env := dict -}}
+{{- with $s.userDailyCostUsd }}{{ $_ := set $env "TICKRUN_USER_DAILY_COST_USD" (toString .) }}{{ end -}}
+{{- with $s.runMaxCostUsd }}{{ $_ := set $env "TICKRUN_RUNNER_MAX_COST_USD" (toString .) }}{{ end -}}
+{{- with $s.runMaxTokens }}{{ $_ := set $env "TICKRUN_RUNNER_MAX_TOKENS" (toString .) }}{{ end -}}
+{{- with $s.requestsPerMinute }}{{ $_ := set $env "TICKRUN_LLM_REQUESTS_PER_MINUTE" (toString .) }}{{ end -}}
+{{- with $s.tokensPerMinute }}{{ $_ := set $env "TICKRUN_LLM_TOKENS_PER_MINUTE" (toString .) }}{{ end -}}
+{{- with $s.prices }}{{ $_ := set $env "TICKRUN_LLM_PRICES" (toJson .) }}{{ end -}}
+{{- toJson $env -}}
+{{- end }}
+
 {{- define "tickrun.podSecurityContext" -}}
 runAsNonRoot: true
 runAsUser: {{ .Values.securityContext.runAsUser }}
