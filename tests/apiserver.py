@@ -5,11 +5,13 @@ Tests talk to it over HTTP only. Tokens are real HS256 JWTs signed with the test
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from core.eventlog import EventLog
 from core.eventlog.redis_log import RedisEventLog
 from core.eventlog.sqlite_log import SqliteEventLog
 from core.marketdata.settings import MarketDataSettings
+from core.spend import SpendSettings
 from core.store import open_store
 from core.store.sqlite import SqliteStore
 from tests.servers import free_port
@@ -75,7 +78,9 @@ class ApiServer:
                  runner_env: dict[str, str] | None = None, grace: float = 10.0,
                  port: int | None = None, reconcile: bool = True,
                  executor: Executor | None = None,
-                 market_data: MarketDataSettings | None = None, **api: Any) -> None:
+                 market_data: MarketDataSettings | None = None,
+                 daily_spend_usd: Decimal | None = None,
+                 clock: Callable[[], dt.datetime] | None = None, **api: Any) -> None:
         self.backend = backend
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -88,8 +93,12 @@ class ApiServer:
             settings=settings, store=store, events=events, executor=executor,
             auth=Authenticator(settings),
             hub=EventHub(events, run_ended(store), end_check_seconds=0.5),
-            reconciler=Reconciler(store, events, executor, Limits(per_user, global_),
-                                  lost_grace_seconds=1.0) if reconcile else None)
+            spend=SpendSettings(user_daily_cost_usd=daily_spend_usd),
+            reconciler=Reconciler(store, events, executor,
+                                  Limits(per_user, global_, daily_spend_usd),
+                                  lost_grace_seconds=1.0,
+                                  clock=clock or (lambda: dt.datetime.now(dt.UTC)))
+            if reconcile else None)
         if market_data is not None:
             self.services.market_data = market_data
         config = uvicorn.Config(create_app(self.services), host="127.0.0.1", port=self.port,

@@ -310,3 +310,28 @@ def test_monitors_follow_the_clusters_crds(cluster: Cluster, namespace: str) -> 
 def manifest(out: str) -> str:
     """The MANIFEST part of `helm install --dry-run` output."""
     return out.split("MANIFEST:", 1)[1].split("\nNOTES:", 1)[0]
+
+
+def test_llm_spend_settings_reach_the_runs_and_the_admission(tmp_path: Path) -> None:
+    values = tmp_path / "spend.yaml"
+    values.write_text(yaml.safe_dump({"llmSpend": {
+        "userDailyCostUsd": "25", "runMaxCostUsd": 1.5, "runMaxTokens": 200000,
+        "requestsPerMinute": 500, "tokensPerMinute": "",
+        "prices": {"my-model": {"input": 1.0, "cached_input": 0.25, "output": 4.0}}}}))
+    settings = {(d["kind"], d["metadata"]["name"]): d for d in render("-f", str(values))}[
+        "ConfigMap", "rel-tickrun-settings"]["data"]
+    assert settings["TICKRUN_USER_DAILY_COST_USD"] == "25"  # the controller and the API
+    runner_env = json.loads(settings["TICKRUN_K8S_RUNNER_ENV"])
+    assert runner_env.items() >= {
+        "TICKRUN_USER_DAILY_COST_USD": "25", "TICKRUN_RUNNER_MAX_COST_USD": "1.5",
+        "TICKRUN_RUNNER_MAX_TOKENS": "200000", "TICKRUN_LLM_REQUESTS_PER_MINUTE": "500"}.items()
+    assert "TICKRUN_LLM_TOKENS_PER_MINUTE" not in runner_env  # empty: not set at all
+    assert json.loads(runner_env["TICKRUN_LLM_PRICES"]) == {
+        "my-model": {"input": 1, "cached_input": 0.25, "output": 4}}
+    # The defaults set none of them, and the schema refuses what is not an amount.
+    assert "TICKRUN_USER_DAILY_COST_USD" not in {(d["kind"], d["metadata"]["name"]): d for d
+                                                 in render()}["ConfigMap",
+                                                              "rel-tickrun-settings"]["data"]
+    values.write_text(yaml.safe_dump({"llmSpend": {"userDailyCostUsd": "lots"}}))
+    refused = helm("template", "rel", str(CHART), "-f", str(values), check=False)
+    assert refused.returncode != 0 and "userDailyCostUsd" in refused.stderr

@@ -118,7 +118,8 @@ def test_kubelet_restarted_mid_run(stack: Stack, api: ApiServer, store: Store) -
             at_step(c, run_id, 20)
         # The pods playing them (one each; their phase in the API may lag behind).
         pods = {r: run_pod_uids(stack, r) for r in runs}
-        assert all(len(uids) == 1 for uids in pods.values()), pods
+        assert all(len(uids) == 1 for uids in pods.values()), \
+            "\n".join(line for r in runs for line in pod_story(stack, r))
         started = time.monotonic()
         took = restarted(restart("kubelet"), started)
         print(f"kubelet down and back in {took:.1f}s")
@@ -137,6 +138,25 @@ def run_pod_uids(stack: Stack, run_id: int) -> set[str]:
     pods = stack.cluster.core.list_namespaced_pod(
         stack.namespace, label_selector=f"tickrun.io/run-id={run_id}").items
     return {p.metadata.uid for p in pods}
+
+
+def pod_story(stack: Stack, run_id: int) -> list[str]:
+    """What each pod of a run went through, for a failure message."""
+    pods = stack.cluster.core.list_namespaced_pod(
+        stack.namespace, label_selector=f"tickrun.io/run-id={run_id}").items
+    return [f"run {run_id} pod {p.metadata.name} created {p.metadata.creation_timestamp}: "
+            f"{p.status.phase} {p.status.reason or ''} {p.status.message or ''} "
+            f"{[s.state.to_dict() for s in p.status.container_statuses or []]}\n"
+            + pod_log_tail(stack, p.metadata.name)
+            for p in pods]
+
+
+def pod_log_tail(stack: Stack, pod: str) -> str:
+    try:
+        return str(stack.cluster.core.read_namespaced_pod_log(pod, stack.namespace,
+                                                              tail_lines=15))
+    except ApiException as exc:
+        return f"(no log: {exc.reason})"
 
 
 STORM_RUNS = int(os.environ.get("TICKRUN_FAULT_STORM_RUNS", "500"))

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from kubernetes import client
 from tests.apiserver import JWT_SECRET, token
 from tests.cluster.helpers import Cluster, cluster_path, diagnose, exists, pod_logs, wait_until
 from tests.cluster.prometheus import Prometheus
-from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.polygon_server import FakePolygon
 from tests.integration.test_api_runs import create, create_model, daily, intraday
 from tests.servers import Postgres, Redis
@@ -119,7 +120,9 @@ def release(cluster: Cluster, namespace: str, postgres_server: Postgres, redis_s
     secret(cluster, namespace, "tickrun-jwt", "secret", JWT_SECRET)
     secret(cluster, namespace, "tickrun-llm", "api-key", LLM_KEY)
     secret(cluster, namespace, "tickrun-market-data", "polygon-api-key", POLYGON_KEY)
-    fake = FakeOpenAI(LLM_KEY, host="0.0.0.0").start()
+    # It reports a cost (as OpenRouter does), so the spend panels have data.
+    fake = FakeOpenAI(LLM_KEY, host="0.0.0.0",
+                      default=Reply.text("Nothing to do: hold.", cost=0.0004)).start()
     polygon = FakePolygon(POLYGON_KEY, host="0.0.0.0").start()
     workdir = tmp_path_factory.mktemp("helm-release")
     prometheus = Prometheus(cluster.core, namespace, workdir / "prometheus")
@@ -218,6 +221,10 @@ def test_runs_complete_and_an_llm_run_reports_tokens(release: Release) -> None:
         assert release.fake_llm.requests, "the llm run never called the fake model"
         decisions = c.get(f"/v1/runs/{runs[2]['id']}/decisions").raise_for_status().json()
         assert decisions and decisions[0]["tokens_in"] > 0
+        assert Decimal(str(decisions[0]["cost"])) == Decimal("0.0004")
+        usage = c.get("/v1/usage").raise_for_status().json()
+        [row] = usage["days"]  # the LLM's decisions today (the baselines spend nothing)
+        assert (row["llm"], row["decisions"]) == ("openai/fake-model", 390), usage
 
 
 def test_runs_without_data_fetch_their_session_through_the_provider_once(

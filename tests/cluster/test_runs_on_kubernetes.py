@@ -59,7 +59,7 @@ def test_a_daily_run_completes_and_kubectl_shows_it(stack: Stack, c: httpx.Clien
     assert submitted.metadata.labels["tickrun.io/user-id"] == "user-a"
     assert submitted.metadata.labels["app.kubernetes.io/managed-by"] == "tickrun"
     done = wait_status(c, run["id"], {"completed", "failed"}, timeout=180)
-    assert done["status"] == "completed", done
+    assert done["status"] == "completed", (done["status_reason"], done)
     assert done["result"]["steps_done"] == 83 and done["result"]["benchmark"]
     table = stack.kubectl("get", "jobs", "-L", "tickrun.io/run-id,tickrun.io/user-id")
     row = next(line for line in table.splitlines() if line.startswith(name))

@@ -27,6 +27,7 @@ from core.records import Model, Order, Run, Side, TradeStatus
 from core.spec import DeciderKind, RunSpec
 from core.status import RunStatus
 from core.store import Store
+from runner.deciders.base import DeciderFailed
 from runner.deciders.factory import build_decider
 from runner.deciders.replay import ReplayDecider
 from runner.events import EventPublisher
@@ -146,7 +147,10 @@ def test_buys_is_refused_sells_and_holds_and_the_ledger_shows_exactly_that(
     assert decisions[0].reasoning == "Trade done."
     assert decisions[5].reasoning == "Holding: no signal."
     assert decisions[0].tokens_in == 240 and decisions[0].tokens_out == 60  # two model calls
-    assert decisions[2].cost == Decimal("0.00075") and decisions[4].cost is None
+    # Reported where the provider reports it; else gpt-4.1-mini's price from the table.
+    table = (120 * Decimal("0.40") + 30 * Decimal("1.60")) / 10**6
+    assert decisions[2].cost == Decimal("0.00075") and decisions[4].cost == table
+    assert decisions[0].cost == table + Decimal("0.00025")
     assert all(d.latency_ms > 0 for d in decisions)
 
     # What the agent was told: its rules, the step, no bar after the current one, and
@@ -167,7 +171,8 @@ def test_buys_is_refused_sells_and_holds_and_the_ledger_shows_exactly_that(
     assert result["trades"] == 2 and result["refused"] == 1
     assert result["decisions_by_outcome"] == {"trade": 3, "hold": 6}
     assert result["tokens_in"] == 120 * 12 and result["tokens_out"] == 30 * 12
-    assert Decimal(result["cost"]) == Decimal("0.00075") + 2 * Decimal("0.00025")
+    assert Decimal(result["cost"]) == Decimal("0.00075") + 2 * Decimal("0.00025") + 8 * table
+    assert result["unknown_cost_decisions"] == 0
     events = event_log.read(run.id, count=1000)
     traded = [e.data for e in events if e.type is EventType.TRADE]
     assert [(e["step"], e["status"]) for e in traded] == [(0, "filled"), (1, "refused"),
@@ -328,7 +333,7 @@ def test_an_abandoned_decision_keeps_its_tool_trades_and_cannot_trade_late(
     assert [(t.step, t.seq, t.quantity) for t in store.list_trades(run.id)] == [
         (0, 0, Decimal(1))]
     session.close()
-    replay = ReplayDecider(store, run.id, run.user_id, run.spec.symbols)
+    replay = ReplayDecider(store, run.id, run.user_id, run.spec)
     assert [o.quantity for o in replay._tool_orders(0)] == [Decimal(1)]  # read per step
 
 
@@ -360,16 +365,19 @@ def test_no_api_key_in_logs_events_or_stored_records(
     run = llm_run(store, "openai/talker")
     fake.script("talker", by_step({
         0: Reply.call("buy", symbol="MSFT", quantity=3),
-        1: Reply.error(429), 2: Reply.error(500), 3: Reply.error(401),
-        4: Reply(tool_calls=[("sell", "{oops")]),
+        1: Reply.error(429), 2: Reply.error(500), 3: Reply(tool_calls=[("sell", "{oops")]),
+        4: Reply.error(401),  # fails the run: its reason is checked with the rest
     }))
     settings = llm_settings(fake, api_key)
     session = session_for(store, event_log, run, settings)
     logging.getLogger("test").info("settings: %r %s", settings, settings)
-    assert play(session) is Ending.COMPLETED
-    assert store.get_decision(run.id, 3) is not None
+    with pytest.raises(DeciderFailed, match="refused the key") as failed:
+        play(session)
+    assert store.get_decision(run.id, 3) is not None and store.get_run(run.id).steps_done == 4
+    texts_failed = failed.value.reason + repr(failed.value.__cause__)
 
     texts = [r.getMessage() + repr(r.args) + str(r.exc_text) for r in caplog.records]
+    texts.append(texts_failed)
     assert any("retry" in t for t in texts)  # the failure paths did log
     out, err = capfd.readouterr()
     events = [repr(e.data) for e in event_log.read(run.id, count=10_000)]
