@@ -24,15 +24,17 @@ import pytest
 from httpx_sse import connect_sse
 from kubernetes import client
 
+from runner.llm_prices import PriceTable
 from tests.apiserver import JWT_SECRET, token
 from tests.cluster.helpers import Cluster, cluster_path, diagnose, exists, pod_logs, wait_until
 from tests.cluster.prometheus import Prometheus
-from tests.fakes.openai_server import FakeOpenAI, Reply
+from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.polygon_server import FakePolygon
 from tests.integration.test_api_runs import create, create_model, daily, intraday
 from tests.servers import Postgres, Redis
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
+PRICED_LLM = "openai/gpt-4.1-mini"
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "tickrun"
 VALUES = Path(__file__).resolve().parent / "values-test.yaml"
@@ -120,9 +122,7 @@ def release(cluster: Cluster, namespace: str, postgres_server: Postgres, redis_s
     secret(cluster, namespace, "tickrun-jwt", "secret", JWT_SECRET)
     secret(cluster, namespace, "tickrun-llm", "api-key", LLM_KEY)
     secret(cluster, namespace, "tickrun-market-data", "polygon-api-key", POLYGON_KEY)
-    # It reports a cost (as OpenRouter does), so the spend panels have data.
-    fake = FakeOpenAI(LLM_KEY, host="0.0.0.0",
-                      default=Reply.text("Nothing to do: hold.", cost=0.0004)).start()
+    fake = FakeOpenAI(LLM_KEY, host="0.0.0.0").start()
     polygon = FakePolygon(POLYGON_KEY, host="0.0.0.0").start()
     workdir = tmp_path_factory.mktemp("helm-release")
     prometheus = Prometheus(cluster.core, namespace, workdir / "prometheus")
@@ -208,7 +208,9 @@ def test_a_run_is_created_followed_and_stopped_through_the_service(release: Rele
 def test_runs_complete_and_an_llm_run_reports_tokens(release: Release) -> None:
     with release.client("user-c") as c:
         sma = create_model(c, "helm-sma-c")
-        llm = c.post("/v1/models", json={"signature": "helm-llm", "llm": "openai/fake-model"})
+        # A model with a price in the table: the run pod prices its decisions (the table
+        # ships in the image), so the spend panels have data.
+        llm = c.post("/v1/models", json={"signature": "helm-llm", "llm": PRICED_LLM})
         assert llm.status_code == 201, llm.text
         # A short daily run, and a session long enough (390 steps, ~20 s) for Prometheus
         # to scrape its pod's trades many times.
@@ -221,10 +223,12 @@ def test_runs_complete_and_an_llm_run_reports_tokens(release: Release) -> None:
         assert release.fake_llm.requests, "the llm run never called the fake model"
         decisions = c.get(f"/v1/runs/{runs[2]['id']}/decisions").raise_for_status().json()
         assert decisions and decisions[0]["tokens_in"] > 0
-        assert Decimal(str(decisions[0]["cost"])) == Decimal("0.0004")
+        first = decisions[0]
+        assert Decimal(str(first["cost"])) == PriceTable.load().cost(
+            PRICED_LLM, first["tokens_in"], first["tokens_cached"], first["tokens_out"]) > 0
         usage = c.get("/v1/usage").raise_for_status().json()
         [row] = usage["days"]  # the LLM's decisions today (the baselines spend nothing)
-        assert (row["llm"], row["decisions"]) == ("openai/fake-model", 390), usage
+        assert (row["llm"], row["decisions"]) == (PRICED_LLM, 390), usage
 
 
 def test_runs_without_data_fetch_their_session_through_the_provider_once(
