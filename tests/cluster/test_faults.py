@@ -66,14 +66,16 @@ def apiserver_down(cluster: Cluster) -> bool:
     return False
 
 
-def assert_played_once(c: httpx.Client, store: Store, run_id: int) -> dict[str, Any]:
-    """The invariant for a run that had to complete: completed on its first attempt,
-    every step decided once, a ledger without a lost or doubled trade."""
+def assert_played_once(c: httpx.Client, store: Store, run_id: int, *,
+                       attempts: int = 1) -> dict[str, Any]:
+    """The invariant for a run that had to complete: completed on its first attempt (or
+    on the attempt it was in before the fault), every step decided once, a ledger
+    without a lost or doubled trade."""
     waited = time.monotonic()
     done = wait_status(c, run_id, {"completed", "failed", "stopped"}, timeout=150)
     print(f"run {run_id} {done['status']} after {time.monotonic() - waited:.1f}s more")
     assert done["status"] == "completed", done
-    assert done["attempts"] == 1, done
+    assert done["attempts"] == attempts, done
     decisions = c.get(f"/v1/runs/{run_id}/decisions", params={"limit": 5000}).json()
     assert [d["step"] for d in decisions] == list(range(done["result"]["steps_done"]))
     assert_ledger_consistent(store, run_id, store.get_run(run_id).spec.initial_cash)
@@ -116,20 +118,27 @@ def test_kubelet_restarted_mid_run(stack: Stack, api: ApiServer, store: Store) -
         runs = [create(c, intraday(model, symbols=[s]))["id"] for s in ("AAPL", "NVDA")]
         for run_id in runs:
             at_step(c, run_id, 20)
-        # The pods playing them (one each; their phase in the API may lag behind).
+        # The pods playing them and the attempt they play. A pod that ended before the
+        # fault (once seen in CI: a runner that started right after the kube-apiserver
+        # test's restart died and the Job replaced it) is no part of this test; the
+        # story is printed so it stays visible.
+        attempts = {r: c.get(f"/v1/runs/{r}").json()["attempts"] for r in runs}
         pods = {r: run_pod_uids(stack, r) for r in runs}
-        assert all(len(uids) == 1 for uids in pods.values()), \
-            "\n".join(line for r in runs for line in pod_story(stack, r))
+        if any(len(uids) > 1 for uids in pods.values()):
+            print("\n".join(["before the restart:"] + [
+                line for r in runs for line in pod_story(stack, r)]))
         started = time.monotonic()
         took = restarted(restart("kubelet"), started)
         print(f"kubelet down and back in {took:.1f}s")
         for run_id in runs:
-            done = assert_played_once(c, store, run_id)
+            done = assert_played_once(c, store, run_id, attempts=attempts[run_id])
             assert done["result"]["steps_done"] == INTRADAY_STEPS
         # The very pods that were playing before: containerd kept them, and the
-        # restarted kubelet reports how they ended, so the Jobs complete.
+        # restarted kubelet reports how they ended, so the Jobs complete; the
+        # restart made no new pod.
         for run_id in runs:
-            assert run_pod_uids(stack, run_id) == pods[run_id]
+            assert run_pod_uids(stack, run_id) == pods[run_id], "\n".join(
+                pod_story(stack, run_id))
             wait_until(lambda r=run_id: job_condition(stack.cluster.batch.read_namespaced_job(
                 f"tickrun-run-{r}", stack.namespace), "Complete"), 60, f"run {run_id}'s Job")
 
