@@ -142,7 +142,7 @@ def _summary(run: dict[str, Any]) -> None:
     table.add_row("steps", f"{run['progress']['step']}/{run['progress']['total']}", "")
     out.print(table)
     if why := run.get("decider_reason") or result.get("decider_reason"):
-        out.print(f"played by {_decider_of(run)}: {why}", highlight=False)
+        out.print(f"decider: {why}", highlight=False)
     if spend := _llm_usage(result):
         out.print(spend, highlight=False)
     out.print(f"data: {_data_source(run)}", highlight=False)
@@ -191,6 +191,12 @@ def runs_create(
         "--data", help="Where bars come from; default: the bar cache, then the configured "
                        "provider (synthetic: seeded random bars, not market data)",
         show_default=False)] = None,
+    max_cost_usd: Annotated[str | None, typer.Option(
+        "--max-cost-usd", help="LLM budget in dollars: the run stops at the step that "
+                               "reaches it", show_default=False)] = None,
+    max_tokens: Annotated[int | None, typer.Option(
+        "--max-tokens", help="LLM token budget (input + output) of the run",
+        show_default=False)] = None,
     idempotency_key: Annotated[str | None, typer.Option()] = None,
     follow_run: Annotated[bool, typer.Option("--follow", help="Follow it to the end")] = False,
     as_json: JsonOpt = False,
@@ -199,7 +205,8 @@ def runs_create(
     body: dict[str, Any] = {"model_id": model_id, "symbols": [s.upper() for s in symbols],
                             "mode": "intraday" if date else "daily", "initial_cash": cash}
     body.update({k: v for k, v in (("date", date), ("start", start), ("end", end),
-                                   ("decider", decider), ("data", data_source))
+                                   ("decider", decider), ("data", data_source),
+                                   ("max_cost_usd", max_cost_usd), ("max_tokens", max_tokens))
                  if v is not None})
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     client = _client()

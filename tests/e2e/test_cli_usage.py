@@ -52,3 +52,20 @@ def test_usage_shows_the_days_spend_and_the_limit(dev_server: dict[str, str],  #
     assert again.returncode == 1 and "has no daily limit of their own" in again.stderr
     bad = usage("limit", me["user_id"], "lots", cwd=tmp_path, env=dev_server)
     assert bad.returncode == 2 and "not an amount of dollars" in bad.stderr
+
+
+def test_runs_create_takes_a_budget(dev_server: dict[str, str], tmp_path: Path  # noqa: F811
+                                    ) -> None:
+    def tickrun(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*TICKRUN, *args], cwd=tmp_path, env=dev_server,
+                              capture_output=True, text=True, timeout=120)
+    model = json.loads(tickrun("models", "create", "budgeted", "--json").stdout)["id"]
+    made = tickrun("runs", "create", "--model", str(model), "--symbol", "msft", "--start",
+                   "2024-01-02", "--end", "2024-01-05", "--data", "synthetic",
+                   "--max-cost-usd", "0.25", "--max-tokens", "5000", "--json")
+    assert made.returncode == 0, made.stderr
+    spec = json.loads(made.stdout)["spec"]
+    assert (spec["max_cost_usd"], spec["max_tokens"]) == ("0.25", 5000)
+    refused = tickrun("runs", "create", "--model", str(model), "--symbol", "msft", "--start",
+                      "2024-01-02", "--end", "2024-01-05", "--max-cost-usd", "-1")
+    assert refused.returncode == 1 and "error 422" in refused.stderr, refused.stderr

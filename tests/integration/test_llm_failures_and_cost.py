@@ -301,7 +301,7 @@ def test_who_traded_a_run_whose_model_names_an_llm_without_a_key(
         assert shown.returncode == 0, shown.stderr
         header = next(line for line in shown.stdout.splitlines() if "buy & hold" in line)
         assert "sma_crossover" in header and "agent" not in header
-        assert f"played by sma_crossover: {why}" in shown.stdout
+        assert f"decider: {why}" in shown.stdout
         listing = subprocess.run([sys.executable, "-m", "api.cli", "runs", "ls"], env=cli_env,
                                  capture_output=True, text=True, timeout=60, cwd=tmp_path)
         assert listing.returncode == 0, listing.stderr
