@@ -69,6 +69,19 @@ class Run:
     decider: str | None = None  # as the runner resolved it
     # Why the runner played another decider than the model names (no LLM key, ...).
     decider_reason: str | None = None
+    batch_id: int | None = None  # the batch that made it, if one did
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One request that made the runs of a matrix (models x symbols x dates or ranges)."""
+
+    id: int
+    user_id: str
+    name: str | None
+    template: dict[str, Any]  # the request as made (its matrix and common options)
+    created_at: dt.datetime
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from api.cli import data, usage
+from api.cli import batches, data, retention, usage
 from api.cli.client import ApiClient, ApiError
 from api.cli.follow import follow
 
@@ -25,6 +25,9 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 app.add_typer(data.app, name="data")
 app.add_typer(usage.app, name="usage")
+app.add_typer(batches.app, name="batches")
+# An operator command, in-process against TICKRUN_DATABASE_URL like `tickrun data`.
+runs_app.command("prune")(retention.prune_command)
 
 # Piped output keeps whole lines (rich would cut tables to 80 columns); --json is for scripts.
 out = Console(width=None if sys.stdout.isatty() else 200)

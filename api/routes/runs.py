@@ -70,15 +70,7 @@ def _request_hash(body: RunCreate) -> str:
 def create_run(body: RunCreate, who: CallerDep, svc: ServicesDep, response: Response,
                idempotency_key: IdempotencyKey = None) -> RunOut:
     """Queue a run; its workload is created suspended and admitted within the limits."""
-    spec = body.spec()
-    spec.check_playable()
-    spec = resolve_data_source(spec, svc.store, svc.market_data)
-    try:
-        svc.store.get_model(body.model_id, who.user_id)
-    except NotFound as exc:
-        raise ApiProblem(422, f"model_id: model {body.model_id} not found") from exc
-    if spec.decider is DeciderKind.REPLAY:
-        _check_replay_source(svc, spec, who.user_id)
+    spec = playable_spec(svc, body.spec(), body.model_id, who.user_id)
     run, created = svc.store.create_run(
         who.user_id, body.model_id, spec, spec.step_count(),
         idempotency_key=idempotency_key, request_hash=_request_hash(body))
@@ -86,14 +78,36 @@ def create_run(body: RunCreate, who: CallerDep, svc: ServicesDep, response: Resp
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
         return _out(svc, run)
-    try:
-        svc.executor.submit(run)
-    except Exception as exc:  # the reconciler submits queued runs it finds without one
-        log.warning("run %d: workload not created yet (%s); the reconciler retries",
-                    run.id, exc)
+    submit(svc, run)
     svc.wake_controller()
     response.headers["Location"] = f"/v1/runs/{run.id}"
     return _out(svc, run)
+
+
+def playable_spec(svc: Services, spec: RunSpec, model_id: int, user_id: str) -> RunSpec:
+    """Every check a run passes before it is stored (here and in a batch): a session
+    that can be played, a data source that can serve it (the spec names it), the
+    caller's model, a replay's source. InvalidSpec or a 422 ApiProblem when it fails."""
+    spec.check_playable()
+    spec = resolve_data_source(spec, svc.store, svc.market_data)
+    try:
+        svc.store.get_model(model_id, user_id)
+    except NotFound as exc:
+        raise ApiProblem(422, f"model_id: model {model_id} not found") from exc
+    if spec.decider is DeciderKind.REPLAY:
+        _check_replay_source(svc, spec, user_id)
+    return spec
+
+
+def submit(svc: Services, run: Run) -> None:
+    """Create the run's workload, suspended; the controller admits it within the
+    limits. A failure is left to the reconciler, which submits queued runs it finds
+    without one."""
+    try:
+        svc.executor.submit(run)
+    except Exception as exc:
+        log.warning("run %d: workload not created yet (%s); the reconciler retries",
+                    run.id, exc)
 
 
 def _check_replay_source(svc: Services, spec: RunSpec, user_id: str) -> None:
@@ -115,11 +129,14 @@ def list_runs(who: CallerDep, svc: ServicesDep,
               symbol: Annotated[str | None, Query(pattern=r"^[A-Za-z.\-]{1,12}$")] = None,
               model_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
               mode: Mode | None = None, cursor: Annotated[str | None, Query(max_length=100)] = None,
-              limit: Limit = 50) -> RunPage:
+              limit: Limit = 50,
+              batch_id: Annotated[int | None, Query(ge=1, le=2**63 - 1,
+                                                    description="A batch's runs")] = None,
+              ) -> RunPage:
     """The caller's runs, newest first."""
     flt = RunFilter(status=status_, symbol=symbol.upper() if symbol else None,
                     model_id=model_id, mode=mode.value if mode else None,
-                    before_id=decode_cursor(cursor), limit=limit + 1)
+                    before_id=decode_cursor(cursor), limit=limit + 1, batch_id=batch_id)
     runs = svc.store.list_runs(who.user_id, flt)
     more = len(runs) > limit
     runs = runs[:limit]

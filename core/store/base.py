@@ -15,7 +15,17 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from core.records import Decision, Model, Portfolio, PositionRecord, Run, Side, Trade, TradeStatus
+from core.records import (
+    Batch,
+    Decision,
+    Model,
+    Portfolio,
+    PositionRecord,
+    Run,
+    Side,
+    Trade,
+    TradeStatus,
+)
 from core.spec import RunSpec
 from core.spend import DailyLimit, Spend, UsageRow
 from core.status import RunStatus
@@ -29,6 +39,16 @@ class RunFilter:
     mode: str | None = None
     before_id: int | None = None
     limit: int = 50
+    batch_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRun:
+    """One cell of a batch's matrix: a run to queue."""
+
+    model_id: int
+    spec: RunSpec
+    steps_total: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +231,24 @@ class Store(ABC):
     @abstractmethod
     def delete_run(self, run_id: int, user_id: str | None = None) -> None: ...
 
+    # -- batches ---------------------------------------------------------------------
+    @abstractmethod
+    def create_batch(self, user_id: str, name: str | None, template: dict[str, Any],
+                     runs: Sequence[BatchRun], *, idempotency_key: str | None = None,
+                     request_hash: str | None = None) -> tuple[Batch, list[Run], bool]:
+        """The batch and all its queued runs (with portfolios) in one transaction;
+        (batch, runs in matrix order, created). An idempotency key seen before returns
+        the first batch and its runs (a Conflict when the request hash differs)."""
+
+    @abstractmethod
+    def get_batch(self, batch_id: int, user_id: str | None = None) -> Batch:
+        """NotFound when missing or when it belongs to another user."""
+
+    @abstractmethod
+    def list_batches(self, user_id: str, *, before_id: int | None = None,
+                     limit: int = 50) -> list[Batch]:
+        """The user's batches, newest first."""
+
     # -- ledger ----------------------------------------------------------------------
     @abstractmethod
     def ledger_tx(self, run_id: int, *,
@@ -267,6 +305,24 @@ class Store(ABC):
     def complete_step(self, run_id: int, step: int, *, equity: Decimal, cash: Decimal,
                       attempt: int | None = None) -> None:
         """Checkpoint: the step's decision is complete and steps_done = step + 1."""
+
+    # -- retention -------------------------------------------------------------------
+    @abstractmethod
+    def prunable_runs(self, finished_before: dt.datetime, *,
+                      after: tuple[dt.datetime, int] | None = None,
+                      limit: int = 100) -> list[Run]:
+        """Final runs (completed, failed, stopped) that finished before `finished_before`,
+        oldest first by (finished_at, id), a keyset page after `after`. A run that is not
+        final, or has no finished_at, is never among them."""
+
+    @abstractmethod
+    def delete_finished_run(self, run_id: int, *, finished_before: dt.datetime,
+                            expect_rows: Mapping[str, int] | None = None) -> bool:
+        """Delete a final run that finished before `finished_before` and everything of it
+        (decisions, trades, positions, portfolio) in one transaction. The run is locked
+        and checked again inside it: False, and nothing deleted, when it is gone, not
+        final, not that old, or when a table of `expect_rows` (decisions, trades,
+        positions) holds another number of its rows than the caller archived."""
 
     # -- LLM spend -------------------------------------------------------------------
     @abstractmethod

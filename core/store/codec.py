@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from core.records import (
+    Batch,
     Decision,
     Model,
     Order,
@@ -99,7 +100,14 @@ def run_from(row: Row) -> Run:
         attempts=int(row["attempts"]),
         decider=row.get("decider"),
         decider_reason=row.get("decider_reason"),
+        batch_id=None if row.get("batch_id") is None else int(row["batch_id"]),
     )
+
+
+def batch_from(row: Row) -> Batch:
+    return Batch(id=int(row["id"]), user_id=row["user_id"], name=row["name"],
+                 template=js(row["template"]) or {}, created_at=ts(row["created_at"]),
+                 idempotency_key=row["idempotency_key"])
 
 
 def trade_from(row: Row) -> Trade:

@@ -15,14 +15,26 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from core.errors import Conflict, IllegalTransition, NotFound, Superseded
-from core.records import Decision, Model, Portfolio, PositionRecord, Run, Side, Trade, TradeStatus
+from core.records import (
+    Batch,
+    Decision,
+    Model,
+    Portfolio,
+    PositionRecord,
+    Run,
+    Side,
+    Trade,
+    TradeStatus,
+)
 from core.spec import RunSpec
 from core.spend import SPEND_WAIT_PREFIX, DailyLimit, Spend, UsageRow, over_daily_limit
-from core.status import RunStatus, can_transition
+from core.status import TERMINAL, RunStatus, can_transition
 from core.store import codec
-from core.store.base import CachedSeries, LedgerTx, PriceBar, RunFilter, Store
+from core.store.base import BatchRun, CachedSeries, LedgerTx, PriceBar, RunFilter, Store
 
 MODEL_FIELDS = ("signature", "llm", "custom_rules", "custom_instructions", "parameters")
+# A run's rows besides its portfolio, children first (retention deletes them).
+RUN_LEDGER_TABLES = ("positions", "trades", "decisions")
 
 
 def utcnow() -> dt.datetime:
@@ -236,6 +248,9 @@ class SqlStore(Store):
         if flt.before_id is not None:
             where.append("id < %s")
             params.append(flt.before_id)
+        if flt.batch_id is not None:
+            where.append("batch_id = %s")
+            params.append(flt.batch_id)
         with self._tx() as cur:
             rows = cur.all(
                 f"SELECT * FROM runs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s",
@@ -416,6 +431,62 @@ class SqlStore(Store):
                 cur.run(f"DELETE FROM {table} WHERE run_id = %s", (run_id,))
             cur.run("DELETE FROM runs WHERE id = %s", (run_id,))
 
+    # -- batches ---------------------------------------------------------------------
+    def create_batch(self, user_id: str, name: str | None, template: dict[str, Any],
+                     runs: Sequence[BatchRun], *, idempotency_key: str | None = None,
+                     request_hash: str | None = None) -> tuple[Batch, list[Run], bool]:
+        d, now = self.dialect, utcnow()
+        with self._tx(write=True) as cur:
+            row = cur.one(
+                "INSERT INTO batches (user_id, name, template, created_at, idempotency_key,"
+                " request_hash) VALUES (%s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING *",
+                (user_id, name, d.json(template), d.time(now), idempotency_key, request_hash))
+            if row is None:
+                existing = cur.one(
+                    "SELECT * FROM batches WHERE user_id = %s AND idempotency_key = %s",
+                    (user_id, idempotency_key))
+                assert existing is not None
+                if existing["request_hash"] != request_hash:
+                    raise Conflict("this Idempotency-Key was used with a different request body")
+                rows = cur.all("SELECT * FROM runs WHERE batch_id = %s ORDER BY id",
+                               (existing["id"],))
+                return codec.batch_from(existing), [codec.run_from(r) for r in rows], False
+            models = {int(m["id"]) for m in cur.all(
+                "SELECT id FROM models WHERE user_id = %s", (user_id,))}
+            made = []
+            for cell in runs:
+                if cell.model_id not in models:
+                    raise NotFound(f"model {cell.model_id} not found")
+                spec = cell.spec
+                run = cur.one(
+                    "INSERT INTO runs (user_id, model_id, spec, mode, symbols, status,"
+                    " steps_total, created_at, batch_id)"
+                    " VALUES (%s, %s, %s, %s, %s, 'queued', %s, %s, %s) RETURNING *",
+                    (user_id, cell.model_id,
+                     d.json(spec.model_dump(mode="json", exclude_none=True)), spec.mode.value,
+                     ",".join(spec.symbols), cell.steps_total, d.time(now), row["id"]))
+                assert run is not None
+                cur.run("INSERT INTO portfolios (run_id, cash, holdings) VALUES (%s, %s, %s)",
+                        (run["id"], d.money(spec.initial_cash), d.json({})))
+                made.append(codec.run_from(run))
+        return codec.batch_from(row), made, True
+
+    def get_batch(self, batch_id: int, user_id: str | None = None) -> Batch:
+        with self._tx() as cur:
+            row = cur.one("SELECT * FROM batches WHERE id = %s", (batch_id,))
+        if row is None or (user_id is not None and row["user_id"] != user_id):
+            raise NotFound(f"batch {batch_id} not found")
+        return codec.batch_from(row)
+
+    def list_batches(self, user_id: str, *, before_id: int | None = None,
+                     limit: int = 50) -> list[Batch]:
+        with self._tx() as cur:
+            rows = cur.all(
+                "SELECT * FROM batches WHERE user_id = %s AND id < %s ORDER BY id DESC"
+                " LIMIT %s", (user_id, before_id or 2**63 - 1, limit))
+        return [codec.batch_from(r) for r in rows]
+
     # -- ledger ----------------------------------------------------------------------
     def _fence(self, cur: Cursor, run_id: int, attempt: int | None) -> None:
         """Refuse a superseded runner's write. The row stays share-locked until the write
@@ -536,6 +607,47 @@ class SqlStore(Store):
                 "UPDATE runs SET steps_done = %s WHERE id = %s AND steps_done <= %s",
                 (step + 1, run_id, step),
             )
+
+    # -- retention -------------------------------------------------------------------
+    def prunable_runs(self, finished_before: dt.datetime, *,
+                      after: tuple[dt.datetime, int] | None = None,
+                      limit: int = 100) -> list[Run]:
+        d = self.dialect
+        final = [s.value for s in TERMINAL]
+        where = (f"status IN ({', '.join(['%s'] * len(final))})"
+                 " AND finished_at IS NOT NULL AND finished_at < %s")
+        params: list[Any] = [*final, d.time(finished_before)]
+        if after is not None:
+            where += " AND (finished_at > %s OR (finished_at = %s AND id > %s))"
+            params += [d.time(after[0]), d.time(after[0]), after[1]]
+        with self._tx() as cur:
+            rows = cur.all(f"SELECT * FROM runs WHERE {where} ORDER BY finished_at, id"
+                           " LIMIT %s", (*params, limit))
+        return [codec.run_from(r) for r in rows]
+
+    def delete_finished_run(self, run_id: int, *, finished_before: dt.datetime,
+                            expect_rows: Mapping[str, int] | None = None) -> bool:
+        d = self.dialect
+        unknown = set(expect_rows or {}) - set(RUN_LEDGER_TABLES)
+        if unknown:
+            raise ValueError(f"not a table of a run's ledger: {sorted(unknown)}")
+        with self._tx(write=True) as cur:
+            row = cur.one(f"SELECT status, finished_at FROM runs WHERE id = %s{d.for_update}",
+                          (run_id,))
+            if (row is None or RunStatus(row["status"]) not in TERMINAL
+                    or row["finished_at"] is None
+                    or codec.ts(row["finished_at"]) >= finished_before):
+                return False
+            # The portfolio lock keeps out a trade (ledger_tx) until this commits.
+            cur.one(f"SELECT run_id FROM portfolios WHERE run_id = %s{d.for_update}", (run_id,))
+            for table, expected in (expect_rows or {}).items():
+                n = cur.one(f"SELECT COUNT(*) AS n FROM {table} WHERE run_id = %s", (run_id,))
+                if n is None or int(n["n"]) != expected:
+                    return False
+            for table in (*RUN_LEDGER_TABLES, "portfolios"):
+                cur.run(f"DELETE FROM {table} WHERE run_id = %s", (run_id,))
+            cur.run("DELETE FROM runs WHERE id = %s", (run_id,))
+        return True
 
     # -- market data -----------------------------------------------------------------
     _INSERT_BAR = ("INSERT INTO stock_prices (source, symbol, interval, bar_time, open, high,"

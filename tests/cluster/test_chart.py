@@ -335,3 +335,49 @@ def test_llm_spend_settings_reach_the_runs_and_the_admission(tmp_path: Path) -> 
     values.write_text(yaml.safe_dump({"llmSpend": {"userDailyCostUsd": "lots"}}))
     refused = helm("template", "rel", str(CHART), "-f", str(values), check=False)
     assert refused.returncode != 0 and "userDailyCostUsd" in refused.stderr
+
+
+def test_retention_cronjob_prunes_with_the_database_secret_only_when_enabled() -> None:
+    assert "CronJob" not in kinds(render())
+    docs = render("--set", "retention.enabled=true", "--set", "retention.olderThan=30d",
+                  "--set", "retention.schedule=5 4 * * *",
+                  "--set", "retention.archive.persistentVolumeClaim=tickrun-archive")
+    assert kinds(docs) == sorted([*kinds(render()), "CronJob"])
+    cron = next(d for d in docs if d["kind"] == "CronJob")
+    assert cron["metadata"]["name"] == "rel-tickrun-retention"
+    assert cron["spec"]["schedule"] == "5 4 * * *"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False and pod["restartPolicy"] == "Never"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (c,) = pod["containers"]
+    assert c["image"] == "tickrun/api:0.1.0"
+    assert [*c["command"], *c["args"]] == ["python", "-m", "api.cli", "runs", "prune",
+                                           "--older-than", "30d", "--archive-dir", "/archive"]
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    env = {v["name"]: v for v in c["env"]}
+    assert set(env) == {"TICKRUN_DATABASE_URL", "TICKRUN_REDIS_URL"}
+    for var in env.values():
+        assert set(var) == {"name", "valueFrom"} and "secretKeyRef" in var["valueFrom"]
+    assert env["TICKRUN_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "tickrun-database", "key": "url"}
+    assert {"name": "archive", "mountPath": "/archive"} in c["volumeMounts"]
+    assert {"name": "archive", "persistentVolumeClaim": {"claimName": "tickrun-archive"}} \
+        in pod["volumes"]
+
+    # Without a claim: no archive, and the command says so.
+    docs = render("--set", "retention.enabled=true")
+    cron = next(d for d in docs if d["kind"] == "CronJob")
+    c = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert c["args"] == ["runs", "prune", "--older-than", "90d", "--no-archive"]
+    assert cron["spec"]["schedule"] == "17 3 * * *"
+    assert all(m["name"] != "archive" for m in c["volumeMounts"])
+    assert "0 chart(s) failed" in helm("lint", "--strict", str(CHART), "--set",
+                                       "retention.enabled=true").stdout
+    for wrong in ("retention.olderThan=soon", "retention.archive.claim=x"):
+        out = helm("template", "rel", str(CHART), "--set", "retention.enabled=true",
+                   "--set", wrong, check=False)
+        assert out.returncode != 0, wrong

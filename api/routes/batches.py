@@ -1,0 +1,188 @@
+"""/v1/batches: the runs of a matrix made in one request, followed, stopped and
+compared as one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Response
+from pydantic import ValidationError
+
+from api.batch_schemas import (
+    BatchCreate,
+    BatchOut,
+    BatchPage,
+    BatchProgress,
+    CompareOut,
+    CompareRow,
+    ModelSummary,
+)
+from api.deps import CallerDep, ServicesDep, decode_cursor, encode_cursor
+from api.errors import ApiProblem, problems
+from api.routes.runs import playable_spec, request_stop, submit
+from api.schemas import StopAllOut
+from api.services import Services
+from core.errors import InvalidSpec
+from core.records import Batch, Run
+from core.store import BatchRun, RunFilter
+
+router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=problems(401))
+
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", max_length=200, pattern=r"^[\x21-\x7e]+$",
+    description="The same key and body give the same batch; a different body is a 409")]
+BatchId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Batch id")]
+ONE_BATCH = problems(404, 422)
+ALL = 100_000
+
+
+def _runs(svc: Services, batch: Batch) -> list[Run]:
+    """The batch's runs in matrix order (they were inserted in it)."""
+    runs = svc.store.list_runs(batch.user_id, RunFilter(batch_id=batch.id, limit=ALL))
+    return sorted(runs, key=lambda r: r.id)
+
+
+def _out(batch: Batch, runs: Sequence[Run]) -> BatchOut:
+    counts: dict[Any, int] = {}
+    for run in runs:
+        counts[run.status] = counts.get(run.status, 0) + 1
+    return BatchOut(id=batch.id, name=batch.name, created_at=batch.created_at,
+                    template=batch.template, runs=len(runs),
+                    finished=all(r.status.is_terminal for r in runs), counts=counts,
+                    progress=BatchProgress(steps_done=sum(r.steps_done for r in runs),
+                                           steps_total=sum(r.steps_total for r in runs)),
+                    run_ids=[r.id for r in runs])
+
+
+def _request_hash(body: BatchCreate) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True,
+                           separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@router.post("", status_code=201, response_model=BatchOut, responses={
+    200: {"model": BatchOut, "description": "Replay of an earlier request (same key)"},
+    **problems(400, 409, 413, 422, why={
+        409: "The Idempotency-Key was used with another body",
+        422: "The body does not validate, the matrix is over the run cap, or one of its "
+             "runs could not be played (the detail names it, as POST /v1/runs would "
+             "refuse it): nothing is stored"})})
+def create_batch(body: BatchCreate, who: CallerDep, svc: ServicesDep, response: Response,
+                 idempotency_key: IdempotencyKey = None) -> BatchOut:
+    """Queue every run of the matrix at once, or none: each is checked as POST /v1/runs
+    checks a run, then all are stored in one transaction; their workloads are created
+    suspended and admitted within the same per-user and global limits as any run."""
+    cells = []
+    for cell in body.cells():
+        try:
+            spec = playable_spec(svc, body.spec_of(cell), cell.model_id, who.user_id)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ApiProblem(422, f"run {cell.label}: "
+                                  f"{str(first.get('msg', exc)).removeprefix('Value error, ')}"
+                             ) from exc
+        except (InvalidSpec, ApiProblem) as exc:
+            raise ApiProblem(422, f"run {cell.label}: {exc}") from exc
+        cells.append(BatchRun(model_id=cell.model_id, spec=spec, steps_total=spec.step_count()))
+    batch, runs, created = svc.store.create_batch(
+        who.user_id, body.name, body.model_dump(mode="json", exclude_none=True), cells,
+        idempotency_key=idempotency_key, request_hash=_request_hash(body))
+    if not created:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+        return _out(batch, _runs(svc, batch))
+    for run in runs:
+        submit(svc, run)
+    svc.wake_controller()
+    response.headers["Location"] = f"/v1/batches/{batch.id}"
+    return _out(batch, runs)
+
+
+@router.get("", response_model=BatchPage, responses=problems(400, 422))
+def list_batches(who: CallerDep, svc: ServicesDep,
+                 cursor: Annotated[str | None, Query(max_length=100)] = None,
+                 limit: Annotated[int, Query(ge=1, le=100)] = 20) -> BatchPage:
+    """The caller's batches, newest first."""
+    batches = svc.store.list_batches(who.user_id, before_id=decode_cursor(cursor),
+                                     limit=limit + 1)
+    more = len(batches) > limit
+    batches = batches[:limit]
+    return BatchPage(items=[_out(b, _runs(svc, b)) for b in batches],
+                     next_cursor=encode_cursor(batches[-1].id) if more and batches else None)
+
+
+@router.get("/{batch_id}", response_model=BatchOut, responses=ONE_BATCH)
+def get_batch(batch_id: BatchId, who: CallerDep, svc: ServicesDep) -> BatchOut:
+    """The batch: its runs by status and the progress of them all."""
+    batch = svc.store.get_batch(batch_id, who.user_id)
+    return _out(batch, _runs(svc, batch))
+
+
+@router.post("/{batch_id}/stop", status_code=202, response_model=StopAllOut,
+             responses=ONE_BATCH)
+def stop_batch(batch_id: BatchId, who: CallerDep, svc: ServicesDep) -> StopAllOut:
+    """Ask every queued or active run of the batch to stop (as POST /v1/runs/{id}/stop
+    does: partial results are saved; a queued run never starts)."""
+    batch = svc.store.get_batch(batch_id, who.user_id)
+    stopping = []
+    for run in _runs(svc, batch):
+        if not run.status.is_terminal:
+            request_stop(svc, run)
+            stopping.append(run.id)
+    return StopAllOut(stopping=stopping)
+
+
+@router.get("/{batch_id}/compare", response_model=CompareOut, responses=ONE_BATCH)
+def compare_batch(batch_id: BatchId, who: CallerDep, svc: ServicesDep) -> CompareOut:
+    """The runs side by side, ranked by return (runs without a result last), against
+    buy-and-hold of the same symbol on the same sessions; and each model's means. Every
+    figure is the run's own stored result."""
+    batch = svc.store.get_batch(batch_id, who.user_id)
+    runs = _runs(svc, batch)
+    signatures = {m: svc.store.get_model(m).signature for m in {r.model_id for r in runs}}
+    rows = [_row(run, signatures[run.model_id]) for run in runs]
+    rows.sort(key=lambda r: (r.return_pct is None, -(r.return_pct or 0.0), r.run_id))
+    ranked = [r.model_copy(update={"rank": i}) for i, r in enumerate(rows, 1)]
+    return CompareOut(batch_id=batch.id, name=batch.name, rows=ranked,
+                      models=_by_model(ranked))
+
+
+def _row(run: Run, signature: str) -> CompareRow:
+    result = run.result or {}
+    bench = result.get("benchmark") or {}
+    ret, bench_ret = result.get("return_pct"), bench.get("return_pct")
+    spec = run.spec
+    cost = result.get("cost")
+    return CompareRow(
+        rank=0, run_id=run.id, model_id=run.model_id, model=signature,
+        symbol=",".join(spec.symbols),
+        session=str(spec.date) if spec.date else f"{spec.start}..{spec.end}",
+        status=run.status, return_pct=ret, max_drawdown_pct=result.get("max_drawdown_pct"),
+        sharpe=result.get("sharpe"), trades=result.get("trades"),
+        win_rate=result.get("win_rate"), tokens_in=result.get("tokens_in"),
+        tokens_out=result.get("tokens_out"), cost=None if cost is None else Decimal(cost),
+        benchmark_return_pct=bench_ret,
+        excess_return_pct=None if ret is None or bench_ret is None
+        else round(ret - bench_ret, 4))
+
+
+def _by_model(rows: Sequence[CompareRow]) -> list[ModelSummary]:
+    out = []
+    for model_id in dict.fromkeys(r.model_id for r in rows):
+        mine = [r for r in rows if r.model_id == model_id]
+        returns = [r.return_pct for r in mine if r.return_pct is not None]
+        excess = [r.excess_return_pct for r in mine if r.excess_return_pct is not None]
+        out.append(ModelSummary(
+            model_id=model_id, model=mine[0].model, runs=len(mine), with_result=len(returns),
+            mean_return_pct=round(sum(returns) / len(returns), 4) if returns else None,
+            mean_excess_return_pct=round(sum(excess) / len(excess), 4) if excess else None,
+            total_cost=sum((r.cost or Decimal(0) for r in mine), Decimal(0)),
+            tokens_in=sum(r.tokens_in or 0 for r in mine),
+            tokens_out=sum(r.tokens_out or 0 for r in mine)))
+    out.sort(key=lambda m: (m.mean_return_pct is None, -(m.mean_return_pct or 0.0),
+                            m.model_id))
+    return out
