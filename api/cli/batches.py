@@ -4,35 +4,26 @@ request, followed and stopped as one, and compared side by side."""
 from __future__ import annotations
 
 import csv
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from api.cli.client import ApiClient
+from api.cli.output import JsonOpt, err, out, print_json
 from core.spec import DataSource
 
 app = typer.Typer(help="Batches: a matrix of runs made, followed, stopped and compared "
                        "as one.", no_args_is_help=True)
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object on stdout")]
 POLL_SECONDS = 1.0
 # The compare columns, in the order of the table and of the CSV's header row.
 COLUMNS = ("rank", "run_id", "model", "symbol", "session", "status", "return_pct",
            "benchmark_return_pct", "excess_return_pct", "max_drawdown_pct", "sharpe",
            "trades", "win_rate", "tokens_in", "tokens_out", "cost")
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, default=str) + "\n")
 
 
 @app.command("create")
@@ -91,7 +82,7 @@ def create(
             if not as_json:
                 _print_table(client.get(f"/v1/batches/{batch['id']}/compare"))
     if as_json:
-        _print_json(batch)
+        print_json(batch)
     elif not follow_batch:
         out.print(f"batch {batch['id']} {_counts(batch)}", highlight=False)
 
@@ -121,7 +112,7 @@ def ls(limit: int = 20, as_json: JsonOpt = False) -> None:
     with ApiClient() as client:
         page = client.get("/v1/batches", limit=limit)
     if as_json:
-        _print_json(page)
+        print_json(page)
         return
     table = Table("id", "name", "runs", "status", "steps", "created", box=None)
     for b in page["items"]:
@@ -137,7 +128,7 @@ def get(batch_id: int, as_json: JsonOpt = False) -> None:
     with ApiClient() as client:
         batch = client.get(f"/v1/batches/{batch_id}")
     if as_json:
-        _print_json(batch)
+        print_json(batch)
         return
     out.print(f"batch {batch['id']}" + (f" ({batch['name']})" if batch["name"] else "")
               + f": {batch['runs']} runs, {_counts(batch)}; steps "
@@ -152,7 +143,7 @@ def stop(batch_id: int, as_json: JsonOpt = False) -> None:
     with ApiClient() as client:
         answer = client.post(f"/v1/batches/{batch_id}/stop")
     if as_json:
-        _print_json(answer)
+        print_json(answer)
     else:
         out.print(f"stopping {len(answer['stopping'])} runs: {answer['stopping']}",
                   highlight=False)
@@ -176,7 +167,7 @@ def compare(batch_id: int,
         if not as_json:
             err.print(f"{len(report['rows'])} rows written to {csv_file}")
     if as_json:
-        _print_json(report)
+        print_json(report)
     else:
         _print_table(report)
 

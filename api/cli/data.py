@@ -9,15 +9,13 @@ server is involved.
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -28,6 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from api.cli.output import JsonOpt, err, out, print_json
 from core.marketdata.providers import Interval
 
 if TYPE_CHECKING:
@@ -37,8 +36,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="The market data bar cache: fill it ahead of runs, list it.",
                   no_args_is_help=True)
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True)
 
 EXIT_INPUT = 2  # the request cannot be served as asked; nothing was fetched
 EXIT_PROVIDER = 1  # the provider (or the database) refused or did not answer
@@ -50,7 +47,6 @@ class SourceChoice(StrEnum):
 
 
 Day = Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], show_default=False)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object on stdout")]
 
 
 def fail(message: str, code: int) -> typer.Exit:
@@ -123,7 +119,7 @@ def fetch_command(
         except InvalidSpec as exc:  # a provider key set but blank
             raise fail(redact(str(exc), settings), EXIT_INPUT) from exc
     if as_json:
-        _print_json({"source": plan.source, "symbol": plan.symbol,
+        print_json({"source": plan.source, "symbol": plan.symbol,
                      "interval": plan.interval.value, "days": len(plan.days),
                      "days_fetched": done.days_fetched, "bars": done.bars})
         return
@@ -169,7 +165,7 @@ def ls_command(
                                      symbol=symbol.strip().upper() if symbol else None)
     page = BarCacheOut(items=[CachedSeriesOut.of(s) for s in series])
     if as_json:
-        _print_json(page.model_dump(mode="json"))
+        print_json(page.model_dump(mode="json"))
         return
     if not page.items:
         err.print("the bar cache is empty" + (" for that filter" if symbol or source else "")
@@ -184,7 +180,4 @@ def ls_command(
     out.print(table)
 
 
-def _print_json(data: Any) -> None:
-    import json
 
-    sys.stdout.write(json.dumps(data, default=str) + "\n")

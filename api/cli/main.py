@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from api.cli import batches, data, retention, usage
 from api.cli.client import ApiClient, ApiError
 from api.cli.follow import follow
+from api.cli.output import JsonOpt, err, out, print_json
 
 app = typer.Typer(help="Run AI trading agent sessions.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -29,9 +29,6 @@ app.add_typer(batches.app, name="batches")
 # An operator command, in-process against TICKRUN_DATABASE_URL like `tickrun data`.
 runs_app.command("prune")(retention.prune_command)
 
-# Piped output keeps whole lines (rich would cut tables to 80 columns); --json is for scripts.
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True)
 
 
 class DataChoice(StrEnum):
@@ -42,7 +39,6 @@ class DataChoice(StrEnum):
     TABLE = "table"
 
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object on stdout")]
 DataDir = Annotated[Path, typer.Option(help="Where the embedded default keeps its files")]
 
 
@@ -59,10 +55,6 @@ def main() -> None:
         err.print(f"[red]error[/red] {exc.detail}" if exc.status == 0
                   else f"[red]error {exc.status}[/red] {exc.detail}")
         sys.exit(1)
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=None, default=str) + "\n")
 
 
 # -- the embedded default ----------------------------------------------------------------
@@ -98,7 +90,7 @@ def demo(as_json: JsonOpt = False, symbol: str = "AAPL",
         follow(client, run["id"], err, quiet=as_json)
         final = client.get(f"/v1/runs/{run['id']}")
     if as_json:
-        _print_json(final)
+        print_json(final)
     else:
         _summary(final)
     if final["status"] != "completed":
@@ -106,7 +98,7 @@ def demo(as_json: JsonOpt = False, symbol: str = "AAPL",
 
 
 def _show(run: dict[str, Any], as_json: bool) -> None:
-    _print_json(run) if as_json else _summary(run)
+    print_json(run) if as_json else _summary(run)
 
 
 def _demo_model(client: ApiClient) -> dict[str, Any]:
@@ -218,7 +210,7 @@ def runs_create(
         follow(client, run["id"], err, quiet=as_json)
         run = client.get(f"/v1/runs/{run['id']}")
     if as_json:
-        _print_json(run)
+        print_json(run)
     elif follow_run:
         _summary(run)
     else:
@@ -233,7 +225,7 @@ def runs_ls(status: str | None = None, symbol: str | None = None,
     page = _client().get("/v1/runs", status=status, symbol=symbol, model_id=model,
                          limit=limit)
     if as_json:
-        _print_json(page)
+        print_json(page)
         return
     table = Table("id", "status", "decider", "mode", "symbols", "dates", "steps", "return %",
                   "created", box=None)
@@ -274,7 +266,7 @@ def runs_stop(run_id: Annotated[int | None, typer.Argument()] = None,
     answer = (client.post("/v1/runs/stop-all") if all_runs
               else client.post(f"/v1/runs/{run_id}/stop"))
     if as_json:
-        _print_json(answer)
+        print_json(answer)
     elif all_runs:
         out.print(f"stopping {len(answer['stopping'])} runs: {answer['stopping']}")
     else:
@@ -306,14 +298,14 @@ def models_create(signature: str, llm: str | None = None, rules: str | None = No
     body = {"signature": signature, "llm": llm, "custom_rules": rules,
             "custom_instructions": instructions, "parameters": json.loads(params or "{}")}
     model = _client().post("/v1/models", body)
-    _print_json(model) if as_json else out.print(f"model {model['id']} {model['signature']}")
+    print_json(model) if as_json else out.print(f"model {model['id']} {model['signature']}")
 
 
 @models_app.command("ls")
 def models_ls(as_json: JsonOpt = False) -> None:
     page = _client().get("/v1/models", limit=500)
     if as_json:
-        _print_json(page)
+        print_json(page)
         return
     table = Table("id", "signature", "llm", "parameters", box=None)
     for m in page["items"]:
@@ -323,7 +315,7 @@ def models_ls(as_json: JsonOpt = False) -> None:
 
 @models_app.command("get")
 def models_get(model_id: int) -> None:
-    _print_json(_client().get(f"/v1/models/{model_id}"))
+    print_json(_client().get(f"/v1/models/{model_id}"))
 
 
 @models_app.command("update")
@@ -336,7 +328,7 @@ def models_update(model_id: int, llm: str | None = None, rules: str | None = Non
     if params is not None:
         changes["parameters"] = json.loads(params)
     model = _client().request("PATCH", f"/v1/models/{model_id}", json=changes)
-    _print_json(model) if as_json else out.print(f"model {model['id']} updated")
+    print_json(model) if as_json else out.print(f"model {model['id']} updated")
 
 
 @models_app.command("rm")

@@ -5,16 +5,15 @@ chart's retention CronJob runs this command; an operator may run it by hand."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
-import sys
 from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from api.cli.data import err, fail, open_cache_store, out
+from api.cli.data import fail, open_cache_store
+from api.cli.output import JsonOpt, err, out, print_json
 
 if TYPE_CHECKING:
     from core.eventlog.base import EventLog
@@ -61,8 +60,7 @@ def prune_command(
         "--dry-run", help="List what would be pruned; change nothing")] = False,
     batch_size: Annotated[int, typer.Option(min=1, max=10_000,
                                             help="Runs read at a time")] = 100,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout")
-                       ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Archive and delete final runs (completed, failed, stopped) that finished before
     --older-than, with their decisions, trades and positions, oldest first, in-process
@@ -94,7 +92,7 @@ def prune_command(
                 with suppress(Exception):
                     events.close()
     if as_json:
-        sys.stdout.write(json.dumps(report.to_json()) + "\n")
+        print_json(report.to_json())
         return
     when = cutoff.isoformat(timespec="seconds")
     if dry_run:

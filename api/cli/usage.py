@@ -3,21 +3,17 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from api.cli.client import ApiClient
+from api.cli.output import JsonOpt, err, out, print_json
 
 app = typer.Typer(help="LLM tokens and spend, and daily spend limits.",
                   invoke_without_command=True)
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True)
 
 
 @app.callback()
@@ -25,7 +21,7 @@ def usage(
     ctx: typer.Context,
     days: Annotated[int, typer.Option(min=1, max=366, help="UTC days back")] = 7,
     user: Annotated[str | None, typer.Option(help="Operators: another user's")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Your LLM tokens and cost per UTC day and model, and today's spend against your
     daily limit."""
@@ -34,7 +30,7 @@ def usage(
     with ApiClient() as client:
         report = client.get("/v1/usage", days=days, user_id=user)
     if as_json:
-        sys.stdout.write(json.dumps(report) + "\n")
+        print_json(report)
         return
     _print_report(report)
 
