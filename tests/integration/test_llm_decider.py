@@ -44,11 +44,6 @@ JAN = {"start": dt.date(2024, 1, 2), "end": dt.date(2024, 1, 12)}
 
 
 @pytest.fixture
-def api_key() -> str:
-    return f"sk-test-{secrets.token_hex(20)}"
-
-
-@pytest.fixture
 def fake(api_key: str) -> Iterator[FakeOpenAI]:
     with fake_openai(api_key) as server:
         yield server

@@ -14,7 +14,6 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -47,17 +46,6 @@ from tests.integration.test_llm_decider import (
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NO_KEYS = {"OPENAI_API_KEY": "", "OPENROUTER_API_KEY": ""}  # none from the test's own env
-
-
-@pytest.fixture
-def api_key() -> str:
-    return f"sk-test-{secrets.token_hex(20)}"
-
-
-@pytest.fixture
-def fake(api_key: str) -> Iterator[FakeOpenAI]:
-    with fake_openai(api_key) as server:
-        yield server
 
 
 def runner(run_id: int, env: dict[str, str], timeout: float = 120

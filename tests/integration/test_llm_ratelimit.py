@@ -58,11 +58,6 @@ LIMIT_PER_SECOND = 5.0
 
 
 @pytest.fixture
-def api_key() -> str:
-    return f"sk-test-{secrets.token_hex(20)}"
-
-
-@pytest.fixture
 def pg_store(postgres_url: str) -> Iterator[Store]:
     """PostgreSQL, as deployed with Redis (twenty runs write at once)."""
     store = open_store(postgres_url, pool_size=RUNS + 5)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -24,7 +23,7 @@ from runner.settings import RunnerSettings
 from runner.shutdown import StopSignal
 from tests.apiserver import Backend, running_api, wait_for, wait_status
 from tests.factories import daily_spec, make_model, make_run
-from tests.fakes.openai_server import FakeOpenAI, Reply, fake_openai
+from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.integration.test_api_runs import create
 from tests.integration.test_llm_decider import JAN, by_step, llm_settings
 
@@ -32,17 +31,6 @@ pytestmark = pytest.mark.timeout(120)
 
 LLM = "openai/gpt-4.1-mini"
 TODAY = utc_day(dt.datetime.now(dt.UTC))
-
-
-@pytest.fixture
-def api_key() -> str:
-    return f"sk-test-{secrets.token_hex(20)}"
-
-
-@pytest.fixture
-def fake(api_key: str) -> Iterator[FakeOpenAI]:
-    with fake_openai(api_key) as server:
-        yield server
 
 
 def deps(store: Store, event_log: EventLog, fake: FakeOpenAI, api_key: str, *,
