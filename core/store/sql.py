@@ -198,26 +198,11 @@ class SqlStore(Store):
     def create_run(self, user_id: str, model_id: int, spec: RunSpec, steps_total: int, *,
                    idempotency_key: str | None = None,
                    request_hash: str | None = None) -> tuple[Run, bool]:
-        d = self.dialect
         self.get_model(model_id, user_id)
         with self._tx(write=True) as cur:
-            row = cur.one(
-                "INSERT INTO runs (user_id, model_id, spec, mode, symbols, status, steps_total,"
-                " created_at, idempotency_key, request_hash)"
-                " VALUES (%s, %s, %s, %s, %s, 'queued', %s, %s, %s, %s)"
-                " ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING *",
-                # Unset options are left out: a runner of the previous release (a rolling
-                # upgrade) still reads a spec that names none of the newer ones.
-                (user_id, model_id, d.json(spec.model_dump(mode="json", exclude_none=True)),
-                 spec.mode.value,
-                 ",".join(spec.symbols), steps_total, d.time(utcnow()), idempotency_key,
-                 request_hash),
-            )
+            row = self._insert_run(cur, user_id, model_id, spec, steps_total, utcnow(),
+                                   idempotency_key=idempotency_key, request_hash=request_hash)
             if row is not None:
-                cur.run(
-                    "INSERT INTO portfolios (run_id, cash, holdings) VALUES (%s, %s, %s)",
-                    (row["id"], d.money(spec.initial_cash), d.json({})),
-                )
                 return codec.run_from(row), True
             existing = cur.one(
                 "SELECT * FROM runs WHERE user_id = %s AND idempotency_key = %s",
@@ -227,6 +212,29 @@ class SqlStore(Store):
         if existing["request_hash"] != request_hash:
             raise Conflict("this Idempotency-Key was used with a different request body")
         return codec.run_from(existing), False
+
+    def _insert_run(self, cur: Cursor, user_id: str, model_id: int, spec: RunSpec,
+                    steps_total: int, created_at: dt.datetime, *,
+                    idempotency_key: str | None = None, request_hash: str | None = None,
+                    batch_id: int | None = None) -> codec.Row | None:
+        """A queued run and its portfolio of initial cash; None when the user's
+        Idempotency-Key is taken already (a NULL key never is)."""
+        d = self.dialect
+        row = cur.one(
+            "INSERT INTO runs (user_id, model_id, spec, mode, symbols, status, steps_total,"
+            " created_at, idempotency_key, request_hash, batch_id)"
+            " VALUES (%s, %s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s)"
+            " ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING *",
+            # Unset options are left out: a runner of the previous release (a rolling
+            # upgrade) still reads a spec that names none of the newer ones.
+            (user_id, model_id, d.json(spec.model_dump(mode="json", exclude_none=True)),
+             spec.mode.value, ",".join(spec.symbols), steps_total, d.time(created_at),
+             idempotency_key, request_hash, batch_id),
+        )
+        if row is not None:
+            cur.run("INSERT INTO portfolios (run_id, cash, holdings) VALUES (%s, %s, %s)",
+                    (row["id"], d.money(spec.initial_cash), d.json({})))
+        return row
 
     def get_run(self, run_id: int, user_id: str | None = None) -> Run:
         with self._tx() as cur:
@@ -458,17 +466,9 @@ class SqlStore(Store):
             for cell in runs:
                 if cell.model_id not in models:
                     raise NotFound(f"model {cell.model_id} not found")
-                spec = cell.spec
-                run = cur.one(
-                    "INSERT INTO runs (user_id, model_id, spec, mode, symbols, status,"
-                    " steps_total, created_at, batch_id)"
-                    " VALUES (%s, %s, %s, %s, %s, 'queued', %s, %s, %s) RETURNING *",
-                    (user_id, cell.model_id,
-                     d.json(spec.model_dump(mode="json", exclude_none=True)), spec.mode.value,
-                     ",".join(spec.symbols), cell.steps_total, d.time(now), row["id"]))
+                run = self._insert_run(cur, user_id, cell.model_id, cell.spec,
+                                       cell.steps_total, now, batch_id=int(row["id"]))
                 assert run is not None
-                cur.run("INSERT INTO portfolios (run_id, cash, holdings) VALUES (%s, %s, %s)",
-                        (run["id"], d.money(spec.initial_cash), d.json({})))
                 made.append(codec.run_from(run))
         return codec.batch_from(row), made, True
 
