@@ -16,7 +16,7 @@ from core.status import RunStatus
 MAX_BATCH_RUNS = 500
 
 
-def _as_in_spec(name: str) -> Any:
+def as_in_spec(name: str) -> Any:
     """A run option every cell shares, declared exactly as RunSpec declares it."""
     return RunSpec.model_fields[name]
 
@@ -71,15 +71,15 @@ class BatchCreate(StorableBody):
     ranges: list[DateRange] | None = Field(
         default=None, min_length=1, max_length=1000,
         description="Daily: one backtest per range (give `dates` or `ranges`)")
-    initial_cash: Decimal = _as_in_spec("initial_cash")
-    decider: DeciderKind | None = _as_in_spec("decider")
-    decider_params: dict[str, Any] = _as_in_spec("decider_params")
-    fill: FillRule = _as_in_spec("fill")
-    fee_per_trade: Decimal = _as_in_spec("fee_per_trade")
-    data: DataSource | None = _as_in_spec("data")
-    seed: int = _as_in_spec("seed")
-    max_cost_usd: Decimal | None = _as_in_spec("max_cost_usd")
-    max_tokens: int | None = _as_in_spec("max_tokens")
+    initial_cash: Decimal = as_in_spec("initial_cash")
+    decider: DeciderKind | None = as_in_spec("decider")
+    decider_params: dict[str, Any] = as_in_spec("decider_params")
+    fill: FillRule = as_in_spec("fill")
+    fee_per_trade: Decimal = as_in_spec("fee_per_trade")
+    data: DataSource | None = as_in_spec("data")
+    seed: int = as_in_spec("seed")
+    max_cost_usd: Decimal | None = as_in_spec("max_cost_usd")
+    max_tokens: int | None = as_in_spec("max_tokens")
 
     @model_validator(mode="after")
     def _matrix(self) -> BatchCreate:

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from api import errors
 from api.auth import Authenticator
 from api.middleware import BodySizeLimit, RequestMetrics
-from api.routes import batches, data, events, health, models, runs, usage
+from api.routes import batches, data, events, health, models, runs, schedules, usage
 from api.services import Services, run_ended
 from api.settings import ApiSettings
 from api.sse import EventHub
@@ -78,7 +78,7 @@ def create_app(services: Services | None = None) -> FastAPI:
                   lifespan=lifespan, openapi_url="/openapi.json")
     errors.install(app)
     for router in (runs.router, events.router, models.router, data.router, usage.router,
-                   batches.router, health.router):
+                   batches.router, schedules.router, health.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=(services.settings if services
                                                  else ApiSettings()).max_body_bytes)

@@ -136,6 +136,8 @@ class RunOut(BaseModel):
     decider: str | None = Field(default=None, description="The decider that plays the run, "
                                 "as the runner resolved it (null until a runner starts)")
     batch_id: int | None = Field(default=None, description="The batch that made it, if any")
+    schedule_id: int | None = Field(default=None,
+                                    description="The schedule that fired it, if any")
     decider_reason: str | None = Field(
         default=None, description="Why the run is not played by the LLM its model names "
                                   "(no LLM key in the runner, the spec asked for another "
@@ -161,7 +163,7 @@ class RunOut(BaseModel):
                    started_at=run.started_at, finished_at=run.finished_at,
                    stop_requested_at=run.stop_requested_at, attempts=run.attempts,
                    decider=run.decider, decider_reason=run.decider_reason, result=run.result,
-                   batch_id=run.batch_id)
+                   batch_id=run.batch_id, schedule_id=run.schedule_id)
 
 
 class RunPage(BaseModel):

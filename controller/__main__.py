@@ -24,10 +24,11 @@ from controller.kubernetes.executor import KubernetesExecutor
 from controller.kubernetes.leader import LeaseElector
 from controller.kubernetes.settings import KubernetesSettings
 from controller.reconciler import Limits, Notify, Reconciler
+from controller.scheduler import NotifySchedule
 from controller.settings import ControllerSettings
 from core.eventlog import open_event_log
 from core.logs import configure_logging
-from core.records import Run
+from core.records import Run, Schedule
 from core.settings import CoreSettings
 from core.spend import SpendSettings
 from core.store import open_store
@@ -53,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                     SpendSettings().user_daily_cost_usd)
     reconciler = Reconciler(store, events, executor, limits,
                             lost_grace_seconds=ctl.lost_grace_seconds,
-                            notify=_notifier(executor))
+                            notify=_notifier(executor),
+                            notify_schedule=_schedule_notifier(executor, k8s.lease_name))
     executor.start_informer(stop)
     elector = LeaseElector(client_coordination(executor), namespace=k8s.namespace,
                            name=k8s.lease_name, identity=args.identity,
@@ -75,6 +77,16 @@ def client_coordination(executor: KubernetesExecutor) -> client.CoordinationV1Ap
 def _notifier(executor: KubernetesExecutor) -> Notify:
     def notify(run: Run, reason: str, message: str) -> None:
         executor.record(run.id, reason, message, warning="failed" in message)
+    return notify
+
+
+def _schedule_notifier(executor: KubernetesExecutor, lease: str) -> NotifySchedule:
+    """A fire that made a run: an Event on its Job; one that did not: on the Lease."""
+    def notify(schedule: Schedule, run: Run | None, reason: str, message: str) -> None:
+        if run is not None:
+            executor.record(run.id, reason, message)
+        else:
+            executor.record_on_lease(lease, reason, message, warning=True)
     return notify
 
 

@@ -23,6 +23,7 @@ from decimal import Decimal
 
 from controller import telemetry
 from controller.executor import Executor, WorkloadRefused
+from controller.scheduler import NotifySchedule, Scheduler
 from controller.workload import WorkloadState
 from core.errors import NotFound
 from core.eventlog import EventLog
@@ -52,6 +53,7 @@ class Limits:
 class Reconciler:
     def __init__(self, store: Store, events: EventLog, executor: Executor, limits: Limits,
                  *, lost_grace_seconds: float = 30.0, notify: Notify | None = None,
+                 notify_schedule: NotifySchedule | None = None,
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
         self.store = store
         self.events = events
@@ -60,7 +62,8 @@ class Reconciler:
         self.limits = limits
         self.lost_grace = dt.timedelta(seconds=lost_grace_seconds)
         self.notify: Notify = notify or (lambda run, reason, message: None)
-        self.clock = clock  # what "today" is for the daily spend limits
+        self.clock = clock  # now: for the daily spend limits and the schedules' due times
+        self.scheduler = Scheduler(store, executor, clock=clock, notify=notify_schedule)
         self.wake = threading.Event()
         self._active: set[int] = set()  # runs active or queued in the last pass
         self._backoff = RunBackoff()
@@ -69,6 +72,7 @@ class Reconciler:
     def reconcile_once(self) -> None:
         started = time.perf_counter()
         try:
+            self._fire_schedules()
             runs = self.store.runs_with_status(ACTIVE_OR_QUEUED)
             self._observe_ended({r.id for r in runs})
             states = self.executor.observe(r.id for r in runs)
@@ -83,6 +87,13 @@ class Reconciler:
             raise
         finally:
             telemetry.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+
+    def _fire_schedules(self) -> None:
+        """Due schedules make their runs first, so this pass admits them."""
+        try:
+            self.scheduler.fire_due()
+        except Exception as exc:  # the runs already there are reconciled regardless
+            log.warning("schedules not fired this pass (%s); the next pass retries", exc)
 
     def _reconcile_guarded(self, run: Run, state: WorkloadState) -> None:
         """One run's reconciliation; its errors are its own."""
@@ -263,7 +274,9 @@ class Reconciler:
             self.wait_for_change(stop, interval)
 
     def wait_for_change(self, stop: threading.Event, interval: float) -> None:
-        deadline = time.monotonic() + interval
+        """Until a change is signalled, `interval` passes, or a schedule falls due."""
+        due = self.scheduler.seconds_until_next()
+        deadline = time.monotonic() + (interval if due is None else min(interval, due + 0.05))
         while not stop.is_set() and time.monotonic() < deadline:
             if self.wake.wait(0.05) or self.executor.changed.is_set():
                 break

@@ -33,3 +33,7 @@ LEADER = Gauge("tickrun_controller_leader", "1 while this replica holds the Leas
 RUNS_HELD_FOR_SPEND = Gauge(
     "tickrun_runs_held_for_spend",
     "Queued runs waiting because their user reached the daily LLM spend limit")
+SCHEDULE_FIRES = Counter(
+    "tickrun_schedule_fires_total",
+    "Due times of schedules handled by the leader, by outcome (fired, missed, failed)",
+    ["outcome"])

@@ -70,6 +70,7 @@ class Run:
     # Why the runner played another decider than the model names (no LLM key, ...).
     decider_reason: str | None = None
     batch_id: int | None = None  # the batch that made it, if one did
+    schedule_id: int | None = None  # the schedule that fired it, if one did
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,40 @@ class Batch:
     template: dict[str, Any]  # the request as made (its matrix and common options)
     created_at: dt.datetime
     idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A run template fired by a cron rule (New York time, XNYS sessions only)."""
+
+    id: int
+    user_id: str
+    model_id: int
+    name: str | None
+    cron: str
+    template: dict[str, Any]  # the run's options, `session` and (daily) `sessions`
+    make_up_seconds: int  # a fire missed by longer (the controller down) is not made up
+    paused: bool
+    created_at: dt.datetime
+    fired_through: dt.datetime  # due times up to here are done
+
+
+class FireOutcome(StrEnum):
+    FIRED = "fired"  # it made its run
+    MISSED = "missed"  # due while no controller led, and found past the make-up window
+    FAILED = "failed"  # its run could not be made (the reason says why)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleFire:
+    """What came of one due time of a schedule; there is one per due time."""
+
+    schedule_id: int
+    due_at: dt.datetime
+    outcome: FireOutcome
+    run_id: int | None
+    reason: str | None
+    recorded_at: dt.datetime
 
 
 @dataclass(frozen=True, slots=True)

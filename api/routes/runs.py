@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -84,11 +85,13 @@ def create_run(body: RunCreate, who: CallerDep, svc: ServicesDep, response: Resp
     return _out(svc, run)
 
 
-def playable_spec(svc: Services, spec: RunSpec, model_id: int, user_id: str) -> RunSpec:
-    """Every check a run passes before it is stored (here and in a batch): a session
-    that can be played, a data source that can serve it (the spec names it), the
-    caller's model, a replay's source. InvalidSpec or a 422 ApiProblem when it fails."""
-    spec.check_playable()
+def playable_spec(svc: Services, spec: RunSpec, model_id: int, user_id: str, *,
+                  today: dt.date | None = None) -> RunSpec:
+    """Every check a run passes before it is stored (here, in a batch, and a schedule's
+    next run, played as of its fire's `today`): a session that can be played, a data
+    source that can serve it (the spec names it), the caller's model, a replay's source.
+    InvalidSpec or a 422 ApiProblem when it fails."""
+    spec.check_playable(today)
     spec = resolve_data_source(spec, svc.store, svc.market_data)
     try:
         svc.store.get_model(model_id, user_id)
@@ -132,11 +135,14 @@ def list_runs(who: CallerDep, svc: ServicesDep,
               limit: Limit = 50,
               batch_id: Annotated[int | None, Query(ge=1, le=2**63 - 1,
                                                     description="A batch's runs")] = None,
+              schedule_id: Annotated[int | None, Query(
+                  ge=1, le=2**63 - 1, description="The runs a schedule fired")] = None,
               ) -> RunPage:
     """The caller's runs, newest first."""
     flt = RunFilter(status=status_, symbol=symbol.upper() if symbol else None,
                     model_id=model_id, mode=mode.value if mode else None,
-                    before_id=decode_cursor(cursor), limit=limit + 1, batch_id=batch_id)
+                    before_id=decode_cursor(cursor), limit=limit + 1, batch_id=batch_id,
+                    schedule_id=schedule_id)
     runs = svc.store.list_runs(who.user_id, flt)
     more = len(runs) > limit
     runs = runs[:limit]

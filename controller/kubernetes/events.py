@@ -21,8 +21,9 @@ class EventRecorder:
         self.instance = instance
 
     def record(self, job: dict[str, Any], reason: str, message: str, *,
-               warning: bool = False) -> None:
-        """Best effort: a failed Event never fails the reconcile that wanted it."""
+               warning: bool = False, kind: str = "Job", api_version: str = "batch/v1") -> None:
+        """Best effort: a failed Event never fails the reconcile that wanted it. The
+        object is a Job unless `kind` says otherwise."""
         meta = job.get("metadata") or {}
         now = dt.datetime.now(dt.UTC)
         body = client.CoreV1Event(
@@ -30,7 +31,7 @@ class EventRecorder:
                                               f"{uuid.uuid4().hex[:10]}",
                                          namespace=self.namespace),
             involved_object=client.V1ObjectReference(
-                api_version="batch/v1", kind="Job", name=meta.get("name"),
+                api_version=api_version, kind=kind, name=meta.get("name"),
                 namespace=self.namespace, uid=meta.get("uid"),
                 resource_version=meta.get("resourceVersion")),
             reason=reason, message=message[:1000], type="Warning" if warning else "Normal",

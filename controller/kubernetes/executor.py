@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -123,13 +124,33 @@ class KubernetesExecutor(Executor):
 
     def record(self, run_id: int, reason: str, message: str, *, warning: bool = False) -> None:
         job = self.informer.job(run_id) if self.informer else None
+        if job is None:  # just made: its uid ties the Event to it for `kubectl describe`
+            job = self._read_job(run_id)
         self.recorder.record(job or {"metadata": {"name": job_name(run_id)}}, reason, message,
                              warning=warning)
+
+    def record_on_lease(self, lease: str, reason: str, message: str, *,
+                        warning: bool = False) -> None:
+        """An Event about no one run (a schedule's missed fire) on the controllers'
+        Lease: `kubectl get events` and `kubectl describe lease` show it."""
+        self.recorder.record({"metadata": {"name": lease}}, reason, message, warning=warning,
+                             kind="Lease", api_version="coordination.k8s.io/v1")
 
     def close(self) -> None:
         self.api.close()
 
     # -- internals ---------------------------------------------------------------------
+    def _read_job(self, run_id: int) -> dict[str, Any] | None:
+        try:
+            meta = self.batch.read_namespaced_job(job_name(run_id),
+                                                  self.settings.namespace).metadata
+        except Exception:  # best effort: the Event goes out by name alone
+            return None
+        if meta is None:
+            return None
+        return {"metadata": {"name": meta.name, "uid": meta.uid,
+                             "resourceVersion": meta.resource_version}}
+
     def _remember(self, run_id: int) -> None:
         with self._lock:
             self._recent[run_id] = time.monotonic()

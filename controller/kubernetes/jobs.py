@@ -22,6 +22,8 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 RUN_ID = "tickrun.io/run-id"
 USER_ID = "tickrun.io/user-id"
 MODEL_ID = "tickrun.io/model-id"
+BATCH_ID = "tickrun.io/batch-id"
+SCHEDULE_ID = "tickrun.io/schedule-id"
 CONTAINER = "runner"
 RUN_SELECTOR = f"{APP_LABEL}={RUN_APP},{MANAGED_BY}=tickrun"
 
@@ -39,13 +41,19 @@ def label_value(value: str) -> str:
 
 
 def run_labels(run: Run) -> dict[str, str]:
-    return {
+    labels = {
         APP_LABEL: RUN_APP,
         MANAGED_BY: "tickrun",
         RUN_ID: str(run.id),
         USER_ID: label_value(run.user_id),
         MODEL_ID: str(run.model_id),
     }
+    # `kubectl get jobs -l tickrun.io/schedule-id=3`: what a schedule or batch made.
+    if run.batch_id is not None:
+        labels[BATCH_ID] = str(run.batch_id)
+    if run.schedule_id is not None:
+        labels[SCHEDULE_ID] = str(run.schedule_id)
+    return labels
 
 
 def run_annotations(run: Run) -> dict[str, str]:

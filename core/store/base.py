@@ -18,10 +18,13 @@ from typing import Any
 from core.records import (
     Batch,
     Decision,
+    FireOutcome,
     Model,
     Portfolio,
     PositionRecord,
     Run,
+    Schedule,
+    ScheduleFire,
     Side,
     Trade,
     TradeStatus,
@@ -40,6 +43,7 @@ class RunFilter:
     before_id: int | None = None
     limit: int = 50
     batch_id: int | None = None
+    schedule_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +252,44 @@ class Store(ABC):
     def list_batches(self, user_id: str, *, before_id: int | None = None,
                      limit: int = 50) -> list[Batch]:
         """The user's batches, newest first."""
+
+    # -- schedules -------------------------------------------------------------------
+    @abstractmethod
+    def create_schedule(self, user_id: str, model_id: int, name: str | None, cron: str,
+                        template: dict[str, Any], make_up_seconds: int) -> Schedule:
+        """An active schedule whose first due time is after now (NotFound: no such
+        model of the user's)."""
+
+    @abstractmethod
+    def get_schedule(self, schedule_id: int, user_id: str | None = None) -> Schedule:
+        """NotFound when missing or when it belongs to another user."""
+
+    @abstractmethod
+    def list_schedules(self, user_id: str | None, *, before_id: int | None = None,
+                       limit: int = 50, active_only: bool = False) -> list[Schedule]:
+        """The user's schedules (None: everyone's, for the controller), newest first."""
+
+    @abstractmethod
+    def pause_schedule(self, schedule_id: int, user_id: str, paused: bool) -> Schedule:
+        """Pause, or resume: a resumed schedule fires from now on; the due times it
+        passed while paused are not made up."""
+
+    @abstractmethod
+    def delete_schedule(self, schedule_id: int, user_id: str) -> None:
+        """The schedule and its fire records; its runs stay, without it."""
+
+    @abstractmethod
+    def fire_schedule(self, schedule_id: int, due_at: dt.datetime, outcome: FireOutcome, *,
+                      run: BatchRun | None = None, reason: str | None = None
+                      ) -> tuple[ScheduleFire, Run | None] | None:
+        """Record what came of one due time, with its run (queued, in the same
+        transaction) when `run` is given, and move the schedule past it. None when the
+        due time was recorded already (another replica or an earlier pass got there
+        first), or the schedule is paused or gone: a due time fires once at most."""
+
+    @abstractmethod
+    def list_fires(self, schedule_id: int, *, limit: int = 20) -> list[ScheduleFire]:
+        """The schedule's recorded due times, newest first."""
 
     # -- ledger ----------------------------------------------------------------------
     @abstractmethod

@@ -14,11 +14,14 @@ from typing import Any
 from core.records import (
     Batch,
     Decision,
+    FireOutcome,
     Model,
     Order,
     Portfolio,
     PositionRecord,
     Run,
+    Schedule,
+    ScheduleFire,
     Side,
     Trade,
     TradeStatus,
@@ -101,7 +104,22 @@ def run_from(row: Row) -> Run:
         decider=row.get("decider"),
         decider_reason=row.get("decider_reason"),
         batch_id=None if row.get("batch_id") is None else int(row["batch_id"]),
+        schedule_id=None if row.get("schedule_id") is None else int(row["schedule_id"]),
     )
+
+
+def schedule_from(row: Row) -> Schedule:
+    return Schedule(id=int(row["id"]), user_id=row["user_id"], model_id=int(row["model_id"]),
+                    name=row["name"], cron=row["cron"], template=js(row["template"]) or {},
+                    make_up_seconds=int(row["make_up_seconds"]), paused=bool(row["paused"]),
+                    created_at=ts(row["created_at"]), fired_through=ts(row["fired_through"]))
+
+
+def fire_from(row: Row) -> ScheduleFire:
+    return ScheduleFire(schedule_id=int(row["schedule_id"]), due_at=ts(row["due_at"]),
+                        outcome=FireOutcome(row["outcome"]),
+                        run_id=None if row["run_id"] is None else int(row["run_id"]),
+                        reason=row["reason"], recorded_at=ts(row["recorded_at"]))
 
 
 def batch_from(row: Row) -> Batch:

@@ -18,10 +18,13 @@ from core.errors import Conflict, IllegalTransition, NotFound, Superseded
 from core.records import (
     Batch,
     Decision,
+    FireOutcome,
     Model,
     Portfolio,
     PositionRecord,
     Run,
+    Schedule,
+    ScheduleFire,
     Side,
     Trade,
     TradeStatus,
@@ -185,10 +188,13 @@ class SqlStore(Store):
 
     def delete_model(self, model_id: int, user_id: str) -> None:
         with self._tx(write=True) as cur:
-            if cur.one("SELECT 1 AS x FROM runs WHERE model_id = %s LIMIT 1", (model_id,)):
+            for kind in ("runs", "schedules"):
+                if not cur.one(f"SELECT 1 AS x FROM {kind} WHERE model_id = %s LIMIT 1",
+                               (model_id,)):
+                    continue
                 owned = cur.one("SELECT user_id FROM models WHERE id = %s", (model_id,))
                 if owned and owned["user_id"] == user_id:
-                    raise Conflict(f"model {model_id} has runs; delete them first")
+                    raise Conflict(f"model {model_id} has {kind}; delete them first")
             count = cur.run("DELETE FROM models WHERE id = %s AND user_id = %s",
                             (model_id, user_id))
         if count == 0:
@@ -216,20 +222,21 @@ class SqlStore(Store):
     def _insert_run(self, cur: Cursor, user_id: str, model_id: int, spec: RunSpec,
                     steps_total: int, created_at: dt.datetime, *,
                     idempotency_key: str | None = None, request_hash: str | None = None,
-                    batch_id: int | None = None) -> codec.Row | None:
+                    batch_id: int | None = None,
+                    schedule_id: int | None = None) -> codec.Row | None:
         """A queued run and its portfolio of initial cash; None when the user's
         Idempotency-Key is taken already (a NULL key never is)."""
         d = self.dialect
         row = cur.one(
             "INSERT INTO runs (user_id, model_id, spec, mode, symbols, status, steps_total,"
-            " created_at, idempotency_key, request_hash, batch_id)"
-            " VALUES (%s, %s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s)"
+            " created_at, idempotency_key, request_hash, batch_id, schedule_id)"
+            " VALUES (%s, %s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING *",
             # Unset options are left out: a runner of the previous release (a rolling
             # upgrade) still reads a spec that names none of the newer ones.
             (user_id, model_id, d.json(spec.model_dump(mode="json", exclude_none=True)),
              spec.mode.value, ",".join(spec.symbols), steps_total, d.time(created_at),
-             idempotency_key, request_hash, batch_id),
+             idempotency_key, request_hash, batch_id, schedule_id),
         )
         if row is not None:
             cur.run("INSERT INTO portfolios (run_id, cash, holdings) VALUES (%s, %s, %s)",
@@ -259,6 +266,9 @@ class SqlStore(Store):
         if flt.batch_id is not None:
             where.append("batch_id = %s")
             params.append(flt.batch_id)
+        if flt.schedule_id is not None:
+            where.append("schedule_id = %s")
+            params.append(flt.schedule_id)
         with self._tx() as cur:
             rows = cur.all(
                 f"SELECT * FROM runs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s",
@@ -486,6 +496,108 @@ class SqlStore(Store):
                 "SELECT * FROM batches WHERE user_id = %s AND id < %s ORDER BY id DESC"
                 " LIMIT %s", (user_id, before_id or 2**63 - 1, limit))
         return [codec.batch_from(r) for r in rows]
+
+    # -- schedules -------------------------------------------------------------------
+    def create_schedule(self, user_id: str, model_id: int, name: str | None, cron: str,
+                        template: dict[str, Any], make_up_seconds: int) -> Schedule:
+        self.get_model(model_id, user_id)
+        d, now = self.dialect, utcnow()
+        with self._tx(write=True) as cur:
+            row = cur.one(
+                "INSERT INTO schedules (user_id, model_id, name, cron, template,"
+                " make_up_seconds, paused, created_at, fired_through)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
+                (user_id, model_id, name, cron, d.json(template), make_up_seconds,
+                 False, d.time(now), d.time(now)))
+        assert row is not None
+        return codec.schedule_from(row)
+
+    def get_schedule(self, schedule_id: int, user_id: str | None = None) -> Schedule:
+        with self._tx() as cur:
+            row = cur.one("SELECT * FROM schedules WHERE id = %s", (schedule_id,))
+        if row is None or (user_id is not None and row["user_id"] != user_id):
+            raise NotFound(f"schedule {schedule_id} not found")
+        return codec.schedule_from(row)
+
+    def list_schedules(self, user_id: str | None, *, before_id: int | None = None,
+                       limit: int = 50, active_only: bool = False) -> list[Schedule]:
+        where, params = ["id < %s"], [before_id or 2**63 - 1]  # type: list[str], list[Any]
+        if user_id is not None:
+            where.append("user_id = %s")
+            params.append(user_id)
+        if active_only:
+            where.append("NOT paused")
+        with self._tx() as cur:
+            rows = cur.all(f"SELECT * FROM schedules WHERE {' AND '.join(where)}"
+                           " ORDER BY id DESC LIMIT %s", (*params, limit))
+        return [codec.schedule_from(r) for r in rows]
+
+    def pause_schedule(self, schedule_id: int, user_id: str, paused: bool) -> Schedule:
+        d = self.dialect
+        with self._tx(write=True) as cur:
+            row = cur.one(f"SELECT * FROM schedules WHERE id = %s{d.for_update}",
+                          (schedule_id,))
+            if row is None or row["user_id"] != user_id:
+                raise NotFound(f"schedule {schedule_id} not found")
+            if bool(row["paused"]) == paused:
+                return codec.schedule_from(row)
+            # Resumed: what fell due while paused is passed over, not made up.
+            through = row["fired_through"] if paused else d.time(utcnow())
+            updated = cur.one("UPDATE schedules SET paused = %s, fired_through = %s"
+                              " WHERE id = %s RETURNING *",
+                              (paused, through, schedule_id))
+        assert updated is not None
+        return codec.schedule_from(updated)
+
+    def delete_schedule(self, schedule_id: int, user_id: str) -> None:
+        with self._tx(write=True) as cur:
+            cur.run("UPDATE runs SET schedule_id = NULL WHERE schedule_id = %s AND"
+                    " user_id = %s", (schedule_id, user_id))
+            cur.run("DELETE FROM schedule_fires WHERE schedule_id IN"
+                    " (SELECT id FROM schedules WHERE id = %s AND user_id = %s)",
+                    (schedule_id, user_id))
+            count = cur.run("DELETE FROM schedules WHERE id = %s AND user_id = %s",
+                            (schedule_id, user_id))
+        if count == 0:
+            raise NotFound(f"schedule {schedule_id} not found")
+
+    def fire_schedule(self, schedule_id: int, due_at: dt.datetime, outcome: FireOutcome, *,
+                      run: BatchRun | None = None, reason: str | None = None
+                      ) -> tuple[ScheduleFire, Run | None] | None:
+        d, now = self.dialect, utcnow()
+        with self._tx(write=True) as cur:
+            # The row lock orders two replicas firing the same schedule; the fire's
+            # primary key is what refuses the second.
+            row = cur.one(f"SELECT * FROM schedules WHERE id = %s{d.for_update}",
+                          (schedule_id,))
+            if row is None or bool(row["paused"]):
+                return None
+            fire = cur.one(
+                "INSERT INTO schedule_fires (schedule_id, due_at, outcome, reason,"
+                " recorded_at) VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (schedule_id, due_at) DO NOTHING RETURNING *",
+                (schedule_id, d.time(due_at), outcome.value, reason, d.time(now)))
+            if fire is None:
+                return None
+            made = None
+            if run is not None:
+                made = self._insert_run(cur, row["user_id"], run.model_id, run.spec,
+                                        run.steps_total, now, schedule_id=schedule_id)
+                assert made is not None
+                fire = cur.one("UPDATE schedule_fires SET run_id = %s WHERE schedule_id = %s"
+                               " AND due_at = %s RETURNING *",
+                               (made["id"], schedule_id, d.time(due_at)))
+                assert fire is not None
+            if codec.ts(row["fired_through"]) < due_at:
+                cur.run("UPDATE schedules SET fired_through = %s WHERE id = %s",
+                        (d.time(due_at), schedule_id))
+        return codec.fire_from(fire), None if made is None else codec.run_from(made)
+
+    def list_fires(self, schedule_id: int, *, limit: int = 20) -> list[ScheduleFire]:
+        with self._tx() as cur:
+            rows = cur.all("SELECT * FROM schedule_fires WHERE schedule_id = %s"
+                           " ORDER BY due_at DESC LIMIT %s", (schedule_id, limit))
+        return [codec.fire_from(r) for r in rows]
 
     # -- ledger ----------------------------------------------------------------------
     def _fence(self, cur: Cursor, run_id: int, attempt: int | None) -> None:
