@@ -219,7 +219,9 @@ def test_runs_complete_and_an_llm_run_reports_tokens(release: Release) -> None:
                 create(c, intraday(llm.json()["id"], decider="llm", decider_params={}))]
         for run in runs:
             done = wait_run(release, c, run["id"], {"completed", "failed"}, timeout=180)
-            assert done["status"] == "completed", done
+            assert done["status"] == "completed", (
+                f"{done['status']}: {done.get('status_reason')} (attempts "
+                f"{done.get('attempts')})\n{diagnose(release.cluster, release.namespace)}")
         assert release.fake_llm.requests, "the llm run never called the fake model"
         decisions = c.get(f"/v1/runs/{runs[2]['id']}/decisions").raise_for_status().json()
         assert decisions and decisions[0]["tokens_in"] > 0
