@@ -35,7 +35,9 @@ class ScheduleCreate(StorableBody):
 
     name: str | None = Field(default=None, max_length=200, pattern=r"^[^\x00]*$")
     model_id: ModelId
-    cron: str = Field(max_length=200, description="e.g. `25 9 * * 1-5`, `30 16 * * 5`")
+    cron: str = Field(max_length=200, description="Five fields (minute hour day month "
+                      "weekday) read in America/New_York, or an alias such as `@daily`: e.g. "
+                      "`25 9 * * 1-5`, `30 16 * * 5`")
     mode: Mode
     symbols: list[Symbol] = Field(min_length=1, max_length=10, description="Distinct tickers",
                                   json_schema_extra={"uniqueItems": True})
@@ -47,8 +49,10 @@ class ScheduleCreate(StorableBody):
         default=None, ge=1, le=MAX_SESSIONS,
         description="Daily: how many sessions the backtest spans, ending at the session "
                     "the fire plays (default 5)")
+    # At least a minute, the cron's resolution: a pass that starts a moment after the
+    # due time must still make its run.
     make_up_seconds: int = Field(
-        default=3600, ge=0, le=MAX_MAKE_UP_SECONDS,
+        default=3600, ge=60, le=MAX_MAKE_UP_SECONDS,
         description="A fire missed while no controller led is made up this late at most; "
                     "later, it is recorded as missed")
     initial_cash: Decimal = as_in_spec("initial_cash")

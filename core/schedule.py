@@ -20,6 +20,7 @@ from croniter import CroniterBadDateError, croniter
 
 from core import calendar
 from core.errors import InvalidSpec
+from core.marketdata.sessions import require_closed
 from core.spec import Mode, RunSpec
 
 NEW_YORK = ZoneInfo(calendar.NEW_YORK)
@@ -38,10 +39,10 @@ def check_cron(cron: str) -> None:
     InvalidSpec otherwise."""
     fields = cron.split()
     if not (len(fields) == 5 or (len(fields) == 1 and cron.strip() in _ALIASES)):
-        raise InvalidSpec(f"cron {cron!r}: five fields (minute hour day month weekday), "
-                          "read in America/New_York")
+        raise InvalidSpec(f"{cron!r} is not five fields (minute hour day month weekday, "
+                          "read in America/New_York) or an alias such as @daily")
     if not croniter.is_valid(cron):
-        raise InvalidSpec(f"cron {cron!r} is not a valid cron expression")
+        raise InvalidSpec(f"{cron!r} is not a valid cron expression")
 
 
 _ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
@@ -116,4 +117,7 @@ def spec_for(template: dict[str, Any], fire: dt.datetime) -> RunSpec:
         first = (calendar.previous_sessions(last, count - 1)[0] if count > 1 else last)
         spec = RunSpec.model_validate({**options, "start": first, "end": last})
     spec.check_playable(today=fire.astimezone(NEW_YORK).date())
+    if spec.data is None or spec.data.is_provider:
+        # A provider's bars are final only after the close: `today` before it is no run.
+        require_closed([last], now=fire)
     return spec

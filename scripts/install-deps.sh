@@ -7,8 +7,11 @@ need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v runuser >/dev/null || need_apt+=(util-linux)
-# A real Prometheus scrapes the chart's pods in tests/cluster/test_observability.py.
+# A real Prometheus scrapes the chart's pods in tests/cluster/test_helm_release.py.
 command -v prometheus >/dev/null || need_apt+=(prometheus)
+# The schedule cluster test runs a controller on a shifted clock (libfaketime): a fire due
+# on a trading day whatever day the suite runs.
+command -v faketime >/dev/null || need_apt+=(faketime)
 if ((${#need_apt[@]})); then
   echo "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

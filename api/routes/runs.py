@@ -27,6 +27,7 @@ from api.schemas import (
 from api.services import Services
 from core.errors import NotFound
 from core.marketdata.resolve import resolve_data_source
+from core.marketdata.sessions import new_york_date
 from core.records import Run, TradeStatus
 from core.spec import DeciderKind, Mode, RunSpec, replay_mismatch
 from core.status import RunStatus
@@ -86,13 +87,13 @@ def create_run(body: RunCreate, who: CallerDep, svc: ServicesDep, response: Resp
 
 
 def playable_spec(svc: Services, spec: RunSpec, model_id: int, user_id: str, *,
-                  today: dt.date | None = None) -> RunSpec:
+                  at: dt.datetime | None = None) -> RunSpec:
     """Every check a run passes before it is stored (here, in a batch, and a schedule's
-    next run, played as of its fire's `today`): a session that can be played, a data
-    source that can serve it (the spec names it), the caller's model, a replay's source.
+    next run as of its fire time `at`): a session that can be played, a data source
+    that can serve it (the spec names it), the caller's model, a replay's source.
     InvalidSpec or a 422 ApiProblem when it fails."""
-    spec.check_playable(today)
-    spec = resolve_data_source(spec, svc.store, svc.market_data)
+    spec.check_playable(None if at is None else new_york_date(at))
+    spec = resolve_data_source(spec, svc.store, svc.market_data, now=at)
     try:
         svc.store.get_model(model_id, user_id)
     except NotFound as exc:

@@ -16,7 +16,7 @@ from api.schedule_schemas import FireOut, ScheduleCreate, ScheduleOut, ScheduleP
 from api.services import Services
 from core.errors import InvalidSpec
 from core.records import Schedule
-from core.schedule import NEW_YORK, next_fires, spec_for
+from core.schedule import next_fires, spec_for
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"], responses=problems(401))
 
@@ -53,7 +53,7 @@ def create_schedule(body: ScheduleCreate, who: CallerDep, svc: ServicesDep,
     first = upcoming[0]
     try:
         spec = playable_spec(svc, spec_for(template, first), body.model_id, who.user_id,
-                             today=first.astimezone(NEW_YORK).date())
+                             at=first)
     except ValidationError as exc:
         msg = str(exc.errors()[0].get("msg", exc)).removeprefix("Value error, ")
         raise ApiProblem(422, f"the run of {first.isoformat()}: {msg}") from exc

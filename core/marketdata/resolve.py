@@ -7,6 +7,8 @@ the run, its list row and its result say where its bars came from.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from core.errors import InvalidSpec
 from core.marketdata.sessions import require_closed
 from core.marketdata.settings import MarketDataSettings
@@ -16,12 +18,14 @@ from core.store import Store
 PROVIDERS = (DataSource.POLYGON, DataSource.ALPACA)
 
 
-def resolve_data_source(spec: RunSpec, store: Store, settings: MarketDataSettings) -> RunSpec:
-    """The spec with `data` set to the source that will serve it; InvalidSpec when no
-    source can (the API answers 422 with how to configure one)."""
+def resolve_data_source(spec: RunSpec, store: Store, settings: MarketDataSettings, *,
+                        now: dt.datetime | None = None) -> RunSpec:
+    """The spec with `data` set to the source that will serve it, as of `now` (a
+    schedule's fire time; default: now); InvalidSpec when no source can (the API
+    answers 422 with how to configure one)."""
     if spec.data is not None and not spec.data.is_provider:
         return spec
-    require_closed(spec.session_days()[-1:])
+    require_closed(spec.session_days()[-1:], now)
     configured = {DataSource(name) for name in settings.configured()}
     if spec.data is not None:
         if spec.data in configured or fully_cached(spec, store, spec.data):

@@ -5,6 +5,7 @@ host through Secrets, exactly as a deployment wires them."""
 from __future__ import annotations
 
 import base64
+import glob
 import json
 import os
 import signal
@@ -28,6 +29,13 @@ from tests.servers import Postgres, Redis, free_port
 
 RUNNER_ENV = {"TICKRUN_RUNNER_STEP_DELAY_SECONDS": "0.05",
               "TICKRUN_RUNNER_STOP_INTENT_WAIT_SECONDS": "3"}
+
+
+def faketime_library() -> str:
+    """libfaketime's multithreaded build (Debian's faketime package, scripts/install-deps.sh)."""
+    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))
+    assert found, "libfaketime is not installed: scripts/install-deps.sh installs faketime"
+    return found[0]
 
 
 class Stack:
@@ -90,9 +98,17 @@ class Stack:
             server.stop()
 
     def start_controller(self, identity: str, per_user: int = 2,
+                         clock_offset: float | None = None,
                          **overrides: Any) -> subprocess.Popen[bytes]:
+        """A controller process; with `clock_offset`, its wall clock runs that many
+        seconds ahead (libfaketime; monotonic time stays real)."""
         env = {**self.backend.runner_env(), **self.k8s_env(**overrides),
                "TICKRUN_PER_USER_LIMIT": str(per_user), "POD_NAME": identity}
+        if clock_offset is not None:
+            # The library itself, not the `faketime` wrapper: a signal must reach the
+            # controller, not a parent that would leave it running.
+            env.update(LD_PRELOAD=faketime_library(), FAKETIME=f"{clock_offset:+.3f}s",
+                       FAKETIME_DONT_FAKE_MONOTONIC="1")
         log = open(self.log_dir / f"controller-{identity}.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen([sys.executable, "-m", "controller", "--metrics-port",
                                  str(free_port())], env=env, stdout=log, stderr=log)

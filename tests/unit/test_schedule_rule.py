@@ -120,3 +120,12 @@ def test_a_template_that_is_no_run_is_refused() -> None:
     with pytest.raises(InvalidSpec, match="outside the exchange calendar"):
         spec_for({"mode": "intraday", "symbols": ["AAPL"], "session": "today"},
                  ny(dt.date.today() + dt.timedelta(days=800), 9, 25))
+
+
+def test_a_fire_before_the_close_of_the_session_it_plays_is_no_run_on_provider_data() -> None:
+    template = {"mode": "intraday", "symbols": ["AAPL"], "data": "polygon", "session": "today"}
+    with pytest.raises(InvalidSpec, match="has not closed yet"):
+        spec_for(template, ny(D(2025, 12, 1), 9, 25))
+    assert spec_for(template, ny(D(2025, 12, 1), 16, 5)).date == D(2025, 12, 1)
+    # Synthetic bars need no close.
+    assert spec_for({**template, "data": "synthetic"}, ny(D(2025, 12, 1), 9, 25)).date
