@@ -111,7 +111,8 @@ class KubernetesExecutor(Executor):
             if job is not None:
                 self._forget_recent(run_id)  # the cache has it: from now on it tells the truth
             state = interpret(job, self.informer.pods(run_id), now=now,
-                              unschedulable_timeout=self.settings.unschedulable_timeout_seconds)
+                              unschedulable_timeout=self.settings.unschedulable_timeout_seconds,
+                              start_timeout=self.settings.container_start_timeout_seconds)
             if state.phase == "gone" and self._just_made(run_id):
                 state = WorkloadState("pending")
             elif state.phase == "gone":

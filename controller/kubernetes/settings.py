@@ -71,6 +71,10 @@ class KubernetesSettings(BaseSettings):
     unschedulable_timeout_seconds: float = Field(
         default=120.0, gt=0,
         description="A pod unschedulable this long fails its run (Unschedulable)")
+    container_start_timeout_seconds: float = Field(
+        default=120.0, gt=0,
+        description="A run pod whose container cannot start this long (an image pull or "
+                    "container creation failing, which the kubelet retries) fails its run")
     watch_timeout_seconds: int = Field(
         default=300, ge=10, description="Server-side watch timeout; the watch then resumes")
     watch_inactivity_seconds: float = Field(

@@ -12,10 +12,13 @@ from typing import Any
 
 from controller.workload import WorkloadState
 
-# Waiting reasons that will not fix themselves: the run fails with them.
-FATAL_WAITING = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName",
-                           "CreateContainerConfigError", "CreateContainerError",
-                           "ErrImageNeverPull"})
+# Waiting reasons that cannot fix themselves: the run fails with them at once.
+FATAL_WAITING = frozenset({"InvalidImageName", "ErrImageNeverPull"})
+# Waiting reasons the kubelet retries, which a registry or a busy containerd may clear
+# (a pull that timed out, "context deadline exceeded" creating the container): the run
+# fails with them only once its pod has been stuck on them for the start timeout.
+STUCK_WAITING = frozenset({"ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError",
+                           "CreateContainerError"})
 
 
 def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -34,21 +37,30 @@ def _terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _waiting_reason(pod: dict[str, Any]) -> str | None:
-    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-        waiting = (cs.get("state") or {}).get("waiting")
-        if waiting and waiting.get("reason") in FATAL_WAITING:
+def _waiting_reason(pod: dict[str, Any], now: dt.datetime, start_timeout: float) -> str | None:
+    """Why the pod's container cannot start, once that is final: a fatal reason at once,
+    a retried one after `start_timeout` seconds from the kubelet taking the pod."""
+    status = pod.get("status") or {}
+    started = status.get("startTime")
+    stuck_for = (now - _time(started)).total_seconds() if started else 0.0
+    for cs in status.get("containerStatuses") or []:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        if reason in FATAL_WAITING or (reason in STUCK_WAITING and stuck_for >= start_timeout):
             message = waiting.get("message") or ""
-            return f"{waiting['reason']}: {message}".strip(": ")[:500]
+            return f"{reason}: {message}".strip(": ")[:500]
     return None
+
+
+def _time(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def _unschedulable_since(pod: dict[str, Any]) -> tuple[dt.datetime, str] | None:
     for c in (pod.get("status") or {}).get("conditions") or []:
         if c.get("type") == "PodScheduled" and c.get("status") == "False" and \
                 c.get("reason") == "Unschedulable":
-            since = dt.datetime.fromisoformat(c["lastTransitionTime"].replace("Z", "+00:00"))
-            return since, str(c.get("message") or "")
+            return _time(c["lastTransitionTime"]), str(c.get("message") or "")
     return None
 
 
@@ -73,7 +85,8 @@ def pod_alive(pod: dict[str, Any]) -> bool:
 
 
 def interpret(job: dict[str, Any] | None, pods: list[dict[str, Any]], *,
-              now: dt.datetime, unschedulable_timeout: float) -> WorkloadState:
+              now: dt.datetime, unschedulable_timeout: float,
+              start_timeout: float = 120.0) -> WorkloadState:
     alive = any(pod_alive(p) for p in pods)
     if job is None:
         return WorkloadState("gone", pod_alive=alive)
@@ -94,7 +107,7 @@ def interpret(job: dict[str, Any] | None, pods: list[dict[str, Any]], *,
     if (job.get("spec") or {}).get("suspend"):
         return WorkloadState("suspended", pod_alive=alive)
     if newest is not None:
-        fatal = _waiting_reason(newest)
+        fatal = _waiting_reason(newest, now, start_timeout)
         if fatal:
             return WorkloadState("failed", fatal, None, alive)
         pending = _unschedulable_since(newest)

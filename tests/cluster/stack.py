@@ -73,6 +73,7 @@ class Stack:
                "TICKRUN_K8S_LEASE_RENEW_SECONDS": "1",
                "TICKRUN_K8S_RESYNC_SECONDS": "10",
                "TICKRUN_K8S_UNSCHEDULABLE_TIMEOUT_SECONDS": "5",
+               "TICKRUN_K8S_CONTAINER_START_TIMEOUT_SECONDS": "10",
                "TICKRUN_K8S_RESOURCES": json.dumps({"requests": {"cpu": "10m",
                                                                  "memory": "64Mi"},
                                                     "limits": {"memory": "768Mi"}})}

@@ -29,7 +29,7 @@ def pod(phase: str = "Running", *, state: dict[str, Any] | None = None,
 
 
 def state(j: dict[str, Any] | None, pods: list[dict[str, Any]]) -> Any:
-    return interpret(j, pods, now=NOW, unschedulable_timeout=60)
+    return interpret(j, pods, now=NOW, unschedulable_timeout=60, start_timeout=90)
 
 
 def test_suspended_running_and_complete() -> None:
@@ -55,11 +55,28 @@ def test_deadline_and_exit_codes() -> None:
     assert s.reason == "PodFailurePolicy: runner exited with code 78 run spec"
 
 
-def test_image_pull_backoff_fails_without_waiting() -> None:
-    waiting = pod("Pending", state={"waiting": {"reason": "ImagePullBackOff",
-                                                "message": "Back-off pulling image \"nope\""}})
-    s = state(job(), [waiting])
-    assert s.phase == "failed" and s.reason.startswith("ImagePullBackOff")  # type: ignore[union-attr]
+def waiting(reason: str, seconds_ago: int, message: str = "") -> dict[str, Any]:
+    """A pod the kubelet took `seconds_ago`, its container waiting with `reason`."""
+    stuck = pod("Pending", state={"waiting": {"reason": reason, "message": message}})
+    started = NOW - dt.timedelta(seconds=seconds_ago)
+    stuck["status"]["startTime"] = started.isoformat().replace("+00:00", "Z")
+    return stuck
+
+
+def test_an_image_that_cannot_exist_fails_without_waiting() -> None:
+    s = state(job(), [waiting("InvalidImageName", 1, "couldn't parse image name")])
+    assert s.phase == "failed" and s.reason.startswith("InvalidImageName")
+
+
+def test_a_start_the_kubelet_retries_fails_only_after_the_start_timeout() -> None:
+    """A busy containerd ("context deadline exceeded") or a registry blip clears itself;
+    a missing image does not (timeout here 90 s)."""
+    for reason in ("CreateContainerError", "ErrImagePull", "ImagePullBackOff",
+                   "CreateContainerConfigError"):
+        assert state(job(), [waiting(reason, 30, "context deadline exceeded")]
+                     ).phase == "pending", reason
+        s = state(job(), [waiting(reason, 95, 'Back-off pulling image "nope"')])
+        assert s.phase == "failed" and s.reason == f'{reason}: Back-off pulling image "nope"'
 
 
 def test_unschedulable_fails_after_the_timeout() -> None:
