@@ -53,6 +53,18 @@ def _out(svc: Services, run: Run) -> RunOut:
     return RunOut.of(run, live)
 
 
+def _outs(svc: Services, runs: list[Run]) -> list[RunOut]:
+    """A page of runs with the live progress of those not final, read in one batch."""
+    live: dict[int, dict[str, Any]] = {}
+    active = [r.id for r in runs if not r.status.is_terminal]
+    if active:
+        try:
+            live = svc.events.get_progress_many(active)
+        except Exception as exc:  # the live view is optional; the store is the record
+            log.warning("progress of %d runs unavailable: %s", len(active), exc)
+    return [RunOut.of(run, live.get(run.id, {})) for run in runs]
+
+
 def _request_hash(body: RunCreate) -> str:
     # The spec in its stored form plus the model: the same for either request class.
     canonical = json.dumps({**body.spec().model_dump(mode="json"), "model_id": body.model_id},
@@ -147,7 +159,7 @@ def list_runs(who: CallerDep, svc: ServicesDep,
     runs = svc.store.list_runs(who.user_id, flt)
     more = len(runs) > limit
     runs = runs[:limit]
-    return RunPage(items=[_out(svc, r) for r in runs],
+    return RunPage(items=_outs(svc, runs),
                    next_cursor=encode_cursor(runs[-1].id) if more and runs else None)
 
 

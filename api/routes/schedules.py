@@ -58,7 +58,9 @@ def create_schedule(body: ScheduleCreate, who: CallerDep, svc: ServicesDep,
         msg = str(exc.errors()[0].get("msg", exc)).removeprefix("Value error, ")
         raise ApiProblem(422, f"the run of {first.isoformat()}: {msg}") from exc
     except InvalidSpec as exc:
-        raise ApiProblem(422, f"the run of {first.isoformat()}: {exc}") from exc
+        hint = ("; fire after the close, or play the last closed session (`session: "
+                "last_closed`)") if "has not closed yet" in str(exc) else ""
+        raise ApiProblem(422, f"the run of {first.isoformat()}: {exc}{hint}") from exc
     if spec.data is not None:  # resolved now: the controller plays what was checked
         template["data"] = spec.data.value
     schedule = svc.store.create_schedule(who.user_id, body.model_id, body.name, body.cron,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -63,6 +64,11 @@ class EventLog(ABC):
 
     @abstractmethod
     def get_progress(self, run_id: int) -> dict[str, Any]: ...
+
+    def get_progress_many(self, run_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """The progress of several runs (a list page's): one round trip where the log
+        can batch them."""
+        return {run_id: self.get_progress(run_id) for run_id in run_ids}
 
     @abstractmethod
     def finish(self, run_id: int) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Sequence
 from typing import Any, cast
 
 import redis
@@ -93,6 +94,14 @@ class RedisEventLog(EventLog):
     def get_progress(self, run_id: int) -> dict[str, Any]:
         raw: dict[str, str] = self._reader.hgetall(progress_key(run_id, self._prefix))
         return {k: json.loads(v) for k, v in raw.items()}
+
+    def get_progress_many(self, run_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        pipe = self._reader.pipeline(transaction=False)
+        for run_id in run_ids:
+            pipe.hgetall(progress_key(run_id, self._prefix))
+        found: list[dict[str, str]] = pipe.execute()
+        return {run_id: {k: json.loads(v) for k, v in raw.items()}
+                for run_id, raw in zip(run_ids, found, strict=True)}
 
     def finish(self, run_id: int) -> None:
         pipe = self._writer.pipeline()

@@ -44,14 +44,27 @@ def config(bearer: str) -> SchemathesisConfig:
             # A well-formed spec can still be unplayable: a holiday, a future date, an
             # unknown model or replay source, an end before the start. The calendar, the
             # clock and the database are not in the schema; nor is a batch's choice of
-            # dates or ranges, its distinct items, or its cap on the matrix.
-            {"include-name": ["POST /v1/runs", "POST /v1/batches"],
+            # dates or ranges, its distinct items, or its cap on the matrix; nor is a
+            # schedule's cron syntax, or whether its rule ever falls on a session.
+            {"include-name": ["POST /v1/runs", "POST /v1/batches", "POST /v1/schedules"],
              "checks": {"positive_data_acceptance": {
                  "expected-statuses": [*DEFAULT_ACCEPTED, "422"]}}},
             # A cursor is opaque: only one this server issued decodes.
-            {"include-name": ["GET /v1/runs", "GET /v1/models", "GET /v1/batches"],
+            {"include-name": ["GET /v1/runs", "GET /v1/models", "GET /v1/batches",
+                              "GET /v1/schedules"],
              "checks": {"positive_data_acceptance": {
                  "expected-statuses": [*DEFAULT_ACCEPTED, "400"]}}},
+            # Links schemathesis infers from a run's `schedule_id` (or `batch_id`), null
+            # for a run no schedule (or batch) made, arrive as the id "None": a 422.
+            {"include-name": [f"{method} /v1/schedules/{{schedule_id}}{tail}"
+                              for method, tail in (("GET", ""), ("DELETE", ""),
+                                                   ("GET", "/fires"), ("POST", "/pause"),
+                                                   ("POST", "/resume"))]
+                             + [f"{method} /v1/batches/{{batch_id}}{tail}"
+                                for method, tail in (("GET", ""), ("POST", "/stop"),
+                                                     ("GET", "/compare"))],
+             "checks": {"positive_data_acceptance": {
+                 "expected-statuses": [*DEFAULT_ACCEPTED, "422"]}}},
         ],
     })
 
