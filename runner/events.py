@@ -18,6 +18,8 @@ from runner.telemetry import EVENTS_DROPPED
 
 log = logging.getLogger(__name__)
 
+FLUSH_CHUNK = 500  # events per batch when a backlog drains
+
 
 class EventPublisher:
     def __init__(self, event_log: EventLog, run_id: int, *, buffer_size: int = 5000,
@@ -30,9 +32,22 @@ class EventPublisher:
         self._retry_after = retry_after_seconds
         self._clock = clock
         self._down_until = 0.0
+        self._progress: dict[str, Any] | None = None  # the newest, sent with the next batch
         self.dropped = 0
 
     def publish(self, type: EventType, data: dict[str, Any]) -> None:
+        self._queue(type, data)
+        self.flush()
+
+    def publish_step(self, events: list[tuple[EventType, dict[str, Any]]],
+                     progress: dict[str, Any]) -> None:
+        """A step's events and its progress, sent together in one round trip."""
+        for type, data in events:
+            self._queue(type, data)
+        self._progress = progress
+        self.flush()
+
+    def _queue(self, type: EventType, data: dict[str, Any]) -> None:
         if len(self._pending) >= self._buffer_size:
             self._pending.popleft()
             self.dropped += 1
@@ -40,7 +55,6 @@ class EventPublisher:
             if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
                 log.warning("event log unavailable: %d event(s) dropped so far", self.dropped)
         self._pending.append((type, data))
-        self.flush()
 
     def progress(self, progress: dict[str, Any]) -> None:
         if self._clock() < self._down_until:
@@ -51,17 +65,23 @@ class EventPublisher:
             self._mark_down(exc)
 
     def flush(self) -> bool:
-        """Send what is pending; False when the log is (still) unavailable."""
+        """Send what is pending (and the newest progress) at once; False when the log
+        is (still) unavailable. A batch is written whole or not at all, so a retry
+        doubles nothing; a long backlog goes out in chunks."""
         if self._clock() < self._down_until:
             return False
-        while self._pending:
-            type, data = self._pending[0]
+        while self._pending or self._progress is not None:
+            chunk = [self._pending[i] for i in range(min(len(self._pending), FLUSH_CHUNK))]
+            progress = self._progress if len(chunk) == len(self._pending) else None
             try:
-                self._log.append(self._run_id, type, data)
+                self._log.append_batch(self._run_id, chunk, progress)
             except Exception as exc:
                 self._mark_down(exc)
                 return False
-            self._pending.popleft()
+            for _ in chunk:
+                self._pending.popleft()
+            if progress is not None:
+                self._progress = None
         return True
 
     def finish(self, deadline_seconds: float) -> None:

@@ -155,10 +155,10 @@ class Session:
         decision, trades and checkpoint are keyed by step, so nothing lands twice).
         False when a stop comes while waiting."""
         deadline = time.monotonic() + self.settings.store_outage_seconds
-        delay = 0.5
+        delay, again = 0.5, False
         while True:
             try:
-                self._play_step(step)
+                self._play_step(step, recorded_before=again or step == self.run.steps_done)
                 return True
             except StoreUnavailable as exc:
                 if time.monotonic() + delay > deadline:
@@ -167,14 +167,17 @@ class Session:
                 telemetry.STORE_OUTAGE_RETRIES.inc()
                 if self.stop.wait(delay):
                     return False
-                delay = min(delay * 2, 5.0)
+                delay, again = min(delay * 2, 5.0), True
 
-    def _play_step(self, step: int) -> None:
+    def _play_step(self, step: int, *, recorded_before: bool = True) -> None:
+        """`recorded_before`: the step may have a decision already (the first step after
+        a checkpoint, or one played again after an outage); no other step can, as this
+        runner alone writes the run's decisions (fencing), so it skips that read."""
         run_id = self.run.id
         bar_time = self.timeline.times[step]
         broker = RunBroker(self.trading, run_id, step, self._fill_prices(step), bar_time,
                            self.timeline.times[self._fill_step(step)])
-        decision = self.store.get_decision(run_id, step)
+        decision = self.store.get_decision(run_id, step) if recorded_before else None
         tool_trades: list[Trade] = []
         if decision is None and step == self.run.steps_done and self.run.attempts > 1:
             decision, tool_trades = self._interrupted_decision(step)
@@ -183,12 +186,12 @@ class Session:
         else:
             # Its orders replay from seq 0 and return the trades already made.
             log.info("step %d was decided before a restart; executing that decision", step)
-        self.publisher.publish(EventType.DECISION, _decision_event(decision))
+        events = [(EventType.DECISION, _decision_event(decision))]
         trades = tool_trades + [broker.submit(order, decision.reasoning)
                                 for order in decision.orders]
         for trade in trades:
             telemetry.TRADES.labels(trade.status.value).inc()
-            self.publisher.publish(EventType.TRADE, _trade_event(trade))
+            events.append((EventType.TRADE, _trade_event(trade)))
         portfolio = self.store.get_portfolio(run_id)
         equity = portfolio.equity({s: b[step].close for s, b in self.bars.items()})
         self.store.complete_step(run_id, step, equity=equity, cash=portfolio.cash,
@@ -196,8 +199,8 @@ class Session:
         progress = {"step": step + 1, "total": len(self.timeline), "equity": str(equity),
                     "cash": str(portfolio.cash), "bar_time": bar_time.isoformat(),
                     "last_action": decision.action}
-        self.publisher.progress(progress)
-        self.publisher.publish(EventType.PROGRESS, progress)
+        events.append((EventType.PROGRESS, progress))
+        self.publisher.publish_step(events, progress)
 
     def _decide_and_record(self, step: int, broker: RunBroker) -> tuple[Decision, list[Trade]]:
         """Decide, then record the decision; also returns the trades its tools made."""

@@ -62,6 +62,16 @@ class EventLog(ABC):
     @abstractmethod
     def set_progress(self, run_id: int, progress: dict[str, Any]) -> None: ...
 
+    def append_batch(self, run_id: int, events: Sequence[tuple[EventType, dict[str, Any]]],
+                     progress: dict[str, Any] | None = None) -> None:
+        """Append `events` in order and set `progress` (a step's worth): all or none,
+        in one round trip, in the logs that can (both here do); raises on a log that
+        cannot be reached."""
+        for type, data in events:
+            self.append(run_id, type, data)
+        if progress:
+            self.set_progress(run_id, progress)
+
     @abstractmethod
     def get_progress(self, run_id: int) -> dict[str, Any]: ...
 

@@ -87,6 +87,21 @@ class RedisEventLog(EventLog):
                      data=json.loads(fields["data"]),
                      time=dt.datetime.fromisoformat(fields["time"]))
 
+    def append_batch(self, run_id: int, events: Sequence[tuple[EventType, dict[str, Any]]],
+                     progress: dict[str, Any] | None = None) -> None:
+        # MULTI/EXEC: one round trip, and a retry after a failure cannot double an event.
+        pipe = self._writer.pipeline(transaction=True)
+        now = dt.datetime.now(dt.UTC).isoformat()
+        key = stream_key(run_id, self._prefix)
+        for type, data in events:
+            pipe.xadd(key, {"type": type.value, "time": now,
+                            "data": json.dumps(data, separators=(",", ":"), default=str)},
+                      maxlen=self._maxlen, approximate=True)
+        if progress:
+            pipe.hset(progress_key(run_id, self._prefix),
+                      mapping={k: json.dumps(v, default=str) for k, v in progress.items()})
+        pipe.execute()
+
     def set_progress(self, run_id: int, progress: dict[str, Any]) -> None:
         mapping = {k: json.dumps(v, default=str) for k, v in progress.items()}
         self._writer.hset(progress_key(run_id, self._prefix), mapping=mapping)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from core.eventlog.base import Event, EventLog, EventType
@@ -50,6 +51,20 @@ class SqliteEventLog(EventLog):
         row = self._store.connect().execute(
             "SELECT MAX(id) FROM events WHERE run_id = ?", (run_id,)).fetchone()
         return None if row is None or row[0] is None else str(row[0])
+
+    def append_batch(self, run_id: int, events: Sequence[tuple[EventType, dict[str, Any]]],
+                     progress: dict[str, Any] | None = None) -> None:
+        conn = self._store.connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for type, data in events:
+                self.append(run_id, type, data)
+            if progress:
+                self.set_progress(run_id, progress)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def set_progress(self, run_id: int, progress: dict[str, Any]) -> None:
         merged = {**self.get_progress(run_id), **progress}
