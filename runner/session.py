@@ -31,6 +31,7 @@ from core.store import Store
 from runner import telemetry
 from runner.budget import SpendGuard
 from runner.deciders import Decider, DeciderFailed, DecisionResult, StepContext
+from runner.deciders.base import LazyTrades
 from runner.events import EventPublisher
 from runner.marketdata import Bar, Timeline
 from runner.settings import RunnerSettings
@@ -181,8 +182,11 @@ class Session:
         tool_trades: list[Trade] = []
         if decision is None and step == self.run.steps_done and self.run.attempts > 1:
             decision, tool_trades = self._interrupted_decision(step)
+        portfolio = self.store.get_portfolio(run_id)
+        checkpointed = False
         if decision is None:
-            decision, tool_trades = self._decide_and_record(step, broker)
+            decision, tool_trades = self._decide_and_record(step, broker, portfolio)
+            checkpointed = decision.completed  # a hold: recorded with its checkpoint
         else:
             # Its orders replay from seq 0 and return the trades already made.
             log.info("step %d was decided before a restart; executing that decision", step)
@@ -192,25 +196,33 @@ class Session:
         for trade in trades:
             telemetry.TRADES.labels(trade.status.value).inc()
             events.append((EventType.TRADE, _trade_event(trade)))
-        portfolio = self.store.get_portfolio(run_id)
-        equity = portfolio.equity({s: b[step].close for s, b in self.bars.items()})
-        self.store.complete_step(run_id, step, equity=equity, cash=portfolio.cash,
-                                 attempt=self.attempt)
+        if trades:
+            portfolio = self.store.get_portfolio(run_id)
+        equity = self._equity(portfolio, step)
+        if not checkpointed:
+            self.store.complete_step(run_id, step, equity=equity, cash=portfolio.cash,
+                                     attempt=self.attempt)
         progress = {"step": step + 1, "total": len(self.timeline), "equity": str(equity),
                     "cash": str(portfolio.cash), "bar_time": bar_time.isoformat(),
                     "last_action": decision.action}
         events.append((EventType.PROGRESS, progress))
         self.publisher.publish_step(events, progress)
 
-    def _decide_and_record(self, step: int, broker: RunBroker) -> tuple[Decision, list[Trade]]:
-        """Decide, then record the decision; also returns the trades its tools made."""
+    def _equity(self, portfolio: Portfolio, step: int) -> Decimal:
+        return portfolio.equity({s: b[step].close for s, b in self.bars.items()})
+
+    def _decide_and_record(self, step: int, broker: RunBroker, portfolio: Portfolio
+                           ) -> tuple[Decision, list[Trade]]:
+        """Decide, then record the decision; also returns the trades its tools made. A
+        decision that trades nothing is recorded with its step's checkpoint (completed,
+        equity, cash) in one transaction."""
         tools_broker = DeciderBroker(broker)
         ctx = StepContext(
             run=self.run, model=self.model, step=step, steps_total=len(self.timeline),
             bar_time=self.timeline.times[step],
             history={s: b[: step + 1] for s, b in self.bars.items()},
-            portfolio=self.store.get_portfolio(self.run.id),
-            recent_trades=self._recent_trades(),
+            portfolio=portfolio,
+            recent_trades=LazyTrades(self._recent_trades),
             broker=tools_broker, stop_requested=lambda: self.stop.requested,
             over_budget=self._budget_check,
         )
@@ -229,12 +241,15 @@ class Session:
         telemetry.DECISION_LATENCY.labels(self.decider.name).observe(latency)
         telemetry.DECISIONS.labels(result.outcome).inc()
         self._count_spend(result)
+        holds = not result.orders and not tool_trades
         return self.store.record_decision(Decision(
             run_id=self.run.id, step=step, bar_time=ctx.bar_time, action=result.action,
             orders=result.orders, reasoning=result.reasoning, outcome=result.outcome,
             latency_ms=round(latency * 1000, 3), tokens_in=result.tokens_in,
             tokens_out=result.tokens_out, cost=result.cost, tool_calls=result.tool_calls,
             error=result.error, tokens_cached=result.tokens_cached,
+            equity=self._equity(portfolio, step) if holds else None,
+            cash=portfolio.cash if holds else None, completed=holds,
         ), attempt=self.attempt), tool_trades
 
     def _count_spend(self, result: DecisionResult) -> None:

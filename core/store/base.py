@@ -341,7 +341,9 @@ class Store(ABC):
 
     @abstractmethod
     def record_decision(self, decision: Decision, *, attempt: int | None = None) -> Decision:
-        """Insert the decision of a step; if one exists (a replayed step) return it."""
+        """Insert the decision of a step; if one exists (a replayed step) return it. A
+        decision recorded `completed` (a step that trades nothing) is its step's
+        checkpoint too: steps_done moves in the same transaction."""
 
     @abstractmethod
     def complete_step(self, run_id: int, step: int, *, equity: Decimal, cash: Decimal,

@@ -702,6 +702,9 @@ class SqlStore(Store):
             if row is None:
                 row = cur.one("SELECT * FROM decisions WHERE run_id = %s AND step = %s",
                               (x.run_id, x.step))
+            elif x.completed:  # recorded with its checkpoint: the step is done
+                cur.run("UPDATE runs SET steps_done = %s WHERE id = %s AND steps_done <= %s",
+                        (x.step + 1, x.run_id, x.step))
         assert row is not None
         return codec.decision_from(row)
 

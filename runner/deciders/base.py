@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 from core.records import Model, Order, Portfolio, Run, Trade
 from runner.marketdata import Bar
@@ -44,6 +44,32 @@ class StepContext:
 
     def price(self, symbol: str) -> Decimal:
         return self.history[symbol][-1].close
+
+
+class LazyTrades(Sequence[Trade]):
+    """A step's recent trades, read from the store the first time a decider looks (the
+    baselines never do: one query less per step)."""
+
+    def __init__(self, load: Callable[[], list[Trade]]) -> None:
+        self._load = load
+        self._trades: list[Trade] | None = None
+
+    def _get(self) -> list[Trade]:
+        if self._trades is None:
+            self._trades = self._load()
+        return self._trades
+
+    @overload
+    def __getitem__(self, index: int) -> Trade: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Trade]: ...
+
+    def __getitem__(self, index: int | slice) -> Trade | Sequence[Trade]:
+        return self._get()[index]
+
+    def __len__(self) -> int:
+        return len(self._get())
 
 
 @dataclass(frozen=True, slots=True)
