@@ -12,6 +12,9 @@ command -v prometheus >/dev/null || need_apt+=(prometheus)
 # The schedule cluster test runs a controller on a shifted clock (libfaketime): a fire due
 # on a trading day whatever day the suite runs.
 command -v faketime >/dev/null || need_apt+=(faketime)
+# `python -m bench api` loads the API with wrk, a compiled load generator: the numbers are
+# the server's, not a Python client's.
+command -v wrk >/dev/null || need_apt+=(wrk)
 if ((${#need_apt[@]})); then
   echo "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -28,11 +31,12 @@ id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql postg
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-# The runtime dependencies at the versions the images pin (constraints.txt).
+# The runtime dependencies and the api extra (the API, controller and CLI) at the versions
+# the images pin (constraints.txt), and the dev tools.
 stamp=.venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[dev]' -c constraints.txt
+  .venv/bin/pip install -q -e '.[api,dev]' -c constraints.txt
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

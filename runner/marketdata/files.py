@@ -2,6 +2,8 @@
 
 File name: <SYMBOL>.<interval>.csv or .parquet (interval 1m or 1d), columns time, open,
 high, low, close, volume; time in ISO 8601 (UTC when no offset; dates for daily bars).
+Parquet is read by fastparquet (any writer's files: pyarrow's, Spark's...), not pyarrow:
+pyarrow would be most of the runner's image.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import datetime as dt
 from decimal import Decimal
 from pathlib import Path
 
+import fastparquet
 import pandas as pd
 
 from core.errors import InvalidSpec
@@ -21,7 +24,7 @@ class FileMarketData(MarketData):
         self.data_dir = Path(data_dir)
 
     def _frame(self, symbol: str, interval: str) -> pd.DataFrame:
-        for suffix, reader in ((".parquet", pd.read_parquet), (".csv", pd.read_csv)):
+        for suffix, reader in ((".parquet", _read_parquet), (".csv", pd.read_csv)):
             path = self.data_dir / f"{symbol}.{interval}{suffix}"
             if path.exists():
                 frame = reader(path)
@@ -42,6 +45,13 @@ class FileMarketData(MarketData):
             if lo <= when <= hi:
                 found[when] = Bar(when, _dec(o), _dec(h), _dec(low), _dec(c), _dec(v))
         return align(symbol, timeline, found)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    # fastparquet's own reader: pandas' engine="fastparquet" is deprecated (pandas 3).
+    with path.open("rb") as f:
+        frame: pd.DataFrame = fastparquet.ParquetFile(f).to_pandas()
+    return frame
 
 
 def _dec(value: object) -> Decimal:

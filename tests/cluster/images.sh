@@ -78,9 +78,12 @@ base_image() {
       --cache-dir="$IMAGE_CACHE/debs" "$DEBIAN_SUITE" "$root" "$DEBIAN_MIRROR" \
       > "$IMAGE_CACHE/debootstrap.log" 2>&1 ||
       { tail -20 "$IMAGE_CACHE/debootstrap.log" >&2; die "debootstrap failed"; }
+    # debootstrap leaves its .debs (45 MB) in apt's cache; the images run with
+    # LANG=C.UTF-8, so the translations (33 MB) are never read.
     rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/usr/share/doc/* \
       "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/var/log/*.log \
-      "$root"/var/cache/debconf/*-old
+      "$root"/var/cache/debconf/*-old "$root"/var/cache/apt/archives/*.deb
+    find "$root/usr/share/locale" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
     tar --numeric-owner -C "$root" -cf "$tar.rootfs" .
     rm -rf "$root"
     c=$("${BUILDAH[@]}" from scratch)

@@ -1,19 +1,27 @@
 """The Dockerfiles: hadolint-clean, multi-stage, non-root, no HEALTHCHECK (Kubernetes
 probes), dependencies at the pinned versions of constraints.txt, which matches the venv
-the tests run in (scripts/constraints.py regenerates it)."""
+the tests run in (scripts/constraints.py regenerates it); the runner's image holds no
+package of pyproject's api extra (the API, controller and CLI)."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = [ROOT / "Dockerfile.api", ROOT / "Dockerfile.runner"]
 HADOLINT = Path(sys.executable).parent / "hadolint"
+# What only the API, the controller and the CLI import: pyproject's api extra, never in the
+# runner's image; nor pyarrow (fastparquet reads the runner's Parquet files).
+API_ONLY = {"fastapi", "starlette", "uvicorn", "sse-starlette", "pyjwt", "cryptography",
+            "httpx-sse", "typer", "rich", "kubernetes", "croniter"}
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
@@ -48,3 +56,29 @@ def test_constraints_pin_what_the_tests_run_with() -> None:
     for must in ("fastapi", "uvicorn", "psycopg", "redis", "kubernetes", "langchain-openai",
                  "prometheus-client", "pydantic"):
         assert must in pinned, must
+
+
+def _constraints_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("constraints", ROOT / "scripts/constraints.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_runner_image_installs_no_api_only_package() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    script = _constraints_script()
+    # The runner's image installs [project].dependencies and what they require.
+    runner = set(script.closure(project["dependencies"]))
+    assert not runner & (API_ONLY | {"pyarrow"}), runner & (API_ONLY | {"pyarrow"})
+    assert {"pandas", "fastparquet", "psycopg", "langchain-openai"} <= runner
+    api = set(script.closure(project["dependencies"] + project["optional-dependencies"]["api"]))
+    assert api >= API_ONLY, API_ONLY - api
+    text = (ROOT / "Dockerfile.runner").read_text()
+    assert "['project']['dependencies']" in text and "optional-dependencies" not in text
+    assert not re.search(r"^COPY (api|controller|bench)/", text, re.M)
+    assert re.search(r"^COPY runner/", text, re.M) and re.search(r"^COPY core/", text, re.M)
+    # The API and controller's image: the runtime dependencies and the api extra.
+    assert "p['dependencies'] + p['optional-dependencies']['api']" in \
+        (ROOT / "Dockerfile.api").read_text()
