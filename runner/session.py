@@ -132,6 +132,7 @@ class Session:
         self._pool = cf.ThreadPoolExecutor(1, thread_name_prefix="decider") \
             if decider.blocking else None
         self._next_status_check = 0.0
+        self._portfolio: Portfolio | None = None  # as of the last step played
 
     # -- the loop --------------------------------------------------------------------
     def play(self) -> Ending:
@@ -182,7 +183,10 @@ class Session:
         tool_trades: list[Trade] = []
         if decision is None and step == self.run.steps_done and self.run.attempts > 1:
             decision, tool_trades = self._interrupted_decision(step)
-        portfolio = self.store.get_portfolio(run_id)
+        # The last step's portfolio, unless this step may have traded before (this runner
+        # alone writes the run's ledger: fencing); read again after any trade.
+        portfolio = self._portfolio if self._portfolio is not None and not recorded_before \
+            else self.store.get_portfolio(run_id)
         checkpointed = False
         if decision is None:
             decision, tool_trades = self._decide_and_record(step, broker, portfolio)
@@ -198,6 +202,7 @@ class Session:
             events.append((EventType.TRADE, _trade_event(trade)))
         if trades:
             portfolio = self.store.get_portfolio(run_id)
+        self._portfolio = portfolio
         equity = self._equity(portfolio, step)
         if not checkpointed:
             self.store.complete_step(run_id, step, equity=equity, cash=portfolio.cash,
