@@ -18,7 +18,8 @@ def main() -> None:
     configure_logging("api")
     uvicorn.run("api.main:create_app", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_config=None, access_log=False, proxy_headers=True,
-                forwarded_allow_ips="*", timeout_graceful_shutdown=10)
+                forwarded_allow_ips="*", timeout_graceful_shutdown=10,
+                loop="uvloop", http="httptools")
 
 
 if __name__ == "__main__":

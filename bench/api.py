@@ -1,92 +1,340 @@
-"""`python -m bench api`: API latency under concurrency, and SSE fan-out.
+"""`python -m bench api`: the API server's throughput and latency, and SSE fan-out.
 
-- POST /v1/runs and GET /v1/runs/{id}: p50/p99 at 50 concurrent clients, against a real
-  uvicorn process on PostgreSQL + Redis (no reconciler: the API's own cost);
-- SSE: 1,000 concurrent subscribers of one run on that one process; events are appended
-  to Redis with their send time, and each subscriber measures delivery latency.
+- HTTP: wrk (a compiled load generator, one thread) loads each route for 10 s, so the
+  numbers are the server's and not a Python client's: GET /v1/runs/{id} at 50 connections
+  and at 1, GET /v1/runs?limit=50 (a full page of queued runs) and POST /v1/runs at 50.
+  The API runs as the chart runs it (`python -m api --workers N`, N = 1 and 2, each on
+  fresh PostgreSQL + Redis seeded with 200 runs) without a controller: a POST queues a
+  run and no runner starts. wrk, the API workers, PostgreSQL and Redis share this
+  machine's cores: the JSON gives each one's CPU seconds during every measurement, and
+  the load average before it. A route with failed requests is listed in
+  `routes_with_errors`, never averaged away.
+- SSE: 1,000 concurrent subscribers of one run on one API process; events are appended
+  to Redis with their send time, and each subscriber measures delivery latency (in
+  Python: wrk cannot follow a stream).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
+import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from httpx_sse import aconnect_sse
 
 from bench._support import emit, percentile
 
-CLIENTS = 50
-REQUESTS = 1500
+if TYPE_CHECKING:
+    from tests.servers import Postgres, Redis
+
+CONNECTIONS = 50
+DURATION_S = 10
+WARM_UP_S = 2
+SEED_RUNS = 200
+WRK_THREADS = 1
+# wrk leaves a request slower than its timeout (2 s by default) out of the latency
+# distribution and counts it as a socket timeout: a slow route must show in the numbers.
+WRK_TIMEOUT = "30s"
 SUBSCRIBERS = 1000
 EVENTS = 40
+USER = "bench-user"
 
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    method: str
+    path: str  # "{id}" cycles through the seeded runs
+    connections: int
+
+
+ROUTES = (
+    Route("get_run_50", "GET", "/v1/runs/{id}", CONNECTIONS),
+    Route("get_run_1", "GET", "/v1/runs/{id}", 1),
+    Route("list_50", "GET", "/v1/runs?limit=50", CONNECTIONS),
+    Route("post_50", "POST", "/v1/runs", CONNECTIONS),  # last: it adds runs
+)
+WARM_UP = ("get_run_50", "list_50")  # seeding has already warmed POST
+
+
+def _run_body(model_id: int) -> dict[str, Any]:
+    """A valid daily run on synthetic data (tests/integration/test_api_runs.py daily())."""
+    return {"model_id": model_id, "mode": "daily", "symbols": ["MSFT"], "start": "2024-01-02",
+            "end": "2024-04-30", "decider": "sma_crossover", "data": "synthetic",
+            "decider_params": {"fast": 3, "slow": 8}}
+
+
+# -- wrk ----------------------------------------------------------------------------------
+
+def _wrk_version() -> str:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found: scripts/install-deps.sh installs it (apt-get install "
+                         "wrk)")
+    out = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout
+    match = re.search(r"^wrk (\S+)", out, re.M)
+    return match.group(1) if match else "unknown"
+
+
+def _lua(route: Route, token: str, body: str, run_ids: Sequence[int]) -> str:
+    """The wrk script of a route: method, headers, body; a GET of one run cycles ids."""
+    lines = [f'wrk.method = "{route.method}"',
+             f'wrk.headers["Authorization"] = "Bearer {token}"']
+    if route.method == "POST":
+        lines += ['wrk.headers["Content-Type"] = "application/json"',
+                  f"wrk.body = [==[{body}]==]"]
+    if "{id}" in route.path:
+        prefix = route.path.split("{id}")[0]
+        lines += [f"local ids = {{{', '.join(map(str, run_ids))}}}", "local i = 0",
+                  "request = function()", "  i = i % #ids + 1",
+                  f'  return wrk.format(nil, "{prefix}" .. ids[i])', "end"]
+    return "\n".join(lines) + "\n"
+
+
+_TO_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if match is None:
+        raise ValueError(f"not a wrk time: {text!r}")
+    return round(float(match.group(1)) * _TO_MS[match.group(2)], 3)
+
+
+def parse_wrk(out: str) -> dict[str, Any]:
+    """wrk --latency's report: rate, latency percentiles, failed requests."""
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    done = re.search(r"^\s+(\d+) requests in ([\d.]+\w+),", out, re.M)
+    latency = re.search(r"^\s+Latency\s+(\S+)\s+\S+\s+(\S+)", out, re.M)
+    dist = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)\s*$", out, re.M))
+    if rps is None or done is None or latency is None or len(dist) != 4:
+        raise ValueError(f"unexpected wrk output:\n{out}")
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                     out)
+    socket_errors = dict(zip(("connect", "read", "write", "timeout"),
+                             (int(n) for n in sock.groups()) if sock else (0, 0, 0, 0),
+                             strict=True))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    non_2xx_count = int(non_2xx.group(1)) if non_2xx else 0
+    return {"rps": round(float(rps.group(1)), 1), "requests": int(done.group(1)),
+            "p50_ms": _ms(dist["50"]), "p75_ms": _ms(dist["75"]), "p90_ms": _ms(dist["90"]),
+            "p99_ms": _ms(dist["99"]), "avg_ms": _ms(latency.group(1)),
+            "max_ms": _ms(latency.group(2)), "non_2xx": non_2xx_count,
+            "socket_errors": socket_errors,
+            "errors": non_2xx_count + sum(socket_errors.values())}
+
+
+def _wrk(url: str, connections: int, seconds: int, script: Path) -> tuple[str, float]:
+    """Run wrk; its report and the CPU seconds it used itself."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(
+        ["wrk", "--latency", "-t", str(WRK_THREADS), "-c", str(connections),
+         "-d", f"{seconds}s", "--timeout", WRK_TIMEOUT, "-s", str(script), url],
+        capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr}{done.stdout}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return done.stdout, cpu
+
+
+# -- who used the cores -------------------------------------------------------------------
+
+def _cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process tree (exited children included)."""
+    parent: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        pid = int(stat.parent.name)
+        parent[pid] = int(fields[1])
+        ticks[pid] = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parent.items():
+        children.setdefault(ppid, []).append(pid)
+
+    def tree(pid: int) -> int:
+        return ticks.get(pid, 0) + sum(tree(c) for c in children.get(pid, []))
+    hz = os.sysconf("SC_CLK_TCK")
+    return {name: tree(pid) / hz for name, pid in roots.items()}
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# -- one measurement ----------------------------------------------------------------------
+
+@dataclass
+class Target:
+    url: str
+    token: str
+    body: str
+    run_ids: list[int]
+    processes: dict[str, int]  # name -> root pid of a process tree
+    scripts: Path
+
+
+def _script(target: Target, route: Route) -> Path:
+    path = target.scripts / f"{route.name}.lua"
+    if not path.exists():
+        path.write_text(_lua(route, target.token, target.body, target.run_ids))
+    return path
+
+
+def _route_url(target: Target, route: Route) -> str:
+    return target.url + route.path.replace("{id}", str(target.run_ids[0]))
+
+
+def measure(target: Target, route: Route, seconds: int) -> dict[str, Any]:
+    load = _load()
+    cpu_before = _cpu_seconds(target.processes)
+    out, wrk_cpu = _wrk(_route_url(target, route), route.connections, seconds,
+                        _script(target, route))
+    cpu_after = _cpu_seconds(target.processes)
+    result = {**parse_wrk(out), "connections": route.connections, "load_before": load,
+              "cpu_s": {"wrk": round(wrk_cpu, 2),
+                        **{k: round(cpu_after[k] - cpu_before[k], 2) for k in cpu_before}}}
+    if result["errors"]:
+        result["probe"] = _probe(target, route)
+    return result
+
+
+def _probe(target: Target, route: Route) -> str:
+    """One request of a route that failed under load: what does it answer alone?"""
+    try:
+        r = httpx.request(route.method, _route_url(target, route), content=target.body
+                          if route.method == "POST" else None, timeout=30,
+                          headers={"Authorization": f"Bearer {target.token}",
+                                   "Content-Type": "application/json"})
+        return f"{r.status_code} {r.text[:300]}"
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _describe(workers: int, route: Route, r: dict[str, Any]) -> str:
+    cpu = " ".join(f"{k} {v:.1f}" for k, v in r["cpu_s"].items())
+    line = (f"workers={workers} {route.name:<10} {r['rps']:>8.1f} req/s  p50 {r['p50_ms']:.2f}"
+            f" p90 {r['p90_ms']:.2f} p99 {r['p99_ms']:.2f} ms  errors {r['errors']}"
+            f"  (load before {r['load_before'][0]:.2f}; cpu s: {cpu})")
+    if r["errors"]:
+        line += (f"\n  WARNING: {r['non_2xx']} non-2xx, socket errors {r['socket_errors']};"
+                 f" alone it answers: {r['probe']}")
+    return line
+
+
+# -- servers ------------------------------------------------------------------------------
 
 def _raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
 
 
-def _start_api(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+@contextmanager
+def _backends() -> Iterator[tuple[Postgres, Redis]]:
+    """Fresh PostgreSQL (migrated) and Redis, as the tests start them."""
+    from core.store import open_store
+    from tests.servers import start_postgres, start_redis
+
+    pg, redis = start_postgres(), start_redis()
+    try:
+        store = open_store(pg.url())
+        store.migrate()
+        store.close()
+        yield pg, redis
+    finally:
+        pg.stop()
+        redis.stop()
+
+
+def _api_env(pg: Postgres, redis: Redis, log_dir: str) -> dict[str, str]:
+    from tests.apiserver import JWT_SECRET
+
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("TICKRUN_")},
+            "TICKRUN_DATABASE_URL": pg.url(), "TICKRUN_REDIS_URL": redis.url(),
+            "TICKRUN_JWT_SECRET": JWT_SECRET, "TICKRUN_EMBEDDED_CONTROLLER": "false",
+            "TICKRUN_LOCAL_LOG_DIR": log_dir}
+
+
+@contextmanager
+def _api(env: dict[str, str], port: int, workers: int) -> Iterator[subprocess.Popen[bytes]]:
+    """The API as the chart starts it; its logs go to stderr, away from the JSON line."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app", "--port",
-         str(port), "--log-level", "warning", "--no-access-log"], env=env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+        [sys.executable, "-m", "api", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", str(workers)], env=env, stdout=sys.stderr)
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}", proc, workers)
+        yield proc
+    finally:
+        proc.terminate()
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                return proc
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], workers: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/readyz").status_code == 200:
+                break
         except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("API did not start")
+            pass
+        time.sleep(0.1)
+    else:
+        raise RuntimeError("API did not start")
+    # One worker answering does not mean all are: wait for the others' start-up too.
+    while workers > 1 and len(api_workers(proc.pid)) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"API started fewer than {workers} workers")
+        time.sleep(0.1)
+    time.sleep(3 if workers > 1 else 0)
 
 
-async def _latencies(client: httpx.AsyncClient, make: Any, total: int) -> list[float]:
-    times: list[float] = []
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(total):
-        queue.put_nowait(i)
-
-    async def worker() -> None:
-        while not queue.empty():
-            i = queue.get_nowait()
-            started = time.perf_counter()
-            r = await make(i)
-            r.raise_for_status()
-            times.append((time.perf_counter() - started) * 1000)
-    await asyncio.gather(*(worker() for _ in range(CLIENTS)))
-    return times
+def api_workers(pid: int) -> list[int]:
+    """The worker processes of a multi-worker uvicorn (not its resource tracker)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    children = [int(c) for c in path.read_text().split()] if path.exists() else []
+    return [c for c in children if b"spawn_main" in _cmdline(c)]
 
 
-async def _requests(url: str, token: str) -> tuple[dict[str, Any], int]:
-    limits = httpx.Limits(max_connections=CLIENTS)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60,
-                                 headers={"Authorization": f"Bearer {token}"}) as c:
-        model = (await c.post("/v1/models", json={"signature": "bench"})).json()
-        body = {"model_id": model["id"], "mode": "daily", "symbols": ["SPY"],
-                "start": "2024-01-02", "end": "2024-06-28", "data": "synthetic"}
-        started = time.perf_counter()
-        posts = await _latencies(c, lambda i: c.post("/v1/runs", json=body), REQUESTS)
-        post_rps = REQUESTS / (time.perf_counter() - started)
-        first = (await c.get("/v1/runs", params={"limit": 1})).json()["items"][0]["id"]
-        started = time.perf_counter()
-        gets = await _latencies(c, lambda i: c.get(f"/v1/runs/{first - i % 500}"), REQUESTS)
-        get_rps = REQUESTS / (time.perf_counter() - started)
-    return ({"post_p50_ms": round(percentile(posts, 50), 2),
-             "post_p99_ms": round(percentile(posts, 99), 2), "post_per_s": round(post_rps),
-             "get_p50_ms": round(percentile(gets, 50), 2),
-             "get_p99_ms": round(percentile(gets, 99), 2), "get_per_s": round(get_rps)},
-            int(first))
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
+
+def _seed(url: str, token: str) -> tuple[str, list[int]]:
+    """A model and SEED_RUNS queued runs of the user (full list pages); the run body."""
+    with httpx.Client(base_url=url, timeout=60,
+                      headers={"Authorization": f"Bearer {token}"}) as c:
+        model = c.post("/v1/models", json={"signature": "bench"}).raise_for_status().json()
+        body = _run_body(int(model["id"]))
+        ids = [int(c.post("/v1/runs", json=body).raise_for_status().json()["id"])
+               for _ in range(SEED_RUNS)]
+    return json.dumps(body, separators=(",", ":")), ids
+
+
+# -- SSE fan-out (Python: wrk cannot follow a stream) -------------------------------------
 
 async def _fan_out(url: str, token: str, run_id: int, append: Any) -> dict[str, Any]:
     latencies: list[float] = []
@@ -123,38 +371,78 @@ async def _fan_out(url: str, token: str, run_id: int, append: Any) -> dict[str, 
             "sse_p99_ms": round(percentile(latencies, 99), 2)}
 
 
-def main(argv: list[str]) -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+def _sse(url: str, token: str, redis: Redis, run_id: int) -> dict[str, Any]:
     from core.eventlog import EventType
     from core.eventlog.redis_log import RedisEventLog
-    from core.store import open_store
-    from tests.apiserver import JWT_SECRET, token
-    from tests.servers import free_port, start_postgres, start_redis
 
+    log = RedisEventLog(redis.url())
+    return asyncio.run(_fan_out(
+        url, token, run_id, lambda kind, data: log.append(run_id, EventType(kind), data)))
+
+
+# -- one API configuration ----------------------------------------------------------------
+
+def bench_workers(workers: int, seconds: int,
+                  with_sse: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Every route against `python -m api --workers N` on fresh servers; and SSE if asked."""
+    from tests.apiserver import token
+    from tests.servers import free_port
+
+    user, port = token(USER, expires_in=7200), free_port()
+    url = f"http://127.0.0.1:{port}"
+    routes: dict[str, Any] = {}
+    sse: dict[str, Any] | None = None
+    with (_backends() as (pg, redis), tempfile.TemporaryDirectory() as tmp,
+          _api(_api_env(pg, redis, tmp), port, workers) as api):
+        body, run_ids = _seed(url, user)
+        # Who shares the cores with wrk; each API worker too, to show how wrk's
+        # connections spread over them.
+        processes = {"api": api.pid, "postgres": pg.process.pid, "redis": redis.process.pid,
+                     **{f"api_worker_{i}": pid
+                        for i, pid in enumerate(api_workers(api.pid), start=1)}}
+        target = Target(url, user, body, run_ids, scripts=Path(tmp), processes=processes)
+        for route in ROUTES:  # warm-up, not measured: pools, first calls
+            if route.name in WARM_UP:
+                _wrk(_route_url(target, route), CONNECTIONS, WARM_UP_S, _script(target, route))
+        for route in ROUTES:
+            time.sleep(1)
+            routes[route.name] = measure(target, route, seconds)
+            print(_describe(workers, route, routes[route.name]), flush=True)
+        if with_sse:
+            sse = {"api_workers": workers, "load_before": _load(),
+                   **_sse(url, user, redis, run_ids[0])}
+            print(f"workers={workers} sse: {json.dumps(sse)}", flush=True)
+    return routes, sse
+
+
+def main(argv: list[str]) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    parser = argparse.ArgumentParser(prog="python -m bench api")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                        help="API worker counts to measure (default: 1 2)")
+    parser.add_argument("--duration", type=int, default=DURATION_S,
+                        help="seconds of load per route")
+    parser.add_argument("--no-sse", action="store_true", help="skip the SSE fan-out")
+    args = parser.parse_args(argv)
+    version = _wrk_version()
     _raise_fd_limit()
-    pg, redis = start_postgres(), start_redis()
-    api: subprocess.Popen[bytes] | None = None
-    try:
-        store = open_store(pg.url())
-        store.migrate()
-        store.close()
-        port = free_port()
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("TICKRUN_")},
-               "TICKRUN_DATABASE_URL": pg.url(), "TICKRUN_REDIS_URL": redis.url(),
-               "TICKRUN_JWT_SECRET": JWT_SECRET, "TICKRUN_EMBEDDED_CONTROLLER": "false",
-               "TICKRUN_LOCAL_LOG_DIR": tempfile.mkdtemp()}
-        api = _start_api(env, port)
-        url, user = f"http://127.0.0.1:{port}", token("bench-user", expires_in=7200)
-        result, run_id = asyncio.run(_requests(url, user))
-        log = RedisEventLog(redis.url())
-        result.update(asyncio.run(_fan_out(
-            url, user, run_id, lambda kind, data: log.append(run_id, EventType(kind), data))))
-        result.update({"clients": CLIENTS, "requests": REQUESTS, "cpus": os.cpu_count()})
-    finally:
-        if api is not None:
-            api.terminate()
-            api.wait(30)
-        pg.stop()
-        redis.stop()
-    emit(result)
+    print(f"load generator: wrk {version}, {WRK_THREADS} thread, {args.duration}s per route; "
+          f"load now {_load()}", flush=True)
+    per_workers: dict[str, Any] = {}
+    sse: dict[str, Any] | None = None
+    for i, n in enumerate(args.workers):
+        per_workers[str(n)], got = bench_workers(n, args.duration,
+                                                 with_sse=i == 0 and not args.no_sse)
+        sse = sse or got
+    failed = [f"workers={n}/{name}" for n, routes in per_workers.items()
+              for name, r in routes.items() if r["errors"]]
+    emit({"bench": "api", "workers": per_workers, "sse": sse,
+          "routes_with_errors": failed,
+          "load_generator": f"wrk {version}, {WRK_THREADS} thread",
+          "duration_s": args.duration, "seed_runs": SEED_RUNS,
+          "wrk_timeout": WRK_TIMEOUT, "cpus": os.cpu_count(),
+          "shared_cores": f"wrk ({WRK_THREADS} thread), the API (python -m api --workers N), "
+                          f"PostgreSQL and Redis all ran on these {os.cpu_count()} cores; "
+                          "cpu_s per route says how much each used, load_before is "
+                          "os.getloadavg() just before it"})
     return 0
