@@ -32,6 +32,8 @@ class Executor(ABC):
     # What a workload that vanished means: True where deleting it is how a person stops
     # a run (kubectl delete job); False where it means the runner was lost.
     gone_means_stopped: bool = False
+    # admit() may run on several threads at once (each an API call of its own).
+    concurrent_admission: bool = False
 
     def __init__(self) -> None:
         self.changed = threading.Event()  # set when a workload changes: wakes the reconciler

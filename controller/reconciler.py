@@ -13,6 +13,7 @@ queued with the quota's message as its reason, never admitted without a workload
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import datetime as dt
 import logging
 import threading
@@ -37,6 +38,9 @@ from core.store import Store
 log = logging.getLogger(__name__)
 
 ACTIVE_OR_QUEUED = (RunStatus.QUEUED, RunStatus.ADMITTED, RunStatus.RUNNING, RunStatus.STOPPING)
+
+# Workloads unsuspended at once when a pass admits many runs.
+ADMIT_CONCURRENCY = 8
 
 # (run, reason) -> None: the Kubernetes controller turns these into Events on the Job.
 Notify = Callable[[Run, str, str], None]
@@ -200,11 +204,21 @@ class Reconciler:
         spend = DailyLimit(self.limits.daily_spend_usd, utc_day(self.clock()))
         admitted = self.store.admit_queued(self.limits.per_user, self.limits.global_,
                                            skip=not_ready, spend=spend)
-        for run in admitted:
-            with run_context(run.id, run.user_id):
+        if len(admitted) > 1 and self.executor.concurrent_admission:
+            # Admission is decided (in the store) already; the workloads' API calls go
+            # out side by side rather than one round trip after another.
+            with cf.ThreadPoolExecutor(min(ADMIT_CONCURRENCY, len(admitted)),
+                                       thread_name_prefix="admit") as pool:
+                list(pool.map(self._admit_one, admitted))
+        else:
+            for run in admitted:
                 self._admit_one(run)
 
     def _admit_one(self, run: Run) -> None:
+        with run_context(run.id, run.user_id):
+            self._admit_workload(run)
+
+    def _admit_workload(self, run: Run) -> None:
         telemetry.RUNS_ADMITTED.inc()
         if run.admitted_at is not None:
             telemetry.ADMISSION_WAIT.observe(

@@ -37,6 +37,7 @@ CACHE_LAG_SECONDS = 30.0
 class KubernetesExecutor(Executor):
     name = "kubernetes"
     gone_means_stopped = True  # `kubectl delete job` is a stop, as DESIGN.md says
+    concurrent_admission = True  # an unsuspend PATCH and an Event per run, I/O bound
 
     def __init__(self, settings: KubernetesSettings, api: client.ApiClient | None = None,
                  *, component: str = "tickrun", instance: str = "") -> None:
