@@ -3,6 +3,9 @@
 Holidays, half days and the 390/210-minute sessions all come from exchange_calendars;
 this module only narrows its API to what tickrun asks: which dates are sessions and
 which minutes a session has.
+
+exchange_calendars and pandas are imported on first use, not with the module: about
+50 MB that a process which never asks (the controller without schedules) does not pay.
 """
 
 from __future__ import annotations
@@ -10,9 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from functools import lru_cache
 from typing import Any
-
-import exchange_calendars as xcals
-import pandas as pd
+from zoneinfo import ZoneInfo
 
 from core.errors import InvalidSpec
 
@@ -23,8 +24,16 @@ CALENDAR_START = "1990-01-02"
 
 @lru_cache(maxsize=1)
 def exchange_calendar() -> Any:
+    import exchange_calendars as xcals
+
     # The default calendar spans only ~20 years back; backtests go further.
     return xcals.get_calendar(EXCHANGE, start=CALENDAR_START)
+
+
+def _ts(day: dt.date) -> Any:
+    import pandas as pd
+
+    return pd.Timestamp(day)
 
 
 def _bounds_check(day: dt.date) -> None:
@@ -36,14 +45,14 @@ def _bounds_check(day: dt.date) -> None:
 
 def is_session(day: dt.date) -> bool:
     _bounds_check(day)
-    return bool(exchange_calendar().is_session(pd.Timestamp(day)))
+    return bool(exchange_calendar().is_session(_ts(day)))
 
 
 def sessions_in_range(start: dt.date, end: dt.date) -> list[dt.date]:
     """Every trading session from start to end inclusive; a range with none is an error."""
     _bounds_check(start)
     _bounds_check(end)
-    sessions = exchange_calendar().sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))
+    sessions = exchange_calendar().sessions_in_range(_ts(start), _ts(end))
     days = [ts.date() for ts in sessions]
     if not days:
         raise InvalidSpec(f"no trading session between {start} and {end}")
@@ -58,8 +67,8 @@ def session_minutes(day: dt.date) -> list[dt.datetime]:
     if not is_session(day):
         raise InvalidSpec(f"{day} is not a trading session ({EXCHANGE})")
     cal = exchange_calendar()
-    opened = cal.session_open(pd.Timestamp(day))
-    closed = cal.session_close(pd.Timestamp(day))
+    opened = cal.session_open(_ts(day))
+    closed = cal.session_close(_ts(day))
     count = int((closed - opened).total_seconds() // 60)
     start = opened.to_pydatetime()
     return [start + dt.timedelta(minutes=i) for i in range(count)]
@@ -69,18 +78,18 @@ def session_close(day: dt.date) -> dt.datetime:
     """When the session of `day` closes, in UTC (13:00 New York on a half day)."""
     if not is_session(day):
         raise InvalidSpec(f"{day} is not a trading session ({EXCHANGE})")
-    closed: dt.datetime = exchange_calendar().session_close(pd.Timestamp(day)).to_pydatetime()
+    closed: dt.datetime = exchange_calendar().session_close(_ts(day)).to_pydatetime()
     return closed
 
 
 def previous_sessions(before: dt.date, count: int) -> list[dt.date]:
     """The `count` sessions strictly before `before`, oldest first (history for warm-up)."""
     cal = exchange_calendar()
-    ts = pd.Timestamp(before)
+    ts = _ts(before)
     anchor = cal.date_to_session(ts, direction="next") if not cal.is_session(ts) else ts
     start = cal.session_offset(anchor, -count)
     return [s.date() for s in cal.sessions_in_range(start, anchor)][:-1][-count:]
 
 
 def today_in_new_york() -> dt.date:
-    return dt.datetime.now(dt.UTC).astimezone(pd.Timestamp.now(tz=NEW_YORK).tzinfo).date()
+    return dt.datetime.now(ZoneInfo(NEW_YORK)).date()

@@ -82,6 +82,15 @@ def with_retries(call: Callable[[], T], *, attempts: int = 5) -> T:
     return wrapped()
 
 
+def unread(call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """A write whose answer is not needed: the client's model objects for it (a whole
+    Job) cost more CPU than the request itself, and admission makes many at once.
+    Errors still raise ApiException."""
+    response = call(*args, _preload_content=False, **kwargs)
+    response.read()
+    response.release_conn()
+
+
 def raw(obj: Any) -> dict[str, Any]:
     """A model object as the plain dict the API sent (camelCase keys)."""
     if isinstance(obj, dict):

@@ -9,6 +9,8 @@ from typing import Any
 
 from kubernetes import client
 
+from controller.kubernetes.api import unread
+
 log = logging.getLogger(__name__)
 
 
@@ -40,6 +42,6 @@ class EventRecorder:
             reporting_component=self.component, reporting_instance=self.instance,
         )
         try:
-            self.core.create_namespaced_event(self.namespace, body)
+            unread(self.core.create_namespaced_event, self.namespace, body)
         except Exception as exc:
             log.warning("could not record event %s: %s", reason, exc)

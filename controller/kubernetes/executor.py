@@ -17,7 +17,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from controller.executor import Executor
-from controller.kubernetes.api import api_client, refused, with_retries
+from controller.kubernetes.api import api_client, refused, unread, with_retries
 from controller.kubernetes.events import EventRecorder
 from controller.kubernetes.informer import RunInformer
 from controller.kubernetes.jobs import build_job, job_name
@@ -66,8 +66,8 @@ class KubernetesExecutor(Executor):
         self._remember(run.id)
         try:
             # The client takes the plain dict the API speaks (its stubs say V1Job).
-            with_retries(lambda: self.batch.create_namespaced_job(
-                self.settings.namespace, body))  # type: ignore[arg-type]
+            with_retries(lambda: unread(self.batch.create_namespaced_job,
+                                        self.settings.namespace, body))
             log.info("run %d: Job %s created (suspended)", run.id, job_name(run.id),
                      extra={"run_id": run.id, "user_id": run.user_id})
         except ApiException as exc:
@@ -82,8 +82,8 @@ class KubernetesExecutor(Executor):
     def admit(self, run_id: int) -> None:
         self._remember(run_id)
         try:
-            with_retries(lambda: self.batch.patch_namespaced_job(
-                job_name(run_id), self.settings.namespace, {"spec": {"suspend": False}}))
+            with_retries(lambda: unread(self.batch.patch_namespaced_job, job_name(run_id),
+                                        self.settings.namespace, {"spec": {"suspend": False}}))
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -95,8 +95,8 @@ class KubernetesExecutor(Executor):
         self.recorder.record(job or {"metadata": {"name": name}}, "StopRequested",
                              "deleting the Job; the runner gets SIGTERM and saves its results")
         try:
-            with_retries(lambda: self.batch.delete_namespaced_job(
-                name, self.settings.namespace,
+            with_retries(lambda: unread(
+                self.batch.delete_namespaced_job, name, self.settings.namespace,
                 body=client.V1DeleteOptions(propagation_policy="Foreground")))
         except ApiException as exc:
             if exc.status != 404:

@@ -7,13 +7,14 @@ starts empty on every (re-)list: objects absent from a fresh list are gone.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from controller.kubernetes.jobs import RUN_ID, RUN_SELECTOR
 from controller.kubernetes.settings import KubernetesSettings
@@ -24,6 +25,33 @@ log = logging.getLogger(__name__)
 WATCH_RESTARTS = Counter("tickrun_controller_watch_restarts_total",
                          "Watch streams restarted, by resource and cause",
                          ["resource", "cause"])
+WATCH_LAG = Histogram(
+    "tickrun_controller_watch_lag_seconds",
+    "From a change of a Job (or of a pod's phase) on the API server, by its newest "
+    "managedFields time in whole seconds, to the controller applying the watch event",
+    ["resource"], buckets=(1, 2, 3, 5, 10, 20, 30, 60, 120))
+
+# What the controller reads of a Job or a Pod (status.interpret, the Event recorder,
+# the run id label). The rest (managedFields, the pod template, annotations) is most of
+# an object's size, and the informer keeps one Job and its pods per run.
+_KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels",
+                  "creationTimestamp", "deletionTimestamp")
+
+
+def slim(resource: str, obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata") or {}
+    kept: dict[str, Any] = {"metadata": {k: meta[k] for k in _KEPT_METADATA if k in meta},
+                            "status": obj.get("status") or {}}
+    if resource == "jobs":
+        kept["spec"] = {"suspend": (obj.get("spec") or {}).get("suspend")}
+    return kept
+
+
+def last_changed(obj: dict[str, Any]) -> dt.datetime | None:
+    """The newest managedFields time: when a manager last changed the object."""
+    times = [f["time"] for f in (obj.get("metadata") or {}).get("managedFields") or []
+             if f.get("time")]
+    return dt.datetime.fromisoformat(max(times)) if times else None
 
 
 def run_id_of(obj: dict[str, Any]) -> int | None:
@@ -94,10 +122,29 @@ class RunInformer:
             else:
                 self._apply(resource, event.type, event.object)
 
+    def _observe_lag(self, resource: str, kind: str, obj: dict[str, Any],
+                     run_id: int) -> None:
+        """A Job's every change, and a pod's phase changes, are timestamped by their
+        manager's managedFields entry. Other pod events may not be (the Job controller
+        removing its finalizer can drop its whole entry), so they are not counted."""
+        if kind not in ("ADDED", "MODIFIED"):
+            return
+        if resource == "pods" and kind == "MODIFIED":
+            with self._lock:
+                before = self._pods.get(run_id, {}).get(obj["metadata"]["name"])
+            phase = (obj.get("status") or {}).get("phase")
+            if before is not None and (before.get("status") or {}).get("phase") == phase:
+                return
+        changed = last_changed(obj)
+        if changed is not None:
+            lag = (dt.datetime.now(dt.UTC) - changed).total_seconds()
+            WATCH_LAG.labels(resource).observe(max(0.0, lag))
+
     def _collect(self, resource: str, fresh: dict[int, Any], obj: dict[str, Any]) -> None:
         run_id = run_id_of(obj)
         if run_id is None:
             return
+        obj = slim(resource, obj)
         if resource == "jobs":
             fresh[run_id] = obj
         else:
@@ -118,6 +165,8 @@ class RunInformer:
         run_id = run_id_of(obj)
         if run_id is None:
             return
+        self._observe_lag(resource, kind, obj, run_id)
+        obj = slim(resource, obj)
         with self._lock:
             if resource == "jobs":
                 if kind == "DELETED":
