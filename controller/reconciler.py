@@ -70,6 +70,9 @@ class Reconciler:
         self.scheduler = Scheduler(store, executor, clock=clock, notify=notify_schedule)
         self.wake = threading.Event()
         self._active: set[int] = set()  # runs active or queued in the last pass
+        # Runs found final whose workloads stay until their TTL: not asked about again
+        # every pass (5,000 finished Jobs would be a 5,000-id query per watch event).
+        self._finished: set[int] = set()
         self._backoff = RunBackoff()
 
     # -- one pass ----------------------------------------------------------------------
@@ -235,7 +238,9 @@ class Reconciler:
     def _delete_orphans(self, active_ids: set[int]) -> None:
         # One query for all of them: finished Jobs stay until their TTL, and every watch
         # event starts a pass.
-        others = self.executor.workload_run_ids() - active_ids
+        workloads = self.executor.workload_run_ids()
+        self._finished &= workloads  # gone (their TTL): forgotten here too
+        others = workloads - active_ids - self._finished
         statuses = self.store.run_statuses(others)
         for run_id in others:
             status = statuses.get(run_id)
@@ -245,6 +250,7 @@ class Reconciler:
                 self.executor.stop(run_id)
             elif status.is_terminal:
                 self.executor.forget(run_id)
+                self._finished.add(run_id)
 
     def _observe_ended(self, active: set[int]) -> None:
         """A run active in the last pass and not in this one has ended: observe its

@@ -65,6 +65,46 @@ def test_a_slim_object_reads_as_the_whole_one() -> None:
                      unschedulable_timeout=5).phase == "suspended"
 
 
+def pod_with(**status: Any) -> dict[str, Any]:
+    whole = pod("Pending")
+    whole["status"] = {"hostIP": "10.0.0.1", "podIP": "10.0.0.9", "qosClass": "Burstable",
+                       **status}
+    return whole
+
+
+WAITING = {"name": "runner", "image": "tickrun/runner:dev", "imageID": "sha256:abc",
+           "ready": False, "restartCount": 0}
+POD_STORIES = [
+    pod_with(phase="Pending", startTime="2026-11-26T11:50:00Z", containerStatuses=[
+        {**WAITING, "state": {"waiting": {"reason": "ImagePullBackOff", "message": "nope"}}}]),
+    pod_with(phase="Pending", containerStatuses=[
+        {**WAITING, "state": {"waiting": {"reason": "InvalidImageName", "message": "bad"}}}]),
+    pod_with(phase="Pending", conditions=[
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+         "message": "0/1 nodes", "lastTransitionTime": "2026-11-26T11:50:00Z"}]),
+    pod_with(phase="Failed", containerStatuses=[{**WAITING, "state": {"terminated": {
+        "exitCode": 137, "reason": "OOMKilled", "containerID": "containerd://x",
+        "startedAt": "2026-11-26T11:50:00Z", "finishedAt": "2026-11-26T11:55:00Z"}}}]),
+    pod_with(phase="Running", containerStatuses=[{**WAITING, "state": {"running": {
+        "startedAt": "2026-11-26T11:50:00Z"}}, "lastState": {"terminated": {
+            "exitCode": 1, "reason": "Error", "message": "boom\nlast line"}}}]),
+]
+
+
+def test_a_slim_pod_tells_every_story_as_the_whole_one() -> None:
+    failed = job(conditions=[{"type": "Failed", "status": "True", "reason": "BackoffLimit"}])
+    for story in POD_STORIES:
+        for owner in (job(), failed):
+            whole = interpret(owner, [story], now=NOW, unschedulable_timeout=5)
+            kept = interpret(slim("jobs", owner), [slim("pods", story)], now=NOW,
+                             unschedulable_timeout=5)
+            assert kept == whole, story
+    deleting = pod("Running")
+    deleting["metadata"]["deletionTimestamp"] = "2026-11-26T11:59:59Z"
+    assert interpret(job(), [slim("pods", deleting)], now=NOW, unschedulable_timeout=5) == \
+        interpret(job(), [deleting], now=NOW, unschedulable_timeout=5)
+
+
 def test_last_changed_is_the_newest_managed_fields_time() -> None:
     assert last_changed(job()) == dt.datetime(2026, 11, 26, 11, 59, 58, tzinfo=dt.UTC)
     assert last_changed({"metadata": {}}) is None

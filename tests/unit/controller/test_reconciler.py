@@ -8,7 +8,7 @@ meets each run status, quickly and exhaustively.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -156,6 +156,31 @@ def test_a_workload_whose_run_is_gone_is_deleted(store: Store) -> None:
     ex.states[4242] = WorkloadState("running", pod_alive=True)
     reconciler(store, ex).reconcile_once()
     assert ("stop", 4242) in ex.calls
+
+
+def test_finished_runs_workloads_are_looked_up_once_while_they_stay(store: Store) -> None:
+    ex = ScriptedExecutor(gone_means_stopped=True)
+    runs = queued(store, 3)
+    for run in runs:
+        store.transition(run.id, RunStatus.FAILED, reason="done")
+        ex.states[run.id] = WorkloadState("failed", pod_alive=False)
+    rec = reconciler(store, ex)
+    asked: list[set[int]] = []
+    real = store.run_statuses
+
+    def run_statuses(ids: Collection[int]) -> dict[int, RunStatus]:
+        asked.append(set(ids))
+        return real(ids)
+
+    store.run_statuses = run_statuses  # type: ignore[method-assign, assignment]
+    rec.reconcile_once()
+    rec.reconcile_once()
+    assert asked == [{r.id for r in runs}, set()]
+    del ex.states[runs[0].id]  # its TTL removed it
+    ex.states[4242] = WorkloadState("running", pod_alive=True)  # a new orphan
+    rec.reconcile_once()
+    assert asked[-1] == {4242} and ("stop", 4242) in ex.calls
+    assert rec._finished == {runs[1].id, runs[2].id}
 
 
 class RefusingExecutor(ScriptedExecutor):
