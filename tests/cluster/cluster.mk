@@ -1,6 +1,6 @@
 # The real single-node Kubernetes the tests run against (tests/cluster/README in the
 # top-level README, "Test cluster"). Included by the top-level Makefile.
-.PHONY: cluster-build cluster-up cluster-down cluster-status cluster-images cluster-tests
+.PHONY: cluster-build cluster-up cluster-down cluster-status cluster-images cluster-tests cluster-kwok
 
 # Build (cold, once per version) or find in the cache the Kubernetes, etcd, helm and
 # pause binaries.
@@ -30,3 +30,7 @@ cluster-images: cluster-up
 
 cluster-tests: deps cluster-up cluster-images
 	$(PY) -m pytest -p no:cacheprovider tests/cluster
+
+# kwok for `python -m bench scale` (simulated nodes); not part of `make test`.
+cluster-kwok:
+	@tests/cluster/kwok.sh
