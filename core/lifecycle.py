@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from core import performance
 from core.errors import IllegalTransition
 from core.eventlog import EventLog, EventType
-from core.records import Decision, Run
+from core.records import Decision, OrderState, Run
 from core.spec import DataSource, RunSpec
 from core.status import RunStatus
 from core.store import Store
@@ -102,9 +102,21 @@ def run_result(store: Store, run: Run, ending: str, *, decider: str | None = Non
         "benchmark": benchmark,
         "data": data or data_label(run.spec),
     })
+    summary["orders"] = final_order_counts(store.count_orders(run.id))
     if from_ledger:
         summary["from_ledger"] = True
     return summary
+
+
+def final_order_counts(counts: dict[OrderState, int]) -> dict[str, int]:
+    """Every order of a run by its final state. A result is written with the run's
+    final status, and that status change cancels the orders still open (the store
+    does, in its transaction): they count as cancelled."""
+    final = dict(counts)
+    if OrderState.OPEN in final:
+        still_open = final.pop(OrderState.OPEN)
+        final[OrderState.CANCELLED] = final.get(OrderState.CANCELLED, 0) + still_open
+    return {state.value: n for state, n in sorted(final.items())}
 
 
 def data_label(spec: RunSpec) -> dict[str, Any]:

@@ -1,7 +1,11 @@
 """Run performance: return, drawdown, Sharpe, win rate, and the buy-and-hold yardstick.
 
 Sharpe is annualized by the bar interval: sqrt(252) for daily bars, sqrt(252 x 390)
-for minute bars, with a zero risk-free rate.
+for minute bars, with a zero risk-free rate. Equity is cash + sum of quantity x price,
+short positions (negative quantities) included, so return and drawdown hold with
+shorts: a short's proceeds are in cash and its value counts against it. A closing
+trade is a sell of a long or a cover of a short; it wins when it realized a gain
+against the position's average price.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
+from core.margin import MARGIN_CALL
 from core.records import Side, Trade
 
 Q = Decimal("0.000001")
@@ -40,7 +45,7 @@ def sharpe(equity: Sequence[float], periods_per_year: int) -> float | None:
 
 @dataclass
 class TradeTally:
-    """Fills, refusals and closing sells of a ledger, gathered in one pass over it (the
+    """Fills, refusals and closing trades of a ledger, gathered in one pass over it (the
     ledger may be streamed: it is never held as a whole)."""
 
     filled: int = 0
@@ -49,6 +54,12 @@ class TradeTally:
     closes: int = 0
     qty: dict[str, Decimal] = field(default_factory=dict)
     cost: dict[str, Decimal] = field(default_factory=dict)
+    # Short positions: shares short and the proceeds still held against them.
+    short_qty: dict[str, Decimal] = field(default_factory=dict)
+    proceeds: dict[str, Decimal] = field(default_factory=dict)
+    shorts: int = 0  # filled short sales
+    covers: int = 0  # filled covers, margin calls' included
+    margin_calls: int = 0  # covers a margin call made
 
     @classmethod
     def of(cls, trades: Iterable[Trade]) -> TradeTally:
@@ -72,6 +83,20 @@ class TradeTally:
             self.wins += int(t.price * t.quantity - t.fees > avg * t.quantity)
             self.cost[t.symbol] -= avg * t.quantity
             self.qty[t.symbol] -= t.quantity
+        elif t.side is Side.SHORT:
+            self.shorts += 1
+            self.short_qty[t.symbol] = self.short_qty.get(t.symbol, Decimal(0)) + t.quantity
+            self.proceeds[t.symbol] = (self.proceeds.get(t.symbol, Decimal(0))
+                                       + t.quantity * t.price - t.fees)
+        elif t.side is Side.COVER:
+            self.covers += 1
+            self.margin_calls += int((t.reason or "").startswith(MARGIN_CALL))
+            if self.short_qty.get(t.symbol):
+                avg = self.proceeds[t.symbol] / self.short_qty[t.symbol]
+                self.closes += 1
+                self.wins += int(avg * t.quantity > t.price * t.quantity + t.fees)
+                self.proceeds[t.symbol] -= avg * t.quantity
+                self.short_qty[t.symbol] -= t.quantity
 
     @property
     def win_rate(self) -> float | None:
@@ -79,7 +104,8 @@ class TradeTally:
 
 
 def win_rate(trades: Iterable[Trade]) -> float | None:
-    """Share of closing sells that realized a gain against the average cost."""
+    """Share of closing trades (sells of longs, covers of shorts) that realized a gain
+    against the position's average price."""
     return TradeTally.of(trades).win_rate
 
 
@@ -96,6 +122,8 @@ def summarize(initial_cash: Decimal, equity: Sequence[Decimal], trades: Iterable
         "trades": tally.filled,
         "refused": tally.refused,
         "win_rate": _round(tally.win_rate),
+        "shorts": {"short_fills": tally.shorts, "cover_fills": tally.covers,
+                   "margin_calls": tally.margin_calls},
     }
 
 

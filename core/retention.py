@@ -3,12 +3,13 @@
 Only final runs (completed, failed, stopped) whose finished_at is older than the cut-off
 are pruned; a run that is not final is never touched, however old. Each run is written
 to one JSONL file (`<archive_dir>/<YYYY-MM of finished_at>/run-<id>.jsonl`): the run
-record first (its spec and result included), then its portfolio, decisions, trades and
-positions, one `{"kind": ..., ...}` object a line, money and quantities as exact decimal
-strings. The file is written under a temporary name, fsynced and renamed before the
-run is deleted, and the delete (one transaction) checks again that the run is final and
-old and that it holds exactly the rows archived: a crash between the two leaves the run
-in place, and the next prune archives it again and completes.
+record first (its spec and result included), then its portfolio, decisions, orders,
+their state changes, trades and positions, one `{"kind": ..., ...}` object a line,
+money and quantities as exact decimal strings. The file is written under a temporary
+name, fsynced and renamed before the run is deleted, and the delete (one transaction)
+checks again that the run is final and old and that it holds exactly the rows
+archived: a crash between the two leaves the run in place, and the next prune archives
+it again and completes.
 
 A finished run's Redis stream expires by itself after `event_stream_ttl_seconds`; when
 an event log is given, pruning deletes the run's stream (or SQLite events) at once.
@@ -47,7 +48,7 @@ class PruneReport:
     runs: list[int] = field(default_factory=list)  # pruned (or, dry run, to prune)
     archived: int = 0
     deleted: int = 0
-    rows: int = 0  # of the runs deleted: run, portfolio, decisions, trades, positions
+    rows: int = 0  # of the runs deleted: run, portfolio and every ledger row
     bytes: int = 0  # archive bytes written
     skipped: list[dict[str, Any]] = field(default_factory=list)  # {"run_id", "reason"}
     streams_deleted: int = 0
@@ -116,10 +117,17 @@ def archive_lines(store: Store, run: Run) -> tuple[list[str], dict[str, int]]:
     """The run's archive, one JSON line each, and the rows of each ledger table in it."""
     lines = [_line("run", run, archive_format=ARCHIVE_FORMAT)]
     lines.append(_line("portfolio", store.get_portfolio(run.id)))
-    counts = {"decisions": 0, "trades": 0, "positions": 0}
+    counts = {"decisions": 0, "orders": 0, "order_events": 0, "trades": 0, "positions": 0}
     for decision in store.iter_decisions(run.id):
         lines.append(_line("decision", decision))
         counts["decisions"] += 1
+    for kind, table, page in (("order", "orders", store.list_orders),
+                              ("order_event", "order_events", store.list_order_events)):
+        after_id = 0
+        while batch := page(run.id, after_id=after_id, limit=1000):
+            lines += [_line(kind, record) for record in batch]
+            counts[table] += len(batch)
+            after_id = batch[-1].id
     for trade in store.iter_trades(run.id):
         lines.append(_line("trade", trade))
         counts["trades"] += 1
@@ -151,7 +159,10 @@ def write_archive(path: Path, lines: list[str]) -> int:
 
 
 def _line(kind: str, record: Any, **extra: Any) -> str:
-    body = {"kind": kind, **extra, **_fields(record)}
+    # `kind` names the line; a record's own `kind` (an order event's: placed, filled...)
+    # is written as `event`.
+    fields = {("event" if k == "kind" else k): v for k, v in _fields(record).items()}
+    body = {"kind": kind, **extra, **fields}
     return json.dumps(body, default=_plain, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -23,6 +23,10 @@ Symbol = Annotated[
 ]
 
 MAX_CASH = Decimal("1000000000000")
+# Margin of short positions (core.margin): Reg T's initial 50%; FINRA rule 4210's 30%
+# maintenance for shorts of stocks of $5 and more (25% is its minimum for longs only).
+INITIAL_MARGIN = Decimal("0.5")
+MAINTENANCE_MARGIN = Decimal("0.3")
 
 
 class Mode(StrEnum):
@@ -96,6 +100,25 @@ class RunSpec(BaseModel):
     # Strict: a JSON `true` or "7" is not a seed (the schema says integer).
     seed: int = Field(default=0, ge=0, le=2**31 - 1, strict=True,
                       description="Synthetic data seed")
+    initial_margin: Decimal = Field(
+        default=INITIAL_MARGIN, gt=0, le=1, max_digits=5, decimal_places=4,
+        description="Short sales: a short is refused when, after it, equity would be under "
+                    "this share of the short positions' value (Reg T: 0.5)")
+    maintenance_margin: Decimal = Field(
+        default=MAINTENANCE_MARGIN, gt=0, le=1, max_digits=5, decimal_places=4,
+        description="Short sales: at a bar's close with equity under this share of the "
+                    "short positions' value, every short is covered at that close (a margin "
+                    "call). At most initial_margin; 0.3 is FINRA's rule for shorts")
+    flat_at_close: bool = Field(
+        default=False, strict=True,
+        description="Intraday runs: after the last bar's decision, cancel the open orders "
+                    "and close every position at that bar's close")
+
+    # Options added after the first release, left out of the stored spec while they
+    # keep their default: a runner of the previous release (a rolling upgrade) reads
+    # specs with extra="forbid" and would refuse one that names them.
+    NEWER_OPTIONS: ClassVar[tuple[str, ...]] = (
+        "initial_margin", "maintenance_margin", "flat_at_close")
 
     @model_validator(mode="after")
     def _dates_fit_mode(self) -> RunSpec:
@@ -111,7 +134,22 @@ class RunSpec(BaseModel):
                 raise ValueError("`end` is before `start`")
         if self.decider is DeciderKind.REPLAY and "source_run_id" not in self.decider_params:
             raise ValueError("the replay decider needs decider_params.source_run_id")
+        if self.maintenance_margin > self.initial_margin:
+            raise ValueError(f"maintenance_margin {self.maintenance_margin} is above "
+                             f"initial_margin {self.initial_margin}")
+        if self.flat_at_close and self.mode is not Mode.INTRADAY:
+            raise ValueError("flat_at_close is for intraday runs (a daily backtest has no "
+                             "session close to be flat at)")
         return self
+
+    def stored(self) -> dict[str, Any]:
+        """The spec as the store keeps it: unset options and newer ones at their
+        default left out (NEWER_OPTIONS)."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        for name in self.NEWER_OPTIONS:
+            if getattr(self, name) == type(self).model_fields[name].default:
+                data.pop(name, None)
+        return data
 
     @property
     def first_day(self) -> dt.date:

@@ -15,16 +15,29 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from core import performance
+from core import margin, performance
 from core.errors import StoreUnavailable
 from core.eventlog import EventType
 from core.lifecycle import data_label, run_result
-from core.records import Decision, Model, Order, Portfolio, Run, Trade
+from core.orders import ENGINE_SEQ, FLAT_AT_CLOSE_SEQ
+from core.records import (
+    Decision,
+    Model,
+    Order,
+    OrderOrigin,
+    OrderRecord,
+    OrderType,
+    Portfolio,
+    Refusal,
+    Run,
+    Trade,
+)
 from core.spec import FillRule
 from core.status import RunStatus
 from core.store import Store
@@ -36,7 +49,7 @@ from runner.events import EventPublisher
 from runner.marketdata import Bar, Timeline
 from runner.settings import RunnerSettings
 from runner.shutdown import StopSignal
-from runner.trading import TradingService
+from runner.trading import JournalItem, OrderChange, TradingService
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +62,9 @@ class Ending(Enum):
 
 @dataclass
 class RunBroker:
-    """Trades of one step of one run; seq numbers follow the order of submission."""
+    """Orders of one step of one run; seq numbers follow the order of submission (a
+    close-all takes one per symbol of the run, whatever it holds, so a replay numbers
+    the step's orders the same way)."""
 
     trading: TradingService
     run_id: int
@@ -58,14 +73,44 @@ class RunBroker:
     bar_time: dt.datetime  # the decision bar
     filled_at: dt.datetime  # the bar whose price `price_of` holds
     seq: int = 0
+    symbols: Sequence[str] = ()  # the run's symbols (default: the priced ones, sorted)
 
     def submit(self, order: Order, reasoning: str | None = None) -> Trade:
+        if order.type is not OrderType.MARKET:
+            raise ValueError(f"a {order.type.value} order rests: place() it")
         price = self.price_of.get(order.symbol, Decimal(0))
         trade = self.trading.execute(self.run_id, self.step, self.seq, order, price=price,
                                      bar_time=self.bar_time, filled_at=self.filled_at,
-                                     reasoning=reasoning)
+                                     reasoning=reasoning, marks=self.price_of)
         self.seq += 1
         return trade
+
+    def place(self, order: Order, reasoning: str | None = None) -> OrderRecord | Trade:
+        if order.type is OrderType.MARKET:
+            return self.submit(order, reasoning)
+        unknown = None if order.symbol in self.price_of else \
+            f"{order.symbol} is not a symbol of this run"
+        placed = self.trading.place(self.run_id, self.step, self.seq, order,
+                                    bar_time=self.bar_time, reasoning=reasoning,
+                                    refusal=unknown)
+        self.seq += 1
+        return placed
+
+    def cancel(self, order_id: int, reasoning: str | None = None) -> OrderRecord | Refusal:
+        why = "cancelled by the decider" + (f": {reasoning}" if reasoning else "")
+        return self.trading.cancel(self.run_id, order_id, step=self.step,
+                                   bar_time=self.bar_time, reason=why[:500])
+
+    def open_orders(self) -> list[OrderRecord]:
+        return self.trading.store.open_orders(self.run_id)
+
+    def close_all(self, reasoning: str | None = None) -> list[Trade]:
+        names = list(self.symbols) or sorted(self.price_of)
+        trades = self.trading.close_all(self.run_id, self.step, self.seq, self.price_of,
+                                        bar_time=self.bar_time, filled_at=self.filled_at,
+                                        reasoning=reasoning, symbols=names)
+        self.seq += len(names)
+        return trades
 
     def portfolio(self) -> Portfolio:
         return self.trading.store.get_portfolio(self.run_id)
@@ -80,23 +125,57 @@ class DeciderBroker:
     """The broker a decider's tools trade through, closed when its step is decided.
 
     A decider abandoned on a timeout or a stop may still be running in its thread;
-    once closed, its late orders raise instead of trading into a step the loop has
-    left. The lock makes "close" wait for an order already in flight, so the trades
-    this returns are all the decider made.
+    once closed, its late orders (and cancels, close-alls) raise instead of acting on
+    a step the loop has left. The lock makes "close" wait for a call already in flight,
+    so the trades this returns are all the decider made, and `actions` counts every
+    change it made to the ledger (orders placed, cancels, close-alls).
     """
 
     broker: RunBroker
     trades: list[Trade] = field(default_factory=list)
+    actions: int = 0
     closed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def _check_open(self) -> None:
+        if self.closed:
+            raise StepClosed(f"step {self.broker.step} is over; the order was not sent")
+
     def submit(self, order: Order, reasoning: str | None = None) -> Trade:
         with self._lock:
-            if self.closed:
-                raise StepClosed(f"step {self.broker.step} is over; the order was not sent")
+            self._check_open()
             trade = self.broker.submit(order, reasoning)
             self.trades.append(trade)
+            self.actions += 1
             return trade
+
+    def place(self, order: Order, reasoning: str | None = None) -> OrderRecord | Trade:
+        with self._lock:
+            self._check_open()
+            placed = self.broker.place(order, reasoning)
+            if isinstance(placed, Trade):
+                self.trades.append(placed)
+            self.actions += 1
+            return placed
+
+    def cancel(self, order_id: int, reasoning: str | None = None) -> OrderRecord | Refusal:
+        with self._lock:
+            self._check_open()
+            done = self.broker.cancel(order_id, reasoning)
+            if not isinstance(done, Refusal):
+                self.actions += 1
+            return done
+
+    def open_orders(self) -> list[OrderRecord]:
+        return self.broker.open_orders()
+
+    def close_all(self, reasoning: str | None = None) -> list[Trade]:
+        with self._lock:
+            self._check_open()
+            trades = self.broker.close_all(reasoning)
+            self.trades.extend(trades)
+            self.actions += 1
+            return trades
 
     def portfolio(self) -> Portfolio:
         return self.broker.portfolio()
@@ -128,7 +207,14 @@ class Session:
         # the run over, the next write raises Superseded and this one bows out.
         self.attempt = run.attempts
         self.trading = TradingService(store, fee_per_trade=run.spec.fee_per_trade,
-                                      attempt=self.attempt)
+                                      attempt=self.attempt,
+                                      initial_margin=run.spec.initial_margin,
+                                      maintenance_margin=run.spec.maintenance_margin)
+        # The run's open orders as this runner knows them: None until read from the
+        # ledger (at the first step it plays, and again after a replayed step).
+        self._open: dict[int, OrderRecord] | None = None
+        # The session (date) of each step's bar: when day orders expire.
+        self._sessions = [t.date() for t in timeline.times]
         self._pool = cf.ThreadPoolExecutor(1, thread_name_prefix="decider") \
             if decider.blocking else None
         self._next_status_check = 0.0
@@ -174,33 +260,63 @@ class Session:
     def _play_step(self, step: int, *, recorded_before: bool = True) -> None:
         """`recorded_before`: the step may have a decision already (the first step after
         a checkpoint, or one played again after an outage); no other step can, as this
-        runner alone writes the run's decisions (fencing), so it skips that read."""
+        runner alone writes the run's decisions (fencing), so it skips that read.
+
+        A step: settle its bar (resting orders, the margin at its close), decide, do what
+        the decision says (cancels, close-all, orders), and on the last step end the
+        book (flat at the close if asked; open orders expire or are cancelled)."""
         run_id = self.run.id
         bar_time = self.timeline.times[step]
-        broker = RunBroker(self.trading, run_id, step, self._fill_prices(step), bar_time,
-                           self.timeline.times[self._fill_step(step)])
-        decision = self.store.get_decision(run_id, step) if recorded_before else None
-        tool_trades: list[Trade] = []
-        if decision is None and step == self.run.steps_done and self.run.attempts > 1:
-            decision, tool_trades = self._interrupted_decision(step)
+        last = step + 1 == len(self.timeline)
+        if recorded_before:  # the ledger may hold orders this runner has not seen
+            self._open = None
         # The last step's portfolio, unless this step may have traded before (this runner
         # alone writes the run's ledger: fencing); read again after any trade.
         portfolio = self._portfolio if self._portfolio is not None and not recorded_before \
             else self.store.get_portfolio(run_id)
+        settled, replayed = self._settle(step, portfolio)
+        if any(isinstance(item, Trade) for item in settled):
+            portfolio = self.store.get_portfolio(run_id)
+        broker = RunBroker(self.trading, run_id, step, self._fill_prices(step), bar_time,
+                           self.timeline.times[self._fill_step(step)],
+                           symbols=self.run.spec.symbols)
+        decision = self.store.get_decision(run_id, step) if recorded_before else None
+        tool_trades: list[Trade] = []
+        if decision is None and step == self.run.steps_done and self.run.attempts > 1:
+            decision, tool_trades = self._interrupted_decision(step)
+        replayed = replayed or decision is not None
         checkpointed = False
         if decision is None:
-            decision, tool_trades = self._decide_and_record(step, broker, portfolio)
+            # On the last step the book ends after the decision: not with it.
+            ends = last and (self.run.spec.flat_at_close or self._open != {})
+            decision = self._decide_and_record(step, broker, portfolio, last=ends)
             checkpointed = decision.completed  # a hold: recorded with its checkpoint
         else:
             # Its orders replay from seq 0 and return the trades already made.
             log.info("step %d was decided before a restart; executing that decision", step)
-        events = [(EventType.DECISION, _decision_event(decision))]
-        trades = tool_trades + [broker.submit(order, decision.reasoning)
-                                for order in decision.orders]
+        self._execute(broker, decision)
+        journal = self.trading.take_journal()
+        self._track(journal)
+        if last:
+            self._end_of_run(step)
+            ended = self.trading.take_journal()
+            self._track(ended)
+            journal += ended
+        if replayed:  # every order change of the step, this attempt's or an earlier one's
+            settled = [i for i in settled if isinstance(i, Trade)]
+            journal = [*(i for i in journal if isinstance(i, Trade)),
+                       *self._step_changes(step)]
+        events = [_event(item) for item in settled]
+        events.append((EventType.DECISION, _decision_event(decision)))
+        events += [(EventType.TRADE, _trade_event(t)) for t in tool_trades]
+        events += [_event(item) for item in journal]
+        trades = [i for i in (*settled, *journal) if isinstance(i, Trade)] + tool_trades
         for trade in trades:
             telemetry.TRADES.labels(trade.status.value).inc()
-            events.append((EventType.TRADE, _trade_event(trade)))
-        if trades:
+        for item in (*settled, *journal):
+            if isinstance(item, OrderChange):
+                telemetry.ORDER_EVENTS.labels(item.event.kind.value).inc()
+        if any(isinstance(i, Trade) for i in journal) or tool_trades:
             portfolio = self.store.get_portfolio(run_id)
         self._portfolio = portfolio
         equity = self._equity(portfolio, step)
@@ -213,14 +329,76 @@ class Session:
         events.append((EventType.PROGRESS, progress))
         self.publisher.publish_step(events, progress)
 
+    def _settle(self, step: int, portfolio: Portfolio) -> tuple[list[JournalItem], bool]:
+        """Settle the step's bar when something may happen on it: an order in the book
+        that may fill on it, or a short to check against the maintenance margin. The
+        book is the ledger's, read once per runner (and after a replayed step), then
+        kept up to date from what this runner changed. Returns what changed, and
+        whether an earlier attempt had settled the bar already."""
+        if self._open is None:
+            self._open = {o.id: o for o in self.store.open_orders(self.run.id)}
+        due = any(o.active_from <= step for o in self._open.values())
+        shorts = any(q < 0 for q in portfolio.holdings.values())
+        if not due and not shorts:
+            return [], False
+        done = self.trading.settle_bar(
+            self.run.id, step, {s: b[step] for s, b in self.bars.items()},
+            bar_time=self.timeline.times[step], sessions=self._sessions,
+            symbols=self.run.spec.symbols)
+        settled = self.trading.take_journal()
+        self._track(settled)
+        return settled, done is None
+
+    def _execute(self, broker: RunBroker, decision: Decision) -> None:
+        """What a decision says, in its order: cancels, the close-all, then its orders."""
+        for order_id in decision.cancels:
+            broker.cancel(order_id, decision.reasoning)
+        if decision.close_all:
+            broker.close_all(decision.reasoning)
+        for order in decision.orders:
+            broker.place(order, decision.reasoning)
+
+    def _end_of_run(self, step: int) -> None:
+        """After the last bar's decision: flat at its close if the run asks, then the
+        open orders end (day orders expire, GTC ones are cancelled)."""
+        bar_time = self.timeline.times[step]
+        if self.run.spec.flat_at_close:
+            closes = {s: b[step].close for s, b in self.bars.items()}
+            self.trading.close_all(self.run.id, step, FLAT_AT_CLOSE_SEQ, closes,
+                                   bar_time=bar_time, filled_at=bar_time,
+                                   reasoning="flat at the close (flat_at_close)",
+                                   symbols=self.run.spec.symbols,
+                                   origin=OrderOrigin.FLAT_AT_CLOSE)
+        if self._open is None or self._open:  # the book, as known, is not empty
+            self.trading.end_orders(self.run.id, step, bar_time=bar_time)
+
+    def _track(self, items: Sequence[JournalItem]) -> None:
+        """Keep the book (open orders) up to date from the changes this runner made."""
+        if self._open is None:
+            return
+        for item in items:
+            if isinstance(item, OrderChange):
+                if item.order.is_open:
+                    self._open[item.order.id] = item.order
+                else:
+                    self._open.pop(item.order.id, None)
+
+    def _step_changes(self, step: int) -> list[JournalItem]:
+        """The ledger's order changes made while `step` was played (by any attempt)."""
+        events = self.store.list_order_events(self.run.id, step=step, limit=10_000)
+        orders = {o.id: o for o in self.store.list_orders(
+            self.run.id, ids={e.order_id for e in events}, limit=10_000)}
+        return [OrderChange(e, orders[e.order_id]) for e in events if e.order_id in orders]
+
     def _equity(self, portfolio: Portfolio, step: int) -> Decimal:
         return portfolio.equity({s: b[step].close for s, b in self.bars.items()})
 
-    def _decide_and_record(self, step: int, broker: RunBroker, portfolio: Portfolio
-                           ) -> tuple[Decision, list[Trade]]:
-        """Decide, then record the decision; also returns the trades its tools made. A
-        decision that trades nothing is recorded with its step's checkpoint (completed,
-        equity, cash) in one transaction."""
+    def _decide_and_record(self, step: int, broker: RunBroker, portfolio: Portfolio, *,
+                           last: bool = False) -> Decision:
+        """Decide, then record the decision (what its tools did is in the trading
+        journal). A decision that does nothing is recorded with its step's checkpoint
+        (completed, equity, cash) in one transaction, unless `last`: the run's last step,
+        whose open orders (or positions, flat at the close) end after it."""
         tools_broker = DeciderBroker(broker)
         ctx = StepContext(
             run=self.run, model=self.model, step=step, steps_total=len(self.timeline),
@@ -230,6 +408,7 @@ class Session:
             recent_trades=LazyTrades(self._recent_trades),
             broker=tools_broker, stop_requested=lambda: self.stop.requested,
             over_budget=self._budget_check,
+            open_orders=[] if self._open is None else list(self._open.values()),
         )
         began = time.perf_counter()
         result = self._decide(ctx)
@@ -246,7 +425,8 @@ class Session:
         telemetry.DECISION_LATENCY.labels(self.decider.name).observe(latency)
         telemetry.DECISIONS.labels(result.outcome).inc()
         self._count_spend(result)
-        holds = not result.orders and not tool_trades
+        holds = not (result.orders or result.cancels or result.close_all
+                     or tools_broker.actions or last)
         return self.store.record_decision(Decision(
             run_id=self.run.id, step=step, bar_time=ctx.bar_time, action=result.action,
             orders=result.orders, reasoning=result.reasoning, outcome=result.outcome,
@@ -255,7 +435,8 @@ class Session:
             error=result.error, tokens_cached=result.tokens_cached,
             equity=self._equity(portfolio, step) if holds else None,
             cash=portfolio.cash if holds else None, completed=holds,
-        ), attempt=self.attempt), tool_trades
+            cancels=list(result.cancels), close_all=result.close_all,
+        ), attempt=self.attempt)
 
     def _count_spend(self, result: DecisionResult) -> None:
         tokens = result.tokens_in + result.tokens_out
@@ -273,17 +454,22 @@ class Session:
         return self.store.recent_trades(self.run.id, self.settings.recent_trades)[::-1]
 
     def _interrupted_decision(self, step: int) -> tuple[Decision | None, list[Trade]]:
-        """A decider that trades through tools trades before its decision is recorded: a
-        runner that died in between left trades and no decision. The step is not decided
-        again (it would trade twice); the record is rebuilt from the ledger."""
-        made = self.store.step_trades(self.run.id, step)
-        if not made:
+        """A decider that acts through tools acts before its decision is recorded: a
+        runner that died in between left orders (and trades) and no decision. The step
+        is not decided again (it would act twice); the record is rebuilt from the
+        ledger: the decider's orders of the step (trades of a ledger from before orders
+        were recorded count too)."""
+        made = [t for t in self.store.step_trades(self.run.id, step) if t.seq < ENGINE_SEQ]
+        placed = self.store.step_orders(self.run.id, step)
+        if not made and not placed:
             return None, []
-        log.info("step %d traded through tools before a restart; not deciding it again", step)
+        log.info("step %d acted through tools before a restart; not deciding it again", step)
+        sides = {o.side.value for o in placed} | {t.side.value for t in made}
         return self.store.record_decision(Decision(
             run_id=self.run.id, step=step, bar_time=self.timeline.times[step],
-            action=",".join(sorted({t.side.value for t in made})), orders=[],
-            reasoning=f"decided before a restart: its {len(made)} trade(s) through tools stand",
+            action=",".join(sorted(sides)), orders=[],
+            reasoning=f"decided before a restart: its {len(made)} trade(s) and "
+                      f"{len(placed)} order(s) through tools stand",
             outcome="trade", latency_ms=0.0), attempt=self.attempt), made
 
     def _decide(self, ctx: StepContext) -> DecisionResult:
@@ -385,6 +571,10 @@ class Session:
                             benchmark=self._buy_and_hold(steps), data=self.data_quality())
         if self.guard is not None:
             result["budget"] = self.guard.summary()
+        if steps:  # what is short at the last close played (zero without shorts)
+            closes = {s: b[steps - 1].close for s, b in self.bars.items()}
+            shorts = margin.short_value(self.store.get_portfolio(self.run.id), closes)
+            result["final_short_value"] = str(shorts.quantize(performance.Q))
         return result
 
     def data_quality(self) -> dict[str, Any]:
@@ -409,9 +599,16 @@ class Session:
                                       "sharpe")}
 
 
+def _event(item: JournalItem) -> tuple[EventType, dict[str, Any]]:
+    if isinstance(item, OrderChange):
+        return EventType.ORDER, item.to_json()
+    return EventType.TRADE, _trade_event(item)
+
+
 def _decision_event(d: Decision) -> dict[str, Any]:
     return {"step": d.step, "bar_time": d.bar_time.isoformat(), "action": d.action,
-            "orders": [o.to_json() for o in d.orders], "reasoning": d.reasoning,
+            "orders": [o.to_json() for o in d.orders], "cancels": list(d.cancels),
+            "close_all": d.close_all, "reasoning": d.reasoning,
             "outcome": d.outcome, "latency_ms": d.latency_ms, "error": d.error,
             "tokens_in": d.tokens_in, "tokens_out": d.tokens_out,
             "tokens_cached": d.tokens_cached, "cost": None if d.cost is None else str(d.cost),
@@ -425,4 +622,4 @@ def _trade_event(t: Trade) -> dict[str, Any]:
             "filled_at": None if t.filled_at is None else t.filled_at.isoformat(),
             "side": t.side.value, "symbol": t.symbol, "quantity": str(t.quantity),
             "price": str(t.price), "status": t.status.value, "reason": t.reason,
-            "cash_after": str(t.cash_after)}
+            "cash_after": str(t.cash_after), "order_id": t.order_id}

@@ -14,6 +14,9 @@ STEP_DURATION = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 TRADES = Counter("tickrun_runner_trades_total", "Trades by outcome", ["outcome"])
+ORDER_EVENTS = Counter("tickrun_runner_order_events_total",
+                       "Order state changes: placed, triggered, filled, cancelled, expired, "
+                       "refused", ["event"])
 DECISIONS = Counter("tickrun_runner_decisions_total", "Decisions by outcome", ["outcome"])
 TOKENS = Counter("tickrun_runner_llm_tokens_total",
                  "LLM tokens by direction: input, output, and cached (the part of input "

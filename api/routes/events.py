@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/runs", tags=["events"], responses=problems(401))
 
 STREAM_DOC: dict[int | str, dict[str, Any]] = {200: {
-    "description": "text/event-stream of status, progress, decision, trade, log and result "
+    "description": "text/event-stream of status, progress, decision, trade, order, log and result "
                    "events; the last one is `result`",
     "content": {"text/event-stream": {}}},
     **problems(400, 404, 422, why={400: "Last-Event-ID is not an event id of this server"})}

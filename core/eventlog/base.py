@@ -20,6 +20,7 @@ class EventType(StrEnum):
     PROGRESS = "progress"
     DECISION = "decision"
     TRADE = "trade"
+    ORDER = "order"  # a state change of an order: placed, triggered, filled, ... refused
     LOG = "log"
     RESULT = "result"
 

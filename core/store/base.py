@@ -20,6 +20,11 @@ from core.records import (
     Decision,
     FireOutcome,
     Model,
+    Order,
+    OrderEvent,
+    OrderOrigin,
+    OrderRecord,
+    OrderState,
     Portfolio,
     PositionRecord,
     Run,
@@ -83,9 +88,17 @@ class CachedSeries:
 
 
 class LedgerTx(ABC):
-    """One trade's transaction: the run's portfolio row is locked for its whole life."""
+    """One transaction on a run's ledger: the run's portfolio row is locked for its whole
+    life, so the run's trades, orders and their events are written one transaction at a
+    time, and a write of a superseded attempt is refused (Superseded) before it starts.
+
+    Order writes do not write their events: `add_order_events` does, in the same
+    transaction, one round trip for all of a change's events."""
 
     portfolio: Portfolio
+    # The last step whose bar the resting orders and the margin were settled on (-1:
+    # none yet): a step played again after a crash settles its bar once.
+    bars_done: int
 
     @abstractmethod
     def find_trade(self, step: int, seq: int) -> Trade | None: ...
@@ -107,6 +120,7 @@ class LedgerTx(ABC):
         reason: str | None,
         cash_after: Decimal,
         reasoning: str | None,
+        order_id: int | None = None,
     ) -> Trade: ...
 
     @abstractmethod
@@ -114,6 +128,63 @@ class LedgerTx(ABC):
 
     @abstractmethod
     def insert_position(self, position: PositionRecord) -> None: ...
+
+    # -- orders ----------------------------------------------------------------------
+    @abstractmethod
+    def find_order(self, step: int, seq: int) -> OrderRecord | None:
+        """The order keyed (run, step, seq), if it was placed."""
+
+    @abstractmethod
+    def get_order(self, order_id: int) -> OrderRecord | None:
+        """The run's order of that id; None for none (or another run's)."""
+
+    @abstractmethod
+    def open_orders(self) -> list[OrderRecord]:
+        """The run's open orders, in placement (id) order."""
+
+    @abstractmethod
+    def step_orders(self, step: int) -> list[OrderRecord]:
+        """Every order decided at `step` (the decider's and the engine's), by seq."""
+
+    @abstractmethod
+    def insert_order(
+        self,
+        *,
+        step: int,
+        seq: int,
+        bar_time: dt.datetime,
+        active_from: int,
+        order: Order,
+        origin: OrderOrigin,
+        state: OrderState,
+        parent_id: int | None = None,
+        reason: str | None = None,
+        filled_at: dt.datetime | None = None,
+        fill_price: Decimal | None = None,
+        reasoning: str | None = None,
+    ) -> OrderRecord: ...
+
+    @abstractmethod
+    def update_order(
+        self,
+        order_id: int,
+        *,
+        state: OrderState | None = None,
+        reason: str | None = None,
+        triggered_at: dt.datetime | None = None,
+        filled_at: dt.datetime | None = None,
+        fill_price: Decimal | None = None,
+    ) -> OrderRecord | None:
+        """Change an open order (its state, its trigger); None, changing nothing, when
+        it is not open (a replay finds it done). Fields left None stay as they are; the
+        record returned has no trade_id (the caller knows the trade it wrote)."""
+
+    @abstractmethod
+    def add_order_events(self, events: Sequence[OrderEvent]) -> None: ...
+
+    @abstractmethod
+    def mark_bars_done(self, step: int) -> None:
+        """The bar of `step` is settled (see bars_done)."""
 
 
 class Store(ABC):
@@ -323,7 +394,36 @@ class Store(ABC):
             after_id = batch[-1].id
 
     @abstractmethod
-    def list_positions(self, run_id: int, *, limit: int = 1000) -> list[PositionRecord]: ...
+    def list_positions(self, run_id: int, *, limit: int = 1000) -> list[PositionRecord]:
+        """The portfolio after each filled trade, in the order the ledger applied them."""
+
+    # -- orders ----------------------------------------------------------------------
+    @abstractmethod
+    def list_orders(self, run_id: int, *, state: OrderState | None = None,
+                    after_id: int = 0, limit: int = 1000,
+                    ids: Collection[int] | None = None) -> list[OrderRecord]:
+        """A keyset page of the run's orders, oldest first: ids > after_id, of `state`
+        only if given (filtered before the limit), of `ids` only if given."""
+
+    def open_orders(self, run_id: int, *, limit: int = 1000) -> list[OrderRecord]:
+        """The run's open orders (its book), oldest first."""
+        return self.list_orders(run_id, state=OrderState.OPEN, limit=limit)
+
+    @abstractmethod
+    def step_orders(self, run_id: int, step: int) -> list[OrderRecord]:
+        """The orders the decider made at `step` (its own, not the engine's), in seq
+        order."""
+
+    @abstractmethod
+    def list_order_events(self, run_id: int, *, order_id: int | None = None,
+                          step: int | None = None, after_id: int = 0,
+                          limit: int = 1000) -> list[OrderEvent]:
+        """A keyset page of the run's order state changes, oldest first; of one order,
+        or of the changes made while one step was played, if given."""
+
+    @abstractmethod
+    def count_orders(self, run_id: int) -> dict[OrderState, int]:
+        """The run's orders counted by state (states with none are absent)."""
 
     @abstractmethod
     def list_decisions(self, run_id: int, *, after_step: int = -1,

@@ -17,12 +17,19 @@ from core.records import (
     FireOutcome,
     Model,
     Order,
+    OrderEvent,
+    OrderEventKind,
+    OrderOrigin,
+    OrderRecord,
+    OrderState,
+    OrderType,
     Portfolio,
     PositionRecord,
     Run,
     Schedule,
     ScheduleFire,
     Side,
+    TimeInForce,
     Trade,
     TradeStatus,
 )
@@ -146,6 +153,55 @@ def trade_from(row: Row) -> Trade:
         cash_after=dec(row["cash_after"]),
         reasoning=row["reasoning"],
         created_at=ts(row["created_at"]),
+        order_id=opt_int(row.get("order_id")),
+    )
+
+
+def opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def order_from(row: Row) -> OrderRecord:
+    return OrderRecord(
+        id=int(row["id"]),
+        run_id=int(row["run_id"]),
+        step=int(row["step"]),
+        seq=int(row["seq"]),
+        bar_time=ts(row["bar_time"]),
+        active_from=int(row["active_from"]),
+        side=Side(row["side"]),
+        symbol=row["symbol"],
+        quantity=dec(row["quantity"]),
+        type=OrderType(row["type"]),
+        limit_price=opt_dec(row["limit_price"]),
+        stop_price=opt_dec(row["stop_price"]),
+        time_in_force=TimeInForce(row["time_in_force"]),
+        stop_loss=opt_dec(row["stop_loss"]),
+        origin=OrderOrigin(row["origin"]),
+        parent_id=opt_int(row["parent_id"]),
+        state=OrderState(row["state"]),
+        reason=row["reason"],
+        triggered_at=opt_ts(row["triggered_at"]),
+        filled_at=opt_ts(row["filled_at"]),
+        fill_price=opt_dec(row["fill_price"]),
+        reasoning=row["reasoning"],
+        created_at=ts(row["created_at"]),
+        updated_at=ts(row["updated_at"]),
+        trade_id=opt_int(row.get("trade_id")),
+    )
+
+
+def order_event_from(row: Row) -> OrderEvent:
+    return OrderEvent(
+        id=int(row["id"]),
+        run_id=int(row["run_id"]),
+        order_id=int(row["order_id"]),
+        step=int(row["step"]),
+        kind=OrderEventKind(row["kind"]),
+        bar_time=opt_ts(row["bar_time"]),
+        price=opt_dec(row["price"]),
+        reason=row["reason"],
+        created_at=ts(row["created_at"]),
     )
 
 
@@ -190,4 +246,6 @@ def decision_from(row: Row) -> Decision:
         completed=bool(row["completed"]),
         tokens_cached=int(row["tokens_cached"] or 0),
         decided_at=None if row["decided_at"] is None else ts(row["decided_at"]),
+        cancels=[int(i) for i in js(row.get("cancels")) or []],
+        close_all=bool(row.get("close_all") or False),
     )

@@ -20,6 +20,12 @@ from core.records import (
     Decision,
     FireOutcome,
     Model,
+    Order,
+    OrderEvent,
+    OrderEventKind,
+    OrderOrigin,
+    OrderRecord,
+    OrderState,
     Portfolio,
     PositionRecord,
     Run,
@@ -37,7 +43,9 @@ from core.store.base import BatchRun, CachedSeries, LedgerTx, PriceBar, RunFilte
 
 MODEL_FIELDS = ("signature", "llm", "custom_rules", "custom_instructions", "parameters")
 # A run's rows besides its portfolio, children first (retention deletes them).
-RUN_LEDGER_TABLES = ("positions", "trades", "decisions")
+RUN_LEDGER_TABLES = ("positions", "trades", "order_events", "orders", "decisions")
+# An order with its trade's id (a filled or refused order has one trade at most).
+ORDER_COLUMNS = "o.*, (SELECT t.id FROM trades t WHERE t.order_id = o.id) AS trade_id"
 
 
 def utcnow() -> dt.datetime:
@@ -66,10 +74,12 @@ class Dialect(Protocol):
 
 
 class SqlLedgerTx(LedgerTx):
-    def __init__(self, cur: Cursor, dialect: Dialect, portfolio: Portfolio) -> None:
+    def __init__(self, cur: Cursor, dialect: Dialect, portfolio: Portfolio,
+                 bars_done: int = -1) -> None:
         self._cur = cur
         self._d = dialect
         self.portfolio = portfolio
+        self.bars_done = bars_done
 
     def find_trade(self, step: int, seq: int) -> Trade | None:
         row = self._cur.one(
@@ -81,15 +91,18 @@ class SqlLedgerTx(LedgerTx):
     def insert_trade(self, *, step: int, seq: int, bar_time: dt.datetime,
                      filled_at: dt.datetime | None, side: Side, symbol: str,
                      quantity: Decimal, price: Decimal, fees: Decimal, status: TradeStatus,
-                     reason: str | None, cash_after: Decimal, reasoning: str | None) -> Trade:
+                     reason: str | None, cash_after: Decimal, reasoning: str | None,
+                     order_id: int | None = None) -> Trade:
         d = self._d
         row = self._cur.one(
             "INSERT INTO trades (run_id, step, seq, bar_time, filled_at, side, symbol,"
-            " quantity, price, fees, status, reason, cash_after, reasoning, created_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
+            " quantity, price, fees, status, reason, cash_after, reasoning, created_at,"
+            " order_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+            " %s) RETURNING *",
             (self.portfolio.run_id, step, seq, d.time(bar_time), d.time(filled_at),
              side.value, symbol, d.money(quantity), d.money(price), d.money(fees),
-             status.value, reason, d.money(cash_after), reasoning, d.time(utcnow())),
+             status.value, reason, d.money(cash_after), reasoning, d.time(utcnow()),
+             order_id),
         )
         assert row is not None
         return codec.trade_from(row)
@@ -112,6 +125,87 @@ class SqlLedgerTx(LedgerTx):
              d.money(position.cash),
              d.json(codec.holdings_to(position.holdings)), position.reasoning),
         )
+
+    # -- orders ----------------------------------------------------------------------
+    def find_order(self, step: int, seq: int) -> OrderRecord | None:
+        row = self._cur.one(
+            f"SELECT {ORDER_COLUMNS} FROM orders o"
+            " WHERE o.run_id = %s AND o.step = %s AND o.seq = %s",
+            (self.portfolio.run_id, step, seq))
+        return None if row is None else codec.order_from(row)
+
+    def get_order(self, order_id: int) -> OrderRecord | None:
+        row = self._cur.one(f"SELECT {ORDER_COLUMNS} FROM orders o"
+                            " WHERE o.id = %s AND o.run_id = %s",
+                            (order_id, self.portfolio.run_id))
+        return None if row is None else codec.order_from(row)
+
+    def open_orders(self) -> list[OrderRecord]:
+        rows = self._cur.all("SELECT o.*, NULL AS trade_id FROM orders o"
+                             " WHERE o.run_id = %s AND o.state = 'open' ORDER BY o.id",
+                             (self.portfolio.run_id,))
+        return [codec.order_from(r) for r in rows]
+
+    def step_orders(self, step: int) -> list[OrderRecord]:
+        rows = self._cur.all(f"SELECT {ORDER_COLUMNS} FROM orders o"
+                             " WHERE o.run_id = %s AND o.step = %s ORDER BY o.seq",
+                             (self.portfolio.run_id, step))
+        return [codec.order_from(r) for r in rows]
+
+    def insert_order(self, *, step: int, seq: int, bar_time: dt.datetime, active_from: int,
+                     order: Order, origin: OrderOrigin, state: OrderState,
+                     parent_id: int | None = None, reason: str | None = None,
+                     filled_at: dt.datetime | None = None, fill_price: Decimal | None = None,
+                     reasoning: str | None = None) -> OrderRecord:
+        d, now = self._d, utcnow()
+        row = self._cur.one(
+            "INSERT INTO orders (run_id, step, seq, bar_time, active_from, side, symbol,"
+            " quantity, type, limit_price, stop_price, time_in_force, stop_loss, origin,"
+            " parent_id, state, reason, filled_at, fill_price, reasoning, created_at,"
+            " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+            " %s, %s, %s, %s, %s, %s, %s) RETURNING *, NULL AS trade_id",
+            (self.portfolio.run_id, step, seq, d.time(bar_time), active_from,
+             order.side.value, order.symbol, d.money(order.quantity), order.type.value,
+             d.money(order.limit_price), d.money(order.stop_price),
+             order.time_in_force.value, d.money(order.stop_loss), origin.value, parent_id,
+             state.value, reason, d.time(filled_at), d.money(fill_price), reasoning,
+             d.time(now), d.time(now)),
+        )
+        assert row is not None
+        return codec.order_from(row)
+
+    def update_order(self, order_id: int, *, state: OrderState | None = None,
+                     reason: str | None = None, triggered_at: dt.datetime | None = None,
+                     filled_at: dt.datetime | None = None,
+                     fill_price: Decimal | None = None) -> OrderRecord | None:
+        d = self._d
+        changes: dict[str, Any] = {"state": None if state is None else state.value,
+                                   "reason": reason, "triggered_at": d.time(triggered_at),
+                                   "filled_at": d.time(filled_at),
+                                   "fill_price": d.money(fill_price)}
+        sets = [f"{column} = %s" for column, value in changes.items() if value is not None]
+        values = [value for value in changes.values() if value is not None]
+        row = self._cur.one(
+            f"UPDATE orders SET {', '.join([*sets, 'updated_at = %s'])}"
+            " WHERE id = %s AND run_id = %s AND state = 'open' RETURNING *",
+            (*values, d.time(utcnow()), order_id, self.portfolio.run_id))
+        # trade_id: the caller knows the trade it wrote (none is read back here).
+        return None if row is None else codec.order_from({**row, "trade_id": None})
+
+    def add_order_events(self, events: Sequence[OrderEvent]) -> None:
+        if not events:
+            return
+        d, now = self._d, utcnow()
+        self._cur.many(
+            "INSERT INTO order_events (run_id, order_id, step, kind, bar_time, price, reason,"
+            " created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            [(self.portfolio.run_id, e.order_id, e.step, e.kind.value, d.time(e.bar_time),
+              d.money(e.price), e.reason, d.time(now)) for e in events])
+
+    def mark_bars_done(self, step: int) -> None:
+        self._cur.run("UPDATE portfolios SET bars_done = %s WHERE run_id = %s",
+                      (step, self.portfolio.run_id))
+        self.bars_done = step
 
 
 class SqlStore(Store):
@@ -234,7 +328,7 @@ class SqlStore(Store):
             " ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING *",
             # Unset options are left out: a runner of the previous release (a rolling
             # upgrade) still reads a spec that names none of the newer ones.
-            (user_id, model_id, d.json(spec.model_dump(mode="json", exclude_none=True)),
+            (user_id, model_id, d.json(spec.stored()),
              spec.mode.value, ",".join(spec.symbols), steps_total, d.time(created_at),
              idempotency_key, request_hash, batch_id, schedule_id),
         )
@@ -331,6 +425,8 @@ class SqlStore(Store):
             if target.is_terminal:
                 sets.append("finished_at = %s")
                 params.append(now)
+                self._end_open_orders(cur, run_id, int(row["steps_done"]),
+                                      f"the run ended ({target.value})")
             updated = cur.one(
                 f"UPDATE runs SET {', '.join(sets)} WHERE id = %s RETURNING *",
                 (*params, run_id),
@@ -445,7 +541,7 @@ class SqlStore(Store):
     def delete_run(self, run_id: int, user_id: str | None = None) -> None:
         self.get_run(run_id, user_id)
         with self._tx(write=True) as cur:
-            for table in ("positions", "trades", "decisions", "portfolios"):
+            for table in (*RUN_LEDGER_TABLES, "portfolios"):
                 cur.run(f"DELETE FROM {table} WHERE run_id = %s", (run_id,))
             cur.run("DELETE FROM runs WHERE id = %s", (run_id,))
 
@@ -599,6 +695,20 @@ class SqlStore(Store):
                            " ORDER BY due_at DESC LIMIT %s", (schedule_id, limit))
         return [codec.fire_from(r) for r in rows]
 
+    def _end_open_orders(self, cur: Cursor, run_id: int, step: int, reason: str) -> None:
+        """A final run has no open order: what a runner did not end itself (a run stopped
+        or failed mid-way, or finalized from its ledger) is cancelled with the status
+        change, each with its event."""
+        d = self.dialect
+        rows = cur.all("UPDATE orders SET state = 'cancelled', reason = %s, updated_at = %s"
+                       " WHERE run_id = %s AND state = 'open' RETURNING id",
+                       (reason, d.time(utcnow()), run_id))
+        if rows:
+            cur.many("INSERT INTO order_events (run_id, order_id, step, kind, bar_time, price,"
+                     " reason, created_at) VALUES (%s, %s, %s, %s, NULL, NULL, %s, %s)",
+                     [(run_id, r["id"], step, OrderEventKind.CANCELLED.value, reason,
+                       d.time(utcnow())) for r in sorted(rows, key=lambda r: int(r["id"]))])
+
     # -- ledger ----------------------------------------------------------------------
     def _fence(self, cur: Cursor, run_id: int, attempt: int | None) -> None:
         """Refuse a superseded runner's write. The row stays share-locked until the write
@@ -621,7 +731,8 @@ class SqlStore(Store):
             )
             if row is None:
                 raise NotFound(f"run {run_id} has no portfolio")
-            yield SqlLedgerTx(cur, self.dialect, codec.portfolio_from(row))
+            yield SqlLedgerTx(cur, self.dialect, codec.portfolio_from(row),
+                              int(row.get("bars_done", -1)))
 
     def get_portfolio(self, run_id: int) -> Portfolio:
         with self._tx() as cur:
@@ -663,10 +774,57 @@ class SqlStore(Store):
     def list_positions(self, run_id: int, *, limit: int = 1000) -> list[PositionRecord]:
         with self._tx() as cur:
             rows = cur.all(
-                "SELECT * FROM positions WHERE run_id = %s ORDER BY step, seq LIMIT %s",
+                # id: the order the ledger applied them in (a resting order's fill
+                # keeps the step it was decided on, which may be long before).
+                "SELECT * FROM positions WHERE run_id = %s ORDER BY id LIMIT %s",
                 (run_id, limit),
             )
         return [codec.position_from(r) for r in rows]
+
+    # -- orders ----------------------------------------------------------------------
+    def list_orders(self, run_id: int, *, state: OrderState | None = None,
+                    after_id: int = 0, limit: int = 1000,
+                    ids: Collection[int] | None = None) -> list[OrderRecord]:
+        where, params = "o.run_id = %s AND o.id > %s", [run_id, after_id]  # type: str, list[Any]
+        if state is not None:
+            where += " AND o.state = %s"
+            params.append(state.value)
+        if ids is not None:
+            if not ids:
+                return []
+            wanted = sorted(int(i) for i in ids)
+            where += f" AND o.id IN ({', '.join(['%s'] * len(wanted))})"
+            params.extend(wanted)
+        with self._tx() as cur:
+            rows = cur.all(f"SELECT {ORDER_COLUMNS} FROM orders o WHERE {where}"
+                           " ORDER BY o.id LIMIT %s", (*params, limit))
+        return [codec.order_from(r) for r in rows]
+
+    def step_orders(self, run_id: int, step: int) -> list[OrderRecord]:
+        with self._tx() as cur:
+            rows = cur.all(f"SELECT {ORDER_COLUMNS} FROM orders o WHERE o.run_id = %s"
+                           " AND o.step = %s AND o.origin = %s ORDER BY o.seq",
+                           (run_id, step, OrderOrigin.DECIDER.value))
+        return [codec.order_from(r) for r in rows]
+
+    def list_order_events(self, run_id: int, *, order_id: int | None = None,
+                          step: int | None = None, after_id: int = 0,
+                          limit: int = 1000) -> list[OrderEvent]:
+        where, params = "run_id = %s AND id > %s", [run_id, after_id]  # type: str, list[Any]
+        for column, value in (("order_id", order_id), ("step", step)):
+            if value is not None:
+                where += f" AND {column} = %s"
+                params.append(value)
+        with self._tx() as cur:
+            rows = cur.all(f"SELECT * FROM order_events WHERE {where} ORDER BY id LIMIT %s",
+                           (*params, limit))
+        return [codec.order_event_from(r) for r in rows]
+
+    def count_orders(self, run_id: int) -> dict[OrderState, int]:
+        with self._tx() as cur:
+            rows = cur.all("SELECT state, COUNT(*) AS n FROM orders WHERE run_id = %s"
+                           " GROUP BY state", (run_id,))
+        return {OrderState(r["state"]): int(r["n"]) for r in rows}
 
     def list_decisions(self, run_id: int, *, after_step: int = -1,
                        limit: int = 1000) -> list[Decision]:
@@ -690,14 +848,14 @@ class SqlStore(Store):
             row = cur.one(
                 "INSERT INTO decisions (run_id, step, bar_time, action, orders, reasoning,"
                 " outcome, latency_ms, tokens_in, tokens_out, cost, tool_calls, error, equity,"
-                " cash, completed, tokens_cached, decided_at) VALUES (%s, %s, %s, %s, %s, %s,"
-                " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " cash, completed, tokens_cached, decided_at, cancels, close_all) VALUES (%s,"
+                " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (run_id, step) DO NOTHING RETURNING *",
                 (x.run_id, x.step, d.time(x.bar_time), x.action,
                  d.json([o.to_json() for o in x.orders]), x.reasoning, x.outcome, x.latency_ms,
                  x.tokens_in, x.tokens_out, d.money(x.cost), d.json(x.tool_calls), x.error,
                  d.money(x.equity), d.money(x.cash), x.completed, x.tokens_cached,
-                 d.time(x.decided_at or utcnow())),
+                 d.time(x.decided_at or utcnow()), d.json(list(x.cancels)), x.close_all),
             )
             if row is None:
                 row = cur.one("SELECT * FROM decisions WHERE run_id = %s AND step = %s",

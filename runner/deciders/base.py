@@ -1,9 +1,10 @@
 """The decider interface.
 
 A decider sees one StepContext: bars up to and including the current step (never
-later ones), the portfolio and recent trades. It answers with orders for the session
-loop to execute, or (an agent with tools) trades it made itself through the
-StepBroker, which is bound to this run and step only.
+later ones), the portfolio, its open orders and recent trades. It answers with orders
+(and cancels, a close-all) for the session loop to execute, or (an agent with tools)
+acts itself through the StepBroker, which is bound to this run and step only. A decider
+acts one way or the other in a step: a replayed step executes the recorded answer.
 """
 
 from __future__ import annotations
@@ -14,14 +15,32 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol, overload
 
-from core.records import Model, Order, Portfolio, Run, Trade
+from core.records import Model, Order, OrderRecord, Portfolio, Refusal, Run, Trade
 from runner.marketdata import Bar
 
 
 class StepBroker(Protocol):
-    """Trades for the current step of one run; each call takes the next seq number."""
+    """Orders for the current step of one run. Each order (and each close-all) takes the
+    next seq number(s); a refusal is an answer (a refused trade or order, a Refusal),
+    never an exception."""
 
-    def submit(self, order: Order, reasoning: str | None = None) -> Trade: ...
+    def submit(self, order: Order, reasoning: str | None = None) -> Trade:
+        """A market order: its trade, filled or refused (ValueError for another type)."""
+
+    def place(self, order: Order, reasoning: str | None = None) -> OrderRecord | Trade:
+        """Any order: a market order's trade; a limit, stop or stop-limit order as it
+        rests in the book (open from the next bar on), or refused when malformed."""
+
+    def cancel(self, order_id: int, reasoning: str | None = None) -> OrderRecord | Refusal:
+        """Cancel an open order: the order, cancelled; a Refusal for an order that is
+        not open or not this run's."""
+
+    def open_orders(self) -> list[OrderRecord]:
+        """The run's open orders, oldest first."""
+
+    def close_all(self, reasoning: str | None = None) -> list[Trade]:
+        """Cancel every open order and flatten every position at this step's fill
+        price; the trades (one per position)."""
 
     def portfolio(self) -> Portfolio: ...
 
@@ -41,6 +60,8 @@ class StepContext:
     # Before each model call: the reason when the run's budget or its user's daily
     # limit leaves no room for what this step used so far (tokens, cost); else None.
     over_budget: Callable[[int, Decimal | None], str | None] = lambda tokens, cost: None
+    # The run's open orders when the step's bar was settled (fills on it are done).
+    open_orders: Sequence[OrderRecord] = ()
 
     def price(self, symbol: str) -> Decimal:
         return self.history[symbol][-1].close
@@ -85,6 +106,10 @@ class DecisionResult:
     error: str | None = None
     traded_by_tools: int = 0  # trades the decider already made through the broker
     tokens_cached: int = 0  # of tokens_in, served from the provider's prompt cache
+    # Executed before `orders`, in this order: cancel these open orders (ids), then
+    # close everything (cancel every open order, flatten every position).
+    cancels: list[int] = field(default_factory=list)
+    close_all: bool = False
 
     @classmethod
     def hold(cls, reasoning: str, *, outcome: str = "hold", error: str | None = None

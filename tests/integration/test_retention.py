@@ -26,7 +26,7 @@ T0 = dt.datetime(2025, 3, 3, 14, 30, tzinfo=dt.UTC)
 NOW = dt.datetime.now(dt.UTC)
 CUTOFF = NOW - dt.timedelta(days=90)
 LONG_AGO = NOW - dt.timedelta(days=400)
-TABLES = ("decisions", "trades", "positions", "portfolios")
+TABLES = ("decisions", "orders", "order_events", "trades", "positions", "portfolios")
 
 
 def age(store: Store, run_id: int, finished_at: dt.datetime | None) -> None:
@@ -105,7 +105,9 @@ def test_an_old_final_run_is_archived_and_gone_and_the_others_untouched(
     report = prune(store, CUTOFF, tmp_path / "archive")
 
     assert report.runs == [old.id] and report.deleted == 1 and report.archived == 1
-    assert report.rows == 1 + 1 + 3 + 4 + 3 and not report.skipped
+    # The run, its portfolio, 3 decisions, 4 orders (one per trade) with 2 events each
+    # (placed, then filled or refused), 4 trades, 3 positions.
+    assert report.rows == 1 + 1 + 3 + 4 + 8 + 4 + 3 and not report.skipped
     assert rows_of(store, old.id) == dict.fromkeys((*TABLES, "runs"), 0)
     with pytest.raises(NotFound):
         store.get_run(old.id)
@@ -120,7 +122,14 @@ def test_an_old_final_run_is_archived_and_gone_and_the_others_untouched(
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp file
     lines = read_archive(path)
     assert [x["kind"] for x in lines] == (["run", "portfolio"] + ["decision"] * 3
+                                          + ["order"] * 4 + ["order_event"] * 8
                                           + ["trade"] * 4 + ["position"] * 3)
+    orders = [x for x in lines if x["kind"] == "order"]
+    assert [(o["id"], o["state"]) for o in orders] == [
+        (t.order_id, t.status.value) for t in trades]
+    assert [e["event"] for e in lines if e["kind"] == "order_event"] == [
+        "placed", "filled"] * 3 + ["placed", "refused"]
+    lines = [x for x in lines if x["kind"] not in ("order", "order_event")]
     run_line = lines[0]
     assert run_line["id"] == old.id and run_line["status"] == "completed"
     assert run_line["spec"]["symbols"] == ["AAPL"]
@@ -193,7 +202,7 @@ def test_a_crash_between_archive_and_delete_leaves_the_run_and_the_next_prune_co
 
     report = prune(store, CUTOFF, tmp_path)
     assert report.runs == [old.id] and rows_of(store, old.id)["runs"] == 0
-    assert len(read_archive(path)) == 2 + 3 + 4 + 3  # written again, whole
+    assert len(read_archive(path)) == 2 + 3 + 4 + 8 + 4 + 3  # written again, whole
 
 
 def test_a_failed_archive_deletes_nothing(store: Store, tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ import pytest
 
 from core.eventlog import EventLog, EventType
 from core.exitcodes import EXIT_NO_RETRY
-from core.records import Side
 from core.spec import RunSpec
 from core.status import RunStatus
 from core.store import Store
@@ -49,7 +48,7 @@ def assert_ledger_consistent(store: Store, run_id: int, initial: Decimal) -> Non
     cash = initial
     for t in trades:
         if t.filled:
-            sign = -1 if t.side is Side.BUY else 1
+            sign = -1 if t.side.buys else 1  # buys and covers pay
             cash += sign * t.quantity * t.price - t.fees
     assert store.get_portfolio(run_id).cash == cash
 

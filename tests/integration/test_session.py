@@ -238,6 +238,9 @@ class CountingCursor:
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         return self._cur.run(sql, params)
 
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._cur.many(sql, rows)
+
 
 def count_reads(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     reads: list[tuple[str, int]] = []

@@ -154,7 +154,7 @@ def test_sells_need_holdings_and_refusals_are_recorded(store: Store) -> None:
     assert not too_much.filled
     short = trading.execute(run.id, 1, 1, Order(Side.SHORT, "AAPL", Decimal("1")),
                             price=Decimal("9"), bar_time=T0)
-    assert not short.filled and "not supported" in str(short.reason)
+    assert not short.filled and "held long (9)" in str(short.reason)  # sell it first
     trading.close_all(run.id, 2, 0, {"AAPL": Decimal("12")}, bar_time=T0)
     final = store.get_portfolio(run.id)
     assert final.holdings == {} and final.cash == Decimal("9") + 9 * 12 - 1

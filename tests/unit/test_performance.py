@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import replace
 from decimal import Decimal
 
 from core import performance
@@ -48,3 +49,26 @@ def test_summarize_reports_return_and_counts() -> None:
     assert result["return_pct"] == 5.0
     assert result["trades"] == 1 and result["refused"] == 1
     assert math.isclose(result["max_drawdown_pct"], 100 * (1 - 1050 / 1100), rel_tol=1e-3)
+
+
+def test_covers_close_shorts_and_win_when_bought_back_cheaper() -> None:
+    # Short 10 at 50, cover 5 at 40 (a gain), cover 5 at 60 by a margin call (a loss).
+    margin_call = replace(trade(Side.COVER, "5", "60"), reason="margin call: equity ...")
+    trades = [trade(Side.SHORT, "10", "50"), trade(Side.COVER, "5", "40"), margin_call]
+    tally = performance.TradeTally.of(trades)
+    assert (tally.closes, tally.wins, tally.shorts, tally.covers, tally.margin_calls) == (
+        2, 1, 1, 2, 1)
+    assert performance.win_rate(trades) == 0.5
+
+
+def test_equity_return_and_drawdown_hold_with_a_short() -> None:
+    # 1,000 cash, short 10 at 50: cash 1,500, holdings -10. Closes 50, 60, 40:
+    # equity 1,500 - 10 x close = 1,000, 900, 1,100.
+    from core.records import Portfolio
+
+    short = Portfolio(1, Decimal(1500), {"X": Decimal(-10)})
+    curve = [short.equity({"X": Decimal(c)}) for c in (50, 60, 40)]
+    assert curve == [Decimal(1000), Decimal(900), Decimal(1100)]
+    result = performance.summarize(Decimal(1000), curve, [trade(Side.SHORT, "10", "50")], 252)
+    assert result["return_pct"] == 10.0 and result["max_drawdown_pct"] == 10.0
+    assert result["shorts"] == {"short_fills": 1, "cover_fills": 0, "margin_calls": 0}
