@@ -16,7 +16,21 @@ from pydantic import (
     model_validator,
 )
 
-from core.records import Decision, Model, PositionRecord, Run, Trade
+from core.records import (
+    Decision,
+    Model,
+    OrderEvent,
+    OrderEventKind,
+    OrderOrigin,
+    OrderRecord,
+    OrderState,
+    OrderType,
+    PositionRecord,
+    Run,
+    Side,
+    TimeInForce,
+    Trade,
+)
 from core.spec import Mode, RunSpec, Symbol
 from core.status import RunStatus
 
@@ -144,9 +158,9 @@ class RunOut(BaseModel):
                                   "decider, the model names none); null when it is")
     result: dict[str, Any] | None = Field(
         description="Final equity, return, drawdown, Sharpe, trades, win rate, benchmark; "
-                    "the decider (and decider_reason); LLM usage: tokens_in, tokens_out, "
-                    "tokens_cached, cost (of the decisions whose cost is known) and "
-                    "unknown_cost_decisions")
+                    "orders (counted by state) and shorts; the decider (and "
+                    "decider_reason); LLM usage: tokens_in, tokens_out, tokens_cached, cost "
+                    "(of the decisions whose cost is known) and unknown_cost_decisions")
 
     @classmethod
     def of(cls, run: Run, live: dict[str, Any] | None = None) -> RunOut:
@@ -193,13 +207,102 @@ class TradeOut(BaseModel):
     reason: str | None = Field(description="Why a trade was refused")
     cash_after: Decimal
     reasoning: str | None
+    order_id: int | None = Field(
+        default=None, description="The order it fills (GET /v1/runs/{id}/orders/"
+                                  "{order_id}); null for a trade from before orders")
 
     @classmethod
     def of(cls, t: Trade) -> TradeOut:
         return cls(id=t.id, step=t.step, seq=t.seq, bar_time=t.bar_time,
                    filled_at=t.filled_at, side=t.side.value, symbol=t.symbol,
                    quantity=t.quantity, price=t.price, fees=t.fees, status=t.status.value,
-                   reason=t.reason, cash_after=t.cash_after, reasoning=t.reasoning)
+                   reason=t.reason, cash_after=t.cash_after, reasoning=t.reasoning,
+                   order_id=t.order_id)
+
+
+class OrderOut(BaseModel):
+    """An order in a run's ledger: every order its decider made (market orders too,
+    filled or refused at once) and those the engine placed (stop-losses, margin calls,
+    flat at the close)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": 12, "step": 3, "seq": 0, "bar_time": "2024-01-05T00:00:00Z", "active_from": 4,
+        "side": "buy", "symbol": "MSFT", "quantity": "10", "type": "limit",
+        "limit_price": "361.50", "stop_price": None, "time_in_force": "day",
+        "stop_loss": "340", "origin": "decider", "parent_id": None, "state": "filled",
+        "reason": None, "triggered_at": None, "filled_at": "2024-01-08T00:00:00Z",
+        "fill_price": "361.50", "trade_id": 31, "reasoning": "Buy the dip",
+        "created_at": "2025-06-02T14:00:00Z", "updated_at": "2025-06-02T14:00:01Z"}]})
+
+    id: int
+    step: int = Field(description="The step it was decided on")
+    seq: int = Field(description="Its place among the orders of that step (with `step`, "
+                                 "its key)")
+    bar_time: dt.datetime = Field(description="The bar it was decided on")
+    active_from: int = Field(description="The first step whose bar it may fill on")
+    side: Side = Field(description="buy, sell, short (holdings go negative) or cover")
+    symbol: str
+    quantity: Decimal
+    type: OrderType = Field(description="market fills at once (the run's fill rule); limit, "
+                                        "stop and stop_limit rest until a bar fills them")
+    limit_price: Decimal | None
+    stop_price: Decimal | None
+    time_in_force: TimeInForce = Field(
+        description="day: until its first bar's session ends; gtc: until filled, "
+                    "cancelled or the run ends")
+    stop_loss: Decimal | None = Field(description="A buy's (short's) protective stop price: "
+                                                  "its fill places a stop order")
+    origin: OrderOrigin = Field(description="Who placed it: the decider, or the engine "
+                                            "(stop_loss, margin_call, flat_at_close)")
+    parent_id: int | None = Field(description="A stop-loss: the order whose fill placed it")
+    state: OrderState
+    reason: str | None = Field(description="Why it was refused, cancelled or expired")
+    triggered_at: dt.datetime | None = Field(
+        description="A stop-limit: the bar its stop triggered on")
+    filled_at: dt.datetime | None = Field(description="The bar it filled on")
+    fill_price: Decimal | None
+    trade_id: int | None = Field(description="Its trade (filled or refused), if it has one")
+    reasoning: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @classmethod
+    def of(cls, o: OrderRecord) -> OrderOut:
+        return cls(id=o.id, step=o.step, seq=o.seq, bar_time=o.bar_time,
+                   active_from=o.active_from, side=o.side, symbol=o.symbol,
+                   quantity=o.quantity, type=o.type, limit_price=o.limit_price,
+                   stop_price=o.stop_price, time_in_force=o.time_in_force,
+                   stop_loss=o.stop_loss, origin=o.origin, parent_id=o.parent_id,
+                   state=o.state, reason=o.reason, triggered_at=o.triggered_at,
+                   filled_at=o.filled_at, fill_price=o.fill_price, trade_id=o.trade_id,
+                   reasoning=o.reasoning, created_at=o.created_at, updated_at=o.updated_at)
+
+
+class OrderEventOut(BaseModel):
+    id: int
+    step: int = Field(description="The step being played when it happened")
+    kind: OrderEventKind = Field(description="placed, triggered (a stop-limit's stop), "
+                                             "filled, cancelled, expired or refused")
+    bar_time: dt.datetime | None = Field(description="The bar it happened on; null at the "
+                                                     "run's end")
+    price: Decimal | None = Field(description="A fill's (or a trigger's) price")
+    reason: str | None
+    created_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, e: OrderEvent) -> OrderEventOut:
+        return cls(id=e.id, step=e.step, kind=e.kind, bar_time=e.bar_time, price=e.price,
+                   reason=e.reason, created_at=e.created_at)
+
+
+class OrderDetailOut(OrderOut):
+    """An order with its state changes."""
+
+    events: list[OrderEventOut] = Field(description="Its state changes, oldest first")
+
+    @classmethod
+    def with_events(cls, o: OrderRecord, events: list[OrderEvent]) -> OrderDetailOut:
+        return cls(**dict(OrderOut.of(o)), events=[OrderEventOut.of(e) for e in events])
 
 
 class PositionOut(BaseModel):
@@ -239,6 +342,10 @@ class DecisionOut(BaseModel):
     error: str | None
     equity: Decimal | None
     cash: Decimal | None
+    cancels: list[int] = Field(default_factory=list,
+                               description="The open orders it cancelled (ids)")
+    close_all: bool = Field(default=False, description="Whether it cancelled every open "
+                                                       "order and closed every position")
 
     @classmethod
     def of(cls, d: Decision) -> DecisionOut:
@@ -246,7 +353,8 @@ class DecisionOut(BaseModel):
                    orders=[o.to_json() for o in d.orders], reasoning=d.reasoning,
                    latency_ms=d.latency_ms, tokens_in=d.tokens_in, tokens_out=d.tokens_out,
                    tokens_cached=d.tokens_cached, cost=d.cost, tool_calls=d.tool_calls,
-                   error=d.error, equity=d.equity, cash=d.cash)
+                   error=d.error, equity=d.equity, cash=d.cash, cancels=list(d.cancels),
+                   close_all=d.close_all)
 
 
 class ResultOut(BaseModel):

@@ -16,6 +16,8 @@ from api.deps import CallerDep, ServicesDep, decode_cursor, encode_cursor
 from api.errors import ApiProblem, problems
 from api.schemas import (
     DecisionOut,
+    OrderDetailOut,
+    OrderOut,
     PositionOut,
     ResultOut,
     RunCreate,
@@ -28,7 +30,7 @@ from api.services import Services
 from core.errors import NotFound
 from core.marketdata.resolve import resolve_data_source
 from core.marketdata.sessions import new_york_date
-from core.records import Run, TradeStatus
+from core.records import OrderState, Run, TradeStatus
 from core.spec import DeciderKind, Mode, RunSpec, replay_mismatch
 from core.status import RunStatus
 from core.store import RunFilter
@@ -246,6 +248,36 @@ def list_trades(run_id: RunId, who: CallerDep, svc: ServicesDep,
     svc.store.get_run(run_id, who.user_id)
     trades = svc.store.list_trades(run_id, after_id=after_id, limit=limit, status=status_)
     return [TradeOut.of(t) for t in trades]
+
+
+@router.get("/{run_id}/orders", response_model=list[OrderOut], responses=ONE_RUN)
+def list_orders(run_id: RunId, who: CallerDep, svc: ServicesDep,
+                state: Annotated[OrderState | None, Query(
+                    description="Only orders in this state: open, filled, cancelled, "
+                                "expired or refused")] = None,
+                after_id: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+                limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> list[OrderOut]:
+    """Every order of the run, oldest first: market orders (filled or refused at once),
+    limit, stop and stop-limit orders (open until filled, cancelled or expired), and the
+    engine's own (stop-losses, margin calls, flat at the close). Keyset pages: pass the
+    last id seen as after_id; `state` filters before the limit."""
+    svc.store.get_run(run_id, who.user_id)
+    orders = svc.store.list_orders(run_id, state=state, after_id=after_id, limit=limit)
+    return [OrderOut.of(o) for o in orders]
+
+
+@router.get("/{run_id}/orders/{order_id}", response_model=OrderDetailOut, responses=ONE_RUN)
+def get_order(run_id: RunId, who: CallerDep, svc: ServicesDep,
+              order_id: Annotated[int, Path(ge=1, le=2**63 - 1,
+                                            description="Order id")]) -> OrderDetailOut:
+    """One order of the run with its state changes: placed, triggered, filled,
+    cancelled, expired, refused."""
+    svc.store.get_run(run_id, who.user_id)
+    found = svc.store.list_orders(run_id, ids=[order_id], limit=1)
+    if not found:
+        raise NotFound(f"run {run_id} has no order {order_id}")
+    events = svc.store.list_order_events(run_id, order_id=order_id)
+    return OrderDetailOut.with_events(found[0], events)
 
 
 @router.get("/{run_id}/positions", response_model=list[PositionOut], responses=ONE_RUN)

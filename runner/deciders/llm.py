@@ -1,7 +1,8 @@
 """The `llm` decider: a LangChain ChatOpenAI agent with tools bound to one run.
 
 Per step: the system prompt (the run's rules), the step's context, and a bounded
-tool-calling loop in which buy/sell trade through the step's broker. Everything that
+tool-calling loop in which the order tools (buy, sell, short, cover, limit and stop
+orders, cancel, close-all) act through the step's broker. Everything that
 can go wrong with a provider (a deadline passed, a stop request, 429, 5xx, a dropped
 connection, a tool call that does not parse) ends the step as a HOLD whose reason is
 recorded and counted; transient failures are retried with backoff while the
@@ -105,6 +106,9 @@ class _Tally:
     texts: list[str] = field(default_factory=list)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     trades: list[Trade] = field(default_factory=list)
+    # What else the tools changed in the ledger: resting orders' sides, "cancel",
+    # "close_all" (a step that only placed a limit order did not hold).
+    actions: set[str] = field(default_factory=set)
     attempts: int = 0
 
     def add(self, message: AIMessage) -> None:
@@ -140,7 +144,7 @@ class _Tally:
 
     def result(self, note: str | None = None, failure: StepAbandoned | None = None
                ) -> DecisionResult:
-        sides = sorted({t.side.value for t in self.trades})
+        sides = sorted({t.side.value for t in self.trades} | self.actions)
         reasoning = "\n".join(self.texts)
         if failure is not None:
             reasoning = f"HOLD: {failure.reason}" + (f"\n{reasoning}" if reasoning else "")
@@ -148,7 +152,8 @@ class _Tally:
             reasoning = f"{reasoning}\n({note})" if reasoning else note
         if self.trades and failure is not None:
             reasoning += f"\n({len(self.trades)} trade(s) made through tools before that)"
-        outcome = failure.outcome if failure else ("trade" if self.trades else "hold")
+        acted = self.trades or self.actions
+        outcome = failure.outcome if failure else ("trade" if acted else "hold")
         return DecisionResult(
             action=",".join(sides) or "hold", reasoning=reasoning or "no reasoning given",
             outcome=outcome, tokens_in=self.tokens_in, tokens_out=self.tokens_out,
@@ -212,7 +217,8 @@ class LlmDecider:
         deadline = self._clock() + self.deadline_seconds
         tally = _Tally(price=self.price)
         tools = {t.name: t for t in build_tools(ctx, max_lookback=self.params.max_lookback,
-                                                 on_trade=tally.trades.append)}
+                                                 on_trade=tally.trades.append,
+                                                 on_action=tally.actions.add)}
         bound = chat.bind_tools(list(tools.values()))
         messages: list[BaseMessage] = [
             SystemMessage(self.system),

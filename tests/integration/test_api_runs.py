@@ -171,6 +171,7 @@ def test_users_never_see_each_others_runs_or_models(backend: Backend) -> None:
                              ("DELETE", f"/v1/runs/{rid}"), ("GET", f"/v1/runs/{rid}/trades"),
                              ("GET", f"/v1/runs/{rid}/decisions"),
                              ("GET", f"/v1/runs/{rid}/positions"),
+                             ("GET", f"/v1/runs/{rid}/orders"),
                              ("GET", f"/v1/runs/{rid}/result"),
                              ("GET", f"/v1/runs/{rid}/events"),
                              ("GET", f"/v1/models/{model_id}"),

@@ -29,6 +29,7 @@ from core.status import RunStatus
 from core.store import Store
 from runner.deciders.base import DeciderFailed
 from runner.deciders.factory import build_decider
+from runner.deciders.llm_tools import number
 from runner.deciders.replay import ReplayDecider
 from runner.events import EventPublisher
 from runner.llm_settings import LlmSettings
@@ -153,9 +154,10 @@ def test_buys_is_refused_sells_and_holds_and_the_ledger_shows_exactly_that(
     requests = fake.requests_for("gpt-4.1-mini")
     system = requests[0].messages[0]["content"]
     assert "Never hold more than 50 shares." in system and "one sentence" in system
-    assert "next bar's open" in system and "No short selling" in system
-    assert sorted(requests[0].tools) == ["buy", "calculator", "portfolio", "price_history",
-                                        "sell"]
+    assert "next bar's open" in system and "initial margin" in system
+    assert sorted(requests[0].tools) == [
+        "buy", "calculator", "cancel_order", "close_all", "cover", "open_orders",
+        "place_limit_order", "place_stop_order", "portfolio", "price_history", "sell", "short"]
     assert requests[0].body.get("temperature") == 0.2
     step_3 = next(r for r in requests if r.step == 2 and r.last_role == "user")
     user = step_3.text_of("user")
@@ -262,9 +264,9 @@ def test_two_runs_in_one_process_never_mix_tools_or_identities(
         # Every tool result the agent saw is its own run's ledger.
         model = "model-a" if run is a else "model-b"
         seen = {r.last_tool_result for r in fake.requests_for(model) if r.last_role == "tool"}
-        assert all(f'"cash_after": "{t.cash_after}"' in "".join(seen) for t in trades)
+        assert all(f'"cash_after": "{number(t.cash_after)}"' in "".join(seen) for t in trades)
         assert store.get_portfolio(run.id).holdings == {symbol: Decimal(9 * qty)}
-    a_cash = {str(t.cash_after) for t in store.list_trades(a.id)}
+    a_cash = {f'"cash_after": "{number(t.cash_after)}"' for t in store.list_trades(a.id)}
     assert not any(c in r.last_tool_result for r in fake.requests_for("model-b") for c in a_cash)
 
 

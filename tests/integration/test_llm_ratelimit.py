@@ -252,12 +252,17 @@ def test_twenty_runs_share_a_limit_of_5_per_second_without_429s(
     assert waited == len(fake.requests)
 
 
+# Over one request's prompt (so the fake's one-second bucket holds one), under two.
+TOKENS_PER_SECOND = 4000
+
+
 def test_tokens_per_minute_learned_from_the_headers_paces_big_prompts(
         pg_store: Store, redis_events: EventLog, api_key: str) -> None:
-    """A key limited by tokens, not requests: prompts of several hundred tokens against
-    2,000 tokens/s go at a few a second, though fifty requests a second are allowed."""
+    """A key limited by tokens, not requests: prompts of a few thousand tokens (the
+    system prompt, a dozen tools' schemas, 30 bars) against 4,000 tokens/s go at one or
+    two a second, though fifty requests a second are allowed."""
     runs = llm_runs(pg_store, 5, 3)
-    limit = FakeRateLimit(requests_per_second=50, tokens_per_minute=120_000)
+    limit = FakeRateLimit(requests_per_second=50, tokens_per_minute=TOKENS_PER_SECOND * 60)
     with fake_openai(api_key, rate_limit=limit) as fake:
         settings = llm_settings(fake, api_key)
         codes = play_together(runs, lambda run: RunnerDeps(
@@ -269,11 +274,12 @@ def test_tokens_per_minute_learned_from_the_headers_paces_big_prompts(
     assert fake.rate_limited <= 1
     answered = sorted((r.received_at, estimated_tokens(r.body)) for r in fake.requests
                       if not r.rate_limited)
-    assert min(tokens for _, tokens in answered) > 500  # big enough that tokens limit
-    # Tokens at the provider: the rate over the play plus the half-second burst (1,000),
-    # the first request (the probe, on an idle key) aside.
+    assert min(tokens for _, tokens in answered) > 1000  # big enough that tokens limit
+    # Tokens at the provider: the rate over the play plus the half-second burst, the
+    # first request (the probe, on an idle key) aside.
     span = answered[-1][0] - answered[0][0]
-    assert sum(tokens for _, tokens in answered[1:]) <= 2000 * span * 1.02 + 1000
+    assert sum(tokens for _, tokens in answered[1:]) <= (
+        TOKENS_PER_SECOND * span * 1.02 + TOKENS_PER_SECOND / 2)
 
 
 @pytest.mark.slow
