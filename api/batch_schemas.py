@@ -21,8 +21,9 @@ def as_in_spec(name: str) -> Any:
     return RunSpec.model_fields[name]
 
 
-OPTIONS = ("initial_cash", "decider", "decider_params", "fill", "fee_per_trade", "data",
-           "seed", "max_cost_usd", "max_tokens")
+OPTIONS = ("initial_cash", "decider", "decider_params", "fill", "fee_per_trade",
+           "initial_margin", "maintenance_margin", "flat_at_close", "data", "seed",
+           "max_cost_usd", "max_tokens")
 
 BATCH_EXAMPLE: dict[str, Any] = {
     "name": "sma vs hold", "model_ids": [1, 2], "symbols": ["AAPL", "MSFT"],
@@ -76,6 +77,9 @@ class BatchCreate(StorableBody):
     decider_params: dict[str, Any] = as_in_spec("decider_params")
     fill: FillRule = as_in_spec("fill")
     fee_per_trade: Decimal = as_in_spec("fee_per_trade")
+    initial_margin: Decimal = as_in_spec("initial_margin")
+    maintenance_margin: Decimal = as_in_spec("maintenance_margin")
+    flat_at_close: bool = as_in_spec("flat_at_close")
     data: DataSource | None = as_in_spec("data")
     seed: int = as_in_spec("seed")
     max_cost_usd: Decimal | None = as_in_spec("max_cost_usd")
