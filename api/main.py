@@ -23,6 +23,7 @@ from api.sse import EventHub
 from controller.factory import open_executor
 from controller.reconciler import Limits, Reconciler
 from controller.settings import ControllerSettings
+from core import calendar
 from core.eventlog import open_event_log
 from core.logs import configure_logging
 from core.settings import CoreSettings
@@ -68,6 +69,9 @@ def create_app(services: Services | None = None) -> FastAPI:
         # while fighting for the GIL, which makes the latency tail long and unfair.
         limiter = anyio.to_thread.current_default_thread_limiter()
         limiter.total_tokens = svc.settings.request_threads
+        # The exchange calendar takes a second or two to build: before the first request
+        # (every POST checks its session), not during it.
+        await anyio.to_thread.run_sync(calendar.exchange_calendar)
         svc.start_controller(ControllerSettings().reconcile_interval_seconds)
         try:
             yield

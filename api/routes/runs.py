@@ -86,10 +86,13 @@ def _request_hash(body: RunCreate) -> str:
 def create_run(body: RunCreate, who: CallerDep, svc: ServicesDep, response: Response,
                idempotency_key: IdempotencyKey = None) -> RunOut:
     """Queue a run; its workload is created suspended and admitted within the limits."""
-    spec = playable_spec(svc, body.spec(), body.model_id, who.user_id)
-    run, created = svc.store.create_run(
-        who.user_id, body.model_id, spec, spec.step_count(),
-        idempotency_key=idempotency_key, request_hash=_request_hash(body))
+    spec = playable_spec(svc, body.spec(), body.model_id, who.user_id, check_model=False)
+    try:  # the model is checked in the insert's transaction
+        run, created = svc.store.create_run(
+            who.user_id, body.model_id, spec, spec.step_count(),
+            idempotency_key=idempotency_key, request_hash=_request_hash(body))
+    except NotFound as exc:
+        raise ApiProblem(422, f"model_id: model {body.model_id} not found") from exc
     if not created:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
@@ -97,21 +100,23 @@ def create_run(body: RunCreate, who: CallerDep, svc: ServicesDep, response: Resp
     submit(svc, run)
     svc.wake_controller()
     response.headers["Location"] = f"/v1/runs/{run.id}"
-    return _out(svc, run)
+    return RunOut.of(run, {})  # just made: no progress to read yet
 
 
 def playable_spec(svc: Services, spec: RunSpec, model_id: int, user_id: str, *,
-                  at: dt.datetime | None = None) -> RunSpec:
+                  at: dt.datetime | None = None, check_model: bool = True) -> RunSpec:
     """Every check a run passes before it is stored (here, in a batch, and a schedule's
     next run as of its fire time `at`): a session that can be played, a data source
     that can serve it (the spec names it), the caller's model, a replay's source.
-    InvalidSpec or a 422 ApiProblem when it fails."""
+    InvalidSpec or a 422 ApiProblem when it fails. `check_model=False`: the caller's
+    own transaction checks the model (a POST inserts the run in the same one)."""
     spec.check_playable(None if at is None else new_york_date(at))
     spec = resolve_data_source(spec, svc.store, svc.market_data, now=at)
-    try:
-        svc.store.get_model(model_id, user_id)
-    except NotFound as exc:
-        raise ApiProblem(422, f"model_id: model {model_id} not found") from exc
+    if check_model:
+        try:
+            svc.store.get_model(model_id, user_id)
+        except NotFound as exc:
+            raise ApiProblem(422, f"model_id: model {model_id} not found") from exc
     if spec.decider is DeciderKind.REPLAY:
         _check_replay_source(svc, spec, user_id)
     return spec

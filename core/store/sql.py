@@ -298,8 +298,11 @@ class SqlStore(Store):
     def create_run(self, user_id: str, model_id: int, spec: RunSpec, steps_total: int, *,
                    idempotency_key: str | None = None,
                    request_hash: str | None = None) -> tuple[Run, bool]:
-        self.get_model(model_id, user_id)
         with self._tx(write=True) as cur:
+            # In the insert's transaction: a POST is one transaction, not two.
+            if cur.one("SELECT id FROM models WHERE id = %s AND user_id = %s",
+                       (model_id, user_id)) is None:
+                raise NotFound(f"model {model_id} not found")
             row = self._insert_run(cur, user_id, model_id, spec, steps_total, utcnow(),
                                    idempotency_key=idempotency_key, request_hash=request_hash)
             if row is not None:
