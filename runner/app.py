@@ -19,6 +19,7 @@ from core.errors import (
     NotFound,
     ProviderRefused,
     ProviderUnavailable,
+    StoreUnavailable,
     Superseded,
 )
 from core.eventlog import EventLog, EventType
@@ -33,6 +34,7 @@ from core.spec import DeciderKind
 from core.spend import SpendSettings
 from core.status import RunStatus
 from core.store import Store
+from runner import telemetry
 from runner.budget import Budget, SpendGuard, daily_limit_of
 from runner.deciders import Decider, DeciderFailed
 from runner.deciders.factory import build_decider, needs_llm, resolve_kind
@@ -93,7 +95,9 @@ def _play(run: Run, deps: RunnerDeps) -> int:
         return EXIT_RETRY
     publisher = EventPublisher(deps.event_log, run.id)
     try:
-        session = _prepare(run, deps, publisher)
+        session = _prepare_through_outages(run, deps, publisher)
+        if session is None:  # stopped while waiting for the database
+            return EXIT_RETRY
     except (NoMarketData, ProviderRefused) as exc:
         # Retrying cannot help: the provider has no such bars, or refuses the key.
         log.error("market data: %s", exc)
@@ -180,6 +184,27 @@ def _interrupted(run_id: int, deps: RunnerDeps, publisher: EventPublisher) -> in
                                       "attempt resumes there"})
     publisher.flush()
     return EXIT_RETRY
+
+
+def _prepare_through_outages(run: Run, deps: RunnerDeps, publisher: EventPublisher
+                             ) -> Session | None:
+    """Prepare the session; while the database does not answer (a restart, or a new
+    pod's first connection stalling until its TCP timeout), wait and prepare again, as a
+    step does, rather than fail the pod and wait out the Job's backoff for a new one.
+    None when a stop comes while waiting."""
+    deadline = time.monotonic() + deps.settings.store_outage_seconds
+    delay = 0.5
+    while True:
+        try:
+            return _prepare(deps.store.get_run(run.id), deps, publisher)
+        except StoreUnavailable as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("preparing: %s; retrying in %.1fs", exc, delay)
+            telemetry.STORE_OUTAGE_RETRIES.inc()
+            if deps.stop.wait(delay):
+                return None
+            delay = min(delay * 2, 5.0)
 
 
 def _prepare(run: Run, deps: RunnerDeps, publisher: EventPublisher) -> Session:

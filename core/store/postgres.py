@@ -19,10 +19,13 @@ from core.store import codec
 from core.store.sql import Cursor, SqlStore
 
 # A connection whose peer went silent (a network path that died, a host cut off) fails
-# within about 30 s instead of hanging until the Job's deadline: the caller sees
-# StoreUnavailable and retries (a runner plays its step again).
+# instead of hanging until the Job's deadline: the caller sees StoreUnavailable and
+# retries (a runner plays its step again). An idle one within about 30 s (keepalives);
+# one with a query unacknowledged by the peer's kernel within 10 s, which only a lost
+# path causes (a busy server's kernel still acknowledges at once; a new pod's first
+# connection was seen stalling on the test cluster, bench cluster).
 TCP_LIVENESS = {"keepalives": 1, "keepalives_idle": 15, "keepalives_interval": 5,
-                "keepalives_count": 3, "tcp_user_timeout": 30_000}
+                "keepalives_count": 3, "tcp_user_timeout": 10_000}
 
 # One constant key: every admission decision in the cluster is serialized on it.
 ADMISSION_LOCK_KEY = 7_461_021
