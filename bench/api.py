@@ -9,15 +9,16 @@
   machine's cores: the JSON gives each one's CPU seconds during every measurement, and
   the load average before it. A route with failed requests is listed in
   `routes_with_errors`, never averaged away.
-- SSE: 1,000 concurrent subscribers of one run on one API process; events are appended
-  to Redis with their send time, and each subscriber measures delivery latency (in
-  Python: wrk cannot follow a stream).
+- SSE: 1,000 concurrent subscribers of one run on one API process, and 10,000 over two
+  (`--workers 2`); events are appended to Redis with their send time, and each
+  subscriber measures delivery latency. wrk cannot follow a stream, and a Python client
+  with 10,000 streams would measure itself: the subscribers are bench/sseload, a small
+  Go program built on first use (Go's standard library only).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
@@ -34,9 +35,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from httpx_sse import aconnect_sse
 
-from bench._support import emit, percentile
+from bench._support import emit
 
 if TYPE_CHECKING:
     from tests.servers import Postgres, Redis
@@ -49,7 +49,7 @@ WRK_THREADS = 1
 # wrk leaves a request slower than its timeout (2 s by default) out of the latency
 # distribution and counts it as a socket timeout: a slow route must show in the numbers.
 WRK_TIMEOUT = "30s"
-SUBSCRIBERS = 1000
+SUBSCRIBERS = {1: 1000, 2: 10_000}  # by API worker count
 EVENTS = 40
 USER = "bench-user"
 
@@ -336,48 +336,52 @@ def _seed(url: str, token: str) -> tuple[str, list[int]]:
 
 # -- SSE fan-out (Python: wrk cannot follow a stream) -------------------------------------
 
-async def _fan_out(url: str, token: str, run_id: int, append: Any) -> dict[str, Any]:
-    latencies: list[float] = []
-    connected = 0
-    limits = httpx.Limits(max_connections=SUBSCRIBERS + 10)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120,
-                                 headers={"Authorization": f"Bearer {token}"}) as c:
-        async def subscriber() -> int:
-            nonlocal connected
-            got = 0
-            async with aconnect_sse(c, "GET", f"/v1/runs/{run_id}/events") as source:
-                connected += 1
-                async for sse in source.aiter_sse():
-                    sent = json.loads(sse.data)["data"].get("sent")
-                    if sent:
-                        latencies.append((time.time() - sent) * 1000)
-                        got += 1
-                    if sse.event == "result":
-                        return got
-            return got
-
-        tasks = [asyncio.create_task(subscriber()) for _ in range(SUBSCRIBERS)]
-        while connected < SUBSCRIBERS:
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(1.0)
-        for i in range(EVENTS):
-            await asyncio.to_thread(append, "progress", {"step": i, "sent": time.time()})
-            await asyncio.sleep(0.05)
-        await asyncio.to_thread(append, "result", {"status": "completed", "sent": time.time()})
-        received = await asyncio.gather(*tasks)
-    return {"sse_subscribers": SUBSCRIBERS, "sse_events": EVENTS + 1,
-            "sse_delivered": sum(received), "sse_expected": SUBSCRIBERS * (EVENTS + 1),
-            "sse_p50_ms": round(percentile(latencies, 50), 2),
-            "sse_p99_ms": round(percentile(latencies, 99), 2)}
+def _sseload() -> Path:
+    """bench/sseload built into the cache (seconds; the standard library only)."""
+    source = Path(__file__).resolve().parent / "sseload"
+    out = Path.home() / ".cache" / "tickrun" / "bench" / "sseload"
+    if not out.exists() or out.stat().st_mtime < (source / "main.go").stat().st_mtime:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["go", "build", "-o", str(out), "."], cwd=source, check=True,
+                       env={**os.environ, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"})
+    return out
 
 
-def _sse(url: str, token: str, redis: Redis, run_id: int) -> dict[str, Any]:
+def _fan_out(url: str, token: str, run_id: int, subscribers: int,
+             append: Any) -> dict[str, Any]:
+    client = subprocess.Popen(
+        [str(_sseload()), f"-url={url}", f"-token={token}", f"-run={run_id}",
+         f"-n={subscribers}"], stdout=subprocess.PIPE, text=True)
+    assert client.stdout is not None
+    started = time.monotonic()
+    line = client.stdout.readline()
+    if not line.startswith("connected"):
+        client.kill()
+        raise RuntimeError(f"sseload did not connect its subscribers: {line!r}")
+    connect_s = time.monotonic() - started
+    time.sleep(1.0)
+    for i in range(EVENTS):
+        append("progress", {"step": i, "sent": time.time()})
+        time.sleep(0.05)
+    append("result", {"status": "completed", "sent": time.time()})
+    out = json.loads(client.stdout.read().strip().splitlines()[-1])
+    client.wait()
+    return {"sse_subscribers": subscribers, "sse_events": EVENTS + 1,
+            "sse_connect_s": round(connect_s, 1),
+            "sse_delivered": out["delivered"], "sse_expected": subscribers * (EVENTS + 1),
+            "sse_p50_ms": round(out["p50_ms"], 2), "sse_p99_ms": round(out["p99_ms"], 2),
+            "sse_max_ms": round(out["max_ms"], 2), "sse_errors": out["errors"],
+            "sse_client": "bench/sseload (Go)"}
+
+
+def _sse(url: str, token: str, redis: Redis, run_id: int, subscribers: int
+         ) -> dict[str, Any]:
     from core.eventlog import EventType
     from core.eventlog.redis_log import RedisEventLog
 
     log = RedisEventLog(redis.url())
-    return asyncio.run(_fan_out(
-        url, token, run_id, lambda kind, data: log.append(run_id, EventType(kind), data)))
+    return _fan_out(url, token, run_id, subscribers,
+                    lambda kind, data: log.append(run_id, EventType(kind), data))
 
 
 # -- one API configuration ----------------------------------------------------------------
@@ -410,7 +414,7 @@ def bench_workers(workers: int, seconds: int,
             print(_describe(workers, route, routes[route.name]), flush=True)
         if with_sse:
             sse = {"api_workers": workers, "load_before": _load(),
-                   **_sse(url, user, redis, run_ids[0])}
+                   **_sse(url, user, redis, run_ids[0], SUBSCRIBERS.get(workers, 1000))}
             print(f"workers={workers} sse: {json.dumps(sse)}", flush=True)
     return routes, sse
 
@@ -429,11 +433,11 @@ def main(argv: list[str]) -> int:
     print(f"load generator: wrk {version}, {WRK_THREADS} thread, {args.duration}s per route; "
           f"load now {_load()}", flush=True)
     per_workers: dict[str, Any] = {}
-    sse: dict[str, Any] | None = None
-    for i, n in enumerate(args.workers):
-        per_workers[str(n)], got = bench_workers(n, args.duration,
-                                                 with_sse=i == 0 and not args.no_sse)
-        sse = sse or got
+    sse: dict[str, Any] = {}
+    for n in args.workers:
+        per_workers[str(n)], got = bench_workers(n, args.duration, with_sse=not args.no_sse)
+        if got:
+            sse[str(n)] = got
     failed = [f"workers={n}/{name}" for n, routes in per_workers.items()
               for name, r in routes.items() if r["errors"]]
     emit({"bench": "api", "workers": per_workers, "sse": sse,

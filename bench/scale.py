@@ -252,7 +252,8 @@ def _scale(total: int) -> Any:
                     print(f"wave: {waves[-1]}", file=sys.stderr, flush=True)
                     done = target
             return {"fake_nodes": len(nodes), "hold_seconds": HOLD_SECONDS,
-                    "controller_rss_mb_before": round(idle_rss, 1), "waves": waves, "rss_per_1k_runs_mb": _rss_slope(waves)}
+                    "controller_rss_mb_before": round(idle_rss, 1), "waves": waves,
+                    "rss_per_1k_runs_mb": _rss_slope(waves)}
         finally:
             stub.close()
             store.close()

@@ -1,0 +1,3 @@
+module tickrun.io/bench/sseload
+
+go 1.26
