@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -106,6 +108,27 @@ class RunFeed:
             queue.put_nowait(item)
 
 
+class FrameCache:
+    """Every follower of a run gets the same events: each is encoded once for all of
+    them (1,000 followers were 1,000 JSON encodings of every event). Keyed by the run,
+    the event's id and its time: an id a deleted run's events had (SQLite ids restart)
+    never finds another event's frame. Only the event loop uses it; the newest `size`
+    frames are kept."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._frames: OrderedDict[tuple[int, str, dt.datetime], bytes] = OrderedDict()
+
+    def get(self, event: Event, encode: Callable[[Event], bytes]) -> bytes:
+        key = (event.run_id, event.id, event.time)
+        frame = self._frames.get(key)
+        if frame is None:
+            frame = self._frames[key] = encode(event)
+            if len(self._frames) > self.size:
+                self._frames.popitem(last=False)
+        return frame
+
+
 class EventHub:
     def __init__(self, events: EventLog, run_ended: RunEnded, *,
                  end_check_seconds: float = 2.0, threads: int = 64) -> None:
@@ -114,6 +137,7 @@ class EventHub:
         self.end_check_seconds = end_check_seconds
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="event-feed")
         self.feeds: dict[int, RunFeed] = {}
+        self.frames = FrameCache()
 
     @contextlib.asynccontextmanager
     async def follow_live(self, run_id: int) -> AsyncIterator[Live]:

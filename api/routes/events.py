@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -56,25 +55,8 @@ async def _sse(svc: Services, run_id: int, after: str | None
                 yield final
             return
         if isinstance(item, Event):
-            yield _frame(run_id, item)
+            yield svc.hub.frames.get(item, lambda event: _message(event).encode())
         # FEED_LOST: end the stream; the client resumes after its Last-Event-ID
-
-
-# Every follower of a run gets the same events: each is encoded once for all of them
-# (1,000 followers were 1,000 JSON encodings of every event). The event loop is the only
-# user, so a plain dict does; the newest FRAME_CACHE frames are kept.
-FRAME_CACHE = 4096
-_frames: OrderedDict[tuple[int, str], bytes] = OrderedDict()
-
-
-def _frame(run_id: int, event: Event) -> bytes:
-    key = (run_id, event.id)
-    frame = _frames.get(key)
-    if frame is None:
-        frame = _frames[key] = _message(event).encode()
-        if len(_frames) > FRAME_CACHE:
-            _frames.popitem(last=False)
-    return frame
 
 
 def _message(event: Event) -> ServerSentEvent:
