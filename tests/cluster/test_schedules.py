@@ -83,6 +83,11 @@ def test_a_killed_leaders_successor_fires_the_missed_due_time_once(
         # 10:00 fires under the first leader, which is then killed before 10:01.
         wait_until(lambda: 0 in fires_at_ten(c, schedule["id"], day), 60, "the 10:00 fire",
                    diagnose=diagnose)
+        # The fire is committed before its Job and its Event are made: a kill in between
+        # would lose the Event (best effort), so the kill waits for it.
+        run_at_ten = fires_at_ten(c, schedule["id"], day)[0]["run_id"]
+        wait_until(lambda: fired_event(stack, run_at_ten) is not None, 20,
+                   "the 10:00 fire's ScheduleFired Event", diagnose=diagnose)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         # Nobody leads at 10:01; the successor starts 15 s later and must make it up.
