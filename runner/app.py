@@ -194,9 +194,10 @@ def _prepare_through_outages(run: Run, deps: RunnerDeps, publisher: EventPublish
     None when a stop comes while waiting."""
     deadline = time.monotonic() + deps.settings.store_outage_seconds
     delay = 0.5
+    fresh = run  # read just now by play_run; read again only after an outage
     while True:
         try:
-            return _prepare(deps.store.get_run(run.id), deps, publisher)
+            return _prepare(fresh, deps, publisher)
         except StoreUnavailable as exc:
             if time.monotonic() + delay > deadline:
                 raise
@@ -205,6 +206,10 @@ def _prepare_through_outages(run: Run, deps: RunnerDeps, publisher: EventPublish
             if deps.stop.wait(delay):
                 return None
             delay = min(delay * 2, 5.0)
+            try:
+                fresh = deps.store.get_run(run.id)
+            except StoreUnavailable:
+                continue  # still away: the next round waits longer
 
 
 def _prepare(run: Run, deps: RunnerDeps, publisher: EventPublisher) -> Session:
