@@ -28,6 +28,14 @@ def default_token() -> str | None:
     return None
 
 
+def problem_detail(response: httpx.Response) -> str:
+    """The `detail` of a problem+json answer, else the body as it came."""
+    try:
+        return str(response.json().get("detail", response.text))
+    except ValueError:
+        return response.text
+
+
 class ApiClient:
     def __init__(self, base_url: str | None = None, token: str | None = None,
                  timeout: float = 30.0) -> None:
@@ -43,11 +51,7 @@ class ApiClient:
             raise ApiError(0, f"cannot reach {self.base_url} ({exc}); is `tickrun dev` "
                               "running?") from exc
         if response.status_code >= 400:
-            try:
-                detail = str(response.json().get("detail", response.text))
-            except ValueError:
-                detail = response.text
-            raise ApiError(response.status_code, detail)
+            raise ApiError(response.status_code, problem_detail(response))
         if response.status_code == 204 or not response.content:
             return None
         return response.json()

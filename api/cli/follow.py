@@ -1,20 +1,14 @@
-"""Follow a run's Server-Sent Events with a progress bar; reconnects with Last-Event-ID."""
+"""Follow a run's Server-Sent Events with a progress bar (api.cli.stream reads them)."""
 
 from __future__ import annotations
 
-import json
-import time
 from typing import Any
 
-import httpx
-from httpx_sse import SSEError, connect_sse
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from api.cli.client import ApiClient, ApiError
-
-RECONNECT_SECONDS = 1.0
-MAX_RECONNECTS = 30
+from api.cli.stream import run_events
 
 
 def follow(client: ApiClient, run_id: int, console: Console, *, quiet: bool = False
@@ -31,26 +25,11 @@ def follow(client: ApiClient, run_id: int, console: Console, *, quiet: bool = Fa
 
 
 def _stream(client: ApiClient, run_id: int, bar: Progress, task: Any) -> dict[str, Any]:
-    last_id: str | None = None
-    for _ in range(MAX_RECONNECTS):
-        headers = {"Last-Event-ID": last_id} if last_id else {}
-        try:
-            with connect_sse(client.http, "GET", f"/v1/runs/{run_id}/events", headers=headers,
-                             timeout=httpx.Timeout(30.0, read=60.0)) as source:
-                if source.response.status_code >= 400:
-                    source.response.read()
-                    raise ApiError(source.response.status_code, source.response.text)
-                for sse in source.iter_sse():
-                    if sse.id:
-                        last_id = sse.id
-                    data = json.loads(sse.data)["data"]
-                    _show(bar, task, sse.event, data)
-                    if sse.event == "result":
-                        return dict(data)
-        except (httpx.TransportError, SSEError):
-            pass  # the server went away or restarted: resume after the last event seen
-        time.sleep(RECONNECT_SECONDS)
-    raise ApiError(0, f"lost the event stream of run {run_id}")
+    for event in run_events(client, run_id):
+        _show(bar, task, event.type, event.data)
+        if event.type == "result":
+            return event.data
+    raise ApiError(0, f"the event stream of run {run_id} ended without its result")
 
 
 def _show(bar: Progress, task: Any, kind: str, data: dict[str, Any]) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import typer
 from rich.table import Table
@@ -16,6 +17,7 @@ from api.cli import batches, data, orders, retention, schedules, usage
 from api.cli.client import ApiClient, ApiError
 from api.cli.follow import follow
 from api.cli.output import JsonOpt, err, out, print_json
+from api.cli.stream import run_events
 
 app = typer.Typer(help="Run AI trading agent sessions.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -48,11 +50,31 @@ def _client() -> ApiClient:
     return ApiClient()
 
 
+class HelpNode(Protocol):
+    """A click command or group, as far as its help is concerned."""
+
+    help: str | None
+
+
+def reflow_help(command: HelpNode) -> None:
+    """Docstrings break lines where the source does; a help text is paragraphs that the
+    terminal wraps. Each paragraph's single line breaks become spaces (a paragraph that
+    opens with click's \\b keeps its lines)."""
+    if command.help:
+        command.help = "\n\n".join(
+            p if p.startswith("\b") else " ".join(p.split())
+            for p in inspect.cleandoc(command.help).split("\n\n"))
+    for sub in getattr(command, "commands", {}).values():
+        reflow_help(sub)
+
+
 def main() -> None:
     """The `tickrun` command: an API error is one red line and exit code 1, whichever
     command met it."""
     try:
-        app()
+        command = typer.main.get_command(app)
+        reflow_help(command)
+        command()
     except ApiError as exc:
         err.print(f"[red]error[/red] {exc.detail}" if exc.status == 0
                   else f"[red]error {exc.status}[/red] {exc.detail}")
@@ -252,6 +274,7 @@ def _age(stamp: str) -> str:
 
 @runs_app.command("get")
 def runs_get(run_id: int, as_json: JsonOpt = False) -> None:
+    """A run: its status, progress and, once it ended, its result."""
     run = _client().get(f"/v1/runs/{run_id}")
     _show(run, as_json)
 
@@ -291,20 +314,50 @@ def runs_follow(run_id: int, as_json: JsonOpt = False) -> None:
     _show(run, as_json)
 
 
+@runs_app.command("events")
+def runs_events(
+    run_id: int,
+    after: Annotated[str | None, typer.Option(
+        help="Only the events after this event id (a Last-Event-ID)")] = None,
+) -> None:
+    """The run's events as JSON lines (id, type, data), live until its result; each
+    event once, across dropped connections."""
+    for event in run_events(_client(), run_id, after=after):
+        print(json.dumps(event.to_json(), separators=(",", ":")), flush=True)
+
+
 # -- models ------------------------------------------------------------------------------
+LlmOpt = Annotated[str | None, typer.Option(
+    help="The model's LLM, e.g. openai/gpt-4.1-mini (OpenAI or OpenRouter name)")]
+RulesOpt = Annotated[str | None, typer.Option(help="Rules added to the agent's prompt")]
+InstructionsOpt = Annotated[str | None, typer.Option(
+    help="Instructions added to the agent's prompt")]
+ParamsOpt = Annotated[str | None, typer.Option(
+    help='Parameters as a JSON object, e.g. \'{"temperature": 0.2}\'')]
+
+
+def _json_object(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint="--params") from exc
+
+
 @models_app.command("create")
-def models_create(signature: str, llm: str | None = None, rules: str | None = None,
-                  instructions: str | None = None,
-                  params: Annotated[str | None, typer.Option(help="JSON object")] = None,
+def models_create(signature: str, llm: LlmOpt = None, rules: RulesOpt = None,
+                  instructions: InstructionsOpt = None, params: ParamsOpt = None,
                   as_json: JsonOpt = False) -> None:
+    """A trading model: a signature unique among yours, its LLM, rules, instructions and
+    parameters."""
     body = {"signature": signature, "llm": llm, "custom_rules": rules,
-            "custom_instructions": instructions, "parameters": json.loads(params or "{}")}
+            "custom_instructions": instructions, "parameters": _json_object(params or "{}")}
     model = _client().post("/v1/models", body)
     print_json(model) if as_json else out.print(f"model {model['id']} {model['signature']}")
 
 
 @models_app.command("ls")
 def models_ls(as_json: JsonOpt = False) -> None:
+    """Your models."""
     page = _client().get("/v1/models", limit=500)
     if as_json:
         print_json(page)
@@ -317,23 +370,25 @@ def models_ls(as_json: JsonOpt = False) -> None:
 
 @models_app.command("get")
 def models_get(model_id: int) -> None:
+    """A model as JSON."""
     print_json(_client().get(f"/v1/models/{model_id}"))
 
 
 @models_app.command("update")
-def models_update(model_id: int, llm: str | None = None, rules: str | None = None,
-                  instructions: str | None = None,
-                  params: Annotated[str | None, typer.Option(help="JSON object")] = None,
+def models_update(model_id: int, llm: LlmOpt = None, rules: RulesOpt = None,
+                  instructions: InstructionsOpt = None, params: ParamsOpt = None,
                   as_json: JsonOpt = False) -> None:
+    """Change a model; what is not given stays as it is."""
     changes = {k: v for k, v in (("llm", llm), ("custom_rules", rules),
                                  ("custom_instructions", instructions)) if v is not None}
     if params is not None:
-        changes["parameters"] = json.loads(params)
+        changes["parameters"] = _json_object(params)
     model = _client().request("PATCH", f"/v1/models/{model_id}", json=changes)
     print_json(model) if as_json else out.print(f"model {model['id']} updated")
 
 
 @models_app.command("rm")
 def models_rm(model_id: int) -> None:
+    """Delete a model (refused while runs or schedules use it)."""
     _client().request("DELETE", f"/v1/models/{model_id}")
     out.print(f"model {model_id} deleted")

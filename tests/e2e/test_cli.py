@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +46,13 @@ def test_demo_json_prints_the_finished_run(tmp_path: Path) -> None:
     assert oct((tmp_path / ".tickrun" / "dev-token").stat().st_mode & 0o777) == "0o600"
 
 
-@pytest.fixture
-def dev_server(tmp_path: Path) -> Iterator[dict[str, str]]:
+@contextmanager
+def running_dev_server(cwd: Path, **env_extra: str) -> Iterator[dict[str, str]]:
+    """`tickrun dev` on a free port; yields the environment a CLI call needs to reach it
+    (its runners inherit `env_extra`)."""
     port = free_port()
-    env = clean_env(TICKRUN_API_URL=f"http://127.0.0.1:{port}")
-    proc = subprocess.Popen([*TICKRUN, "dev", "--port", str(port)], cwd=tmp_path, env=env,
+    env = clean_env(TICKRUN_API_URL=f"http://127.0.0.1:{port}", **env_extra)
+    proc = subprocess.Popen([*TICKRUN, "dev", "--port", str(port)], cwd=cwd, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def up() -> bool:
@@ -63,6 +66,12 @@ def dev_server(tmp_path: Path) -> Iterator[dict[str, str]]:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
+
+
+@pytest.fixture
+def dev_server(tmp_path: Path) -> Iterator[dict[str, str]]:
+    with running_dev_server(tmp_path) as env:
+        yield env
 
 
 def test_dev_and_the_runs_commands(dev_server: dict[str, str], tmp_path: Path) -> None:
