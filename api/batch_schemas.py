@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.schemas import JsonDate, StorableBody
-from core.spec import DataSource, DeciderKind, FillRule, Mode, RunSpec, Symbol
+from core.spec import DataSource, DeciderKind, FillRule, JsonObject, Mode, RunSpec, Symbol
 from core.status import RunStatus
 
 MAX_BATCH_RUNS = 500
@@ -38,6 +38,7 @@ class DateRange(BaseModel):
 
 
 ModelId = Annotated[int, Field(ge=1, le=2**63 - 1, strict=True)]
+DISTINCT: dict[str, Any] = {"uniqueItems": True}
 
 
 class Cell(BaseModel):
@@ -59,22 +60,27 @@ class BatchCreate(StorableBody):
     """Runs of every model on every symbol (one symbol a run) on every date (intraday
     sessions) or range (daily backtests), with the same options."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [BATCH_EXAMPLE]})
+    # `dates` or `ranges`, one of them: said in the schema as well as checked.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [BATCH_EXAMPLE],
+        "oneOf": [{"required": [name], "properties": {name: {"type": "array"}}}
+                  for name in ("dates", "ranges")]})
 
     name: str | None = Field(default=None, max_length=200, pattern=r"^[^\x00]*$")
     model_ids: list[ModelId] = Field(min_length=1, max_length=100,
+                                     json_schema_extra=DISTINCT,
                                      description="Distinct ids of the caller's models")
-    symbols: list[Symbol] = Field(min_length=1, max_length=100,
+    symbols: list[Symbol] = Field(min_length=1, max_length=100, json_schema_extra=DISTINCT,
                                   description="Distinct tickers; each run trades one")
     dates: list[JsonDate] | None = Field(
-        default=None, min_length=1, max_length=1000,
+        default=None, min_length=1, max_length=1000, json_schema_extra=DISTINCT,
         description="Intraday: one run per session date (give `dates` or `ranges`)")
     ranges: list[DateRange] | None = Field(
-        default=None, min_length=1, max_length=1000,
+        default=None, min_length=1, max_length=1000, json_schema_extra=DISTINCT,
         description="Daily: one backtest per range (give `dates` or `ranges`)")
     initial_cash: Decimal = as_in_spec("initial_cash")
     decider: DeciderKind | None = as_in_spec("decider")
-    decider_params: dict[str, Any] = as_in_spec("decider_params")
+    decider_params: JsonObject = as_in_spec("decider_params")
     fill: FillRule = as_in_spec("fill")
     fee_per_trade: Decimal = as_in_spec("fee_per_trade")
     initial_margin: Decimal = as_in_spec("initial_margin")

@@ -47,7 +47,7 @@ class ProblemDetails(BaseModel):
 
 # Why each status happens, as the OpenAPI document tells it; a route may say it better.
 WHY: dict[int, str] = {
-    400: "The body is not JSON, or a cursor or event id is not one this server issued",
+    400: "The body is not JSON, or an event id is not one this server issued",
     401: "No bearer token, or one that is malformed, expired or not for this API",
     404: "No such resource, or it belongs to someone else",
     409: "The request conflicts with the resource's current state",

@@ -15,7 +15,7 @@ from core.calendar import EXCHANGE, NEW_YORK
 from core.errors import InvalidSpec
 from core.records import FireOutcome, Schedule, ScheduleFire
 from core.schedule import SessionRule, check_cron
-from core.spec import DataSource, DeciderKind, FillRule, Mode, Symbol
+from core.spec import DataSource, DeciderKind, FillRule, JsonObject, Mode, Symbol
 
 MAX_MAKE_UP_SECONDS = 7 * 86_400
 MAX_SESSIONS = 2520  # ten years of sessions
@@ -57,7 +57,7 @@ class ScheduleCreate(StorableBody):
                     "later, it is recorded as missed")
     initial_cash: Decimal = as_in_spec("initial_cash")
     decider: DeciderKind | None = as_in_spec("decider")
-    decider_params: dict[str, Any] = as_in_spec("decider_params")
+    decider_params: JsonObject = as_in_spec("decider_params")
     fill: FillRule = as_in_spec("fill")
     fee_per_trade: Decimal = as_in_spec("fee_per_trade")
     initial_margin: Decimal = as_in_spec("initial_margin")

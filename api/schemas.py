@@ -31,7 +31,7 @@ from core.records import (
     TimeInForce,
     Trade,
 )
-from core.spec import Mode, RunSpec, Symbol
+from core.spec import JsonObject, Mode, RunSpec, Symbol
 from core.status import RunStatus
 
 INTRADAY_EXAMPLE: dict[str, Any] = {"model_id": 1, "mode": "intraday", "symbols": ["AAPL"],
@@ -383,7 +383,7 @@ class ModelCreate(StorableBody):
     llm: LlmName | None = Field(default=None, description="e.g. openai/gpt-4.1-mini")
     custom_rules: LongText | None = None
     custom_instructions: LongText | None = None
-    parameters: dict[str, Any] = Field(default_factory=dict, max_length=100)
+    parameters: JsonObject = Field(default_factory=dict, max_length=100)
 
 
 class ModelUpdate(StorableBody):
@@ -394,7 +394,7 @@ class ModelUpdate(StorableBody):
     llm: LlmName | None = None
     custom_rules: LongText | None = None
     custom_instructions: LongText | None = None
-    parameters: dict[str, Any] | None = Field(default=None, max_length=100)
+    parameters: JsonObject | None = Field(default=None, max_length=100)
 
 
 class ModelOut(BaseModel):

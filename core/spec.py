@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from typing_extensions import TypeAliasType
 
 from core import calendar
 from core.errors import InvalidSpec
@@ -21,6 +22,19 @@ Symbol = Annotated[
     StringConstraints(pattern=r"^[A-Z]{1,5}([.\-][A-Z]{1,2})?$"),
     Field(description="Ticker, upper case, e.g. AAPL or BRK.B", examples=["AAPL"]),
 ]
+
+# Text a database can store: PostgreSQL takes no NUL in text or in JSON. Named types, so
+# a JSON schema says it of an object's keys too (propertyNames), at any depth.
+if TYPE_CHECKING:  # mypy reads the recursive alias natively
+    StorableText = str
+    JsonValue = str | int | float | bool | list["JsonValue"] | dict[str, "JsonValue"] | None
+else:
+    StorableText = TypeAliasType(
+        "StorableText", Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")])
+    JsonValue = TypeAliasType(
+        "JsonValue", Union[StorableText, int, float, bool, list["JsonValue"],  # noqa: UP007
+                           dict[StorableText, "JsonValue"], None])
+JsonObject = dict[StorableText, JsonValue]
 
 MAX_CASH = Decimal("1000000000000")
 # Margin of short positions (core.margin): Reg T's initial 50%; FINRA rule 4210's 30%
@@ -75,7 +89,7 @@ class RunSpec(BaseModel):
         default=None,
         description="None: the model's LLM when one is configured, else sma_crossover",
     )
-    decider_params: dict[str, Any] = Field(
+    decider_params: JsonObject = Field(
         default_factory=dict,
         description="Decider options, e.g. {fast: 5, slow: 20} or {source_run_id: 7}",
     )

@@ -21,7 +21,7 @@ from api.batch_schemas import (
     CompareRow,
     ModelSummary,
 )
-from api.deps import CallerDep, ServicesDep, decode_cursor, encode_cursor
+from api.deps import CallerDep, CursorQuery, ServicesDep, decode_cursor, encode_cursor
 from api.errors import ApiProblem, problems
 from api.routes.runs import playable_spec, request_stop, submit
 from api.schemas import StopAllOut
@@ -75,7 +75,12 @@ def create_batch(body: BatchCreate, who: CallerDep, svc: ServicesDep, response: 
                  idempotency_key: IdempotencyKey = None) -> BatchOut:
     """Queue every run of the matrix at once, or none: each is checked as POST /v1/runs
     checks a run, then all are stored in one transaction; their workloads are created
-    suspended and admitted within the same per-user and global limits as any run."""
+    suspended and admitted within the same per-user and global limits as any run.
+
+    A body the schema allows can still be refused (422) for what no schema can say: a
+    matrix over the run cap (models x symbols x dates or ranges), or a cell that POST
+    /v1/runs would refuse (no session, a future date, a model that is not the
+    caller's)."""
     cells = []
     for cell in body.cells():
         try:
@@ -104,7 +109,7 @@ def create_batch(body: BatchCreate, who: CallerDep, svc: ServicesDep, response: 
 
 @router.get("", response_model=BatchPage, responses=problems(400, 422))
 def list_batches(who: CallerDep, svc: ServicesDep,
-                 cursor: Annotated[str | None, Query(max_length=100)] = None,
+                 cursor: CursorQuery = None,
                  limit: Annotated[int, Query(ge=1, le=100)] = 20) -> BatchPage:
     """The caller's batches, newest first."""
     batches = svc.store.list_batches(who.user_id, before_id=decode_cursor(cursor),

@@ -12,11 +12,11 @@ from fastapi import APIRouter, Header, Path, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.deps import CallerDep, ServicesDep
-from api.errors import ApiProblem, problems
+from api.errors import problems
 from api.services import Services
 from api.sse import RUN_ENDED
 from core.errors import NotFound
-from core.eventlog import Event
+from core.eventlog import EVENT_ID_PATTERN, Event
 
 log = logging.getLogger(__name__)
 
@@ -26,22 +26,25 @@ STREAM_DOC: dict[int | str, dict[str, Any]] = {200: {
     "description": "text/event-stream of status, progress, decision, trade, order, log and result "
                    "events; the last one is `result`",
     "content": {"text/event-stream": {}}},
-    **problems(400, 404, 422, why={400: "Last-Event-ID is not an event id of this server"})}
+    **problems(404, 422)}
+EventId = Annotated[str | None, Header(
+    alias="Last-Event-ID", pattern=EVENT_ID_PATTERN,
+    description="The id of the last event received: the stream resumes after it")]
 
 
 @router.get("/{run_id}/events", response_class=EventSourceResponse, responses=STREAM_DOC)
 async def run_events(
     run_id: Annotated[int, Path(ge=1, le=2**63 - 1)], who: CallerDep, svc: ServicesDep,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
-    after: Annotated[str | None, Query(max_length=64,
+    last_event_id: EventId = None,
+    after: Annotated[str | None, Query(pattern=EVENT_ID_PATTERN,
                                        description="Same as Last-Event-ID")] = None,
 ) -> EventSourceResponse:
     """Replays the run's events after Last-Event-ID (all of them without it), then
     follows live ones; ends after the final `result` event."""
     await asyncio.to_thread(svc.store.get_run, run_id, who.user_id)  # 404 for others' runs
     resume = last_event_id or after
-    if resume is not None and not svc.events.valid_id(resume):
-        raise ApiProblem(400, f"Last-Event-ID {resume!r} is not an event id of this server")
+    if resume is not None:
+        resume = svc.events.resume_point(resume)
     return EventSourceResponse(_sse(svc, run_id, resume), ping=svc.settings.sse_heartbeat_seconds,
                                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from api.deps import CallerDep, ServicesDep, decode_cursor, encode_cursor
+from api.deps import CallerDep, CursorQuery, ServicesDep, decode_cursor, encode_cursor
 from api.errors import problems
 from api.schemas import ModelCreate, ModelOut, ModelPage, ModelUpdate
 
@@ -28,7 +28,7 @@ def create_model(body: ModelCreate, who: CallerDep, svc: ServicesDep,
 
 @router.get("", response_model=ModelPage, responses=problems(400, 422))
 def list_models(who: CallerDep, svc: ServicesDep,
-                cursor: Annotated[str | None, Query(max_length=100)] = None,
+                cursor: CursorQuery = None,
                 limit: Annotated[int, Query(ge=1, le=500)] = 50) -> ModelPage:
     models = svc.store.list_models(who.user_id, after_id=decode_cursor(cursor), limit=limit + 1)
     more = len(models) > limit

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Query, Response, status
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.deps import CallerDep, ServicesDep, decode_cursor, encode_cursor
+from api.deps import CallerDep, CursorQuery, ServicesDep, decode_cursor, encode_cursor
 from api.errors import ApiProblem, problems
 from api.schemas import (
     DecisionOut,
@@ -85,7 +85,12 @@ def _request_hash(body: RunCreate) -> str:
              "provider"})})
 def create_run(body: RunCreate, who: CallerDep, svc: ServicesDep, response: Response,
                idempotency_key: IdempotencyKey = None) -> RunOut:
-    """Queue a run; its workload is created suspended and admitted within the limits."""
+    """Queue a run; its workload is created suspended and admitted within the limits.
+
+    A body the schema allows can still be refused (422) for what no schema can say: a
+    date that is no XNYS session or is in the future, a range without a session, a model
+    or replay source that is not the caller's (or replays other symbols, dates or data),
+    or no market data for the run (`data` unset, no cached bars, no provider)."""
     spec = playable_spec(svc, body.spec(), body.model_id, who.user_id, check_model=False)
     try:  # the model is checked in the insert's transaction
         run, created = svc.store.create_run(
@@ -151,7 +156,7 @@ def list_runs(who: CallerDep, svc: ServicesDep,
               status_: Annotated[RunStatus | None, Query(alias="status")] = None,
               symbol: Annotated[str | None, Query(pattern=r"^[A-Za-z.\-]{1,12}$")] = None,
               model_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
-              mode: Mode | None = None, cursor: Annotated[str | None, Query(max_length=100)] = None,
+              mode: Mode | None = None, cursor: CursorQuery = None,
               limit: Limit = 50,
               batch_id: Annotated[int | None, Query(ge=1, le=2**63 - 1,
                                                     description="A batch's runs")] = None,

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import ValidationError
 
-from api.deps import CallerDep, ServicesDep, decode_cursor, encode_cursor
+from api.deps import CallerDep, CursorQuery, ServicesDep, decode_cursor, encode_cursor
 from api.errors import ApiProblem, problems
 from api.routes.runs import playable_spec
 from api.schedule_schemas import FireOut, ScheduleCreate, ScheduleOut, SchedulePage
@@ -44,7 +44,11 @@ def _out(svc: Services, schedule: Schedule) -> ScheduleOut:
 def create_schedule(body: ScheduleCreate, who: CallerDep, svc: ServicesDep,
                     response: Response) -> ScheduleOut:
     """Store the schedule; its first fire is the rule's next time on a session. Its next
-    run is checked now as POST /v1/runs would check it."""
+    run is checked now as POST /v1/runs would check it.
+
+    A body the schema allows can still be refused (422) for what no schema can say: cron
+    syntax beyond five fields of the right characters, a rule that never falls on an
+    XNYS session, or a next run that POST /v1/runs would refuse."""
     template = body.template()
     upcoming = next_fires(body.cron, _now(), 1)
     if not upcoming:
@@ -72,7 +76,7 @@ def create_schedule(body: ScheduleCreate, who: CallerDep, svc: ServicesDep,
 
 @router.get("", response_model=SchedulePage, responses=problems(400, 422))
 def list_schedules(who: CallerDep, svc: ServicesDep,
-                   cursor: Annotated[str | None, Query(max_length=100)] = None,
+                   cursor: CursorQuery = None,
                    limit: Annotated[int, Query(ge=1, le=100)] = 20) -> SchedulePage:
     """The caller's schedules, newest first, each with its next three fires."""
     found = svc.store.list_schedules(who.user_id, before_id=decode_cursor(cursor),

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+# What a client may send as Last-Event-ID: an id of either log's shape (Redis stream ids
+# `ms-seq`, SQLite's numbers), each part below 2**63 so that any store can bind it.
+EVENT_ID_PATTERN = r"^[0-9]{1,18}(-[0-9]{1,18})?$"
+
 
 class EventType(StrEnum):
     STATUS = "status"
@@ -94,6 +98,7 @@ class EventLog(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    def valid_id(self, event_id: str) -> bool:
-        """Whether a client-supplied Last-Event-ID has this log's id shape."""
-        return event_id.isdigit()
+    def resume_point(self, event_id: str) -> str:
+        """The id in this log that a client's Last-Event-ID (of EVENT_ID_PATTERN) names:
+        here ids are numbers, and a stream id `ms-seq` is read as its first part."""
+        return str(int(event_id.partition("-")[0]))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -15,7 +14,6 @@ from redis.retry import Retry
 
 from core.eventlog.base import Event, EventLog, EventType
 
-STREAM_ID = re.compile(r"^\d+-\d+$")
 BLOCKING_TIMEOUT_SECONDS = 10.0  # socket timeout of XREAD BLOCK; longer blocks are capped
 
 
@@ -135,5 +133,7 @@ class RedisEventLog(EventLog):
         self._reader.close()
         self._blocking.close()
 
-    def valid_id(self, event_id: str) -> bool:
-        return bool(STREAM_ID.match(event_id))
+    def resume_point(self, event_id: str) -> str:
+        """A stream id; a bare `ms` is `ms-0`, as Redis itself reads an incomplete id."""
+        ms, _, seq = event_id.partition("-")
+        return f"{int(ms)}-{int(seq or 0)}"

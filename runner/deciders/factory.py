@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -57,7 +58,7 @@ def build_decider(kind: DeciderKind, run: Run, model: Model, store: Store, *,
                   decision_timeout_seconds: float = 30.0,
                   limiter: RateLimiter | None = None) -> Decider:
     """`limiter`: the provider key's shared rate limit (None: this process's)."""
-    params = run.spec.decider_params
+    params: dict[str, Any] = run.spec.decider_params  # JSON: each read is checked below
     if kind is DeciderKind.LLM:
         return _llm_decider(run, model, llm, decision_timeout_seconds, limiter)
     try:

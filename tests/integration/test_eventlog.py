@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
-from core.eventlog import EventLog, EventType
+from core.eventlog import EVENT_ID_PATTERN, EventLog, EventType
 from core.eventlog.redis_log import RedisEventLog
 from runner.events import EventPublisher
 
 
 def test_resume_after_an_id_misses_nothing_and_repeats_nothing(event_log: EventLog) -> None:
     ids = [event_log.append(7, EventType.PROGRESS, {"step": i}) for i in range(10)]
-    assert all(event_log.valid_id(i) for i in ids)
+    assert all(re.fullmatch(EVENT_ID_PATTERN, i) for i in ids)
+    assert [event_log.resume_point(i) for i in ids] == ids
     everything = event_log.read(7)
     assert [e.id for e in everything] == ids
     after = event_log.read(7, ids[3])
