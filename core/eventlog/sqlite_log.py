@@ -55,7 +55,7 @@ class SqliteEventLog(EventLog):
     def append_batch(self, run_id: int, events: Sequence[tuple[EventType, dict[str, Any]]],
                      progress: dict[str, Any] | None = None) -> None:
         conn = self._store.connect()
-        conn.execute("BEGIN IMMEDIATE")
+        self._store.begin_write(conn)
         try:
             for type, data in events:
                 self.append(run_id, type, data)
