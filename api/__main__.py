@@ -6,6 +6,8 @@ import argparse
 
 import uvicorn
 
+from api.settings import ApiProcessSettings
+from core.environment import settings_or_exit
 from core.logs import configure_logging
 
 
@@ -15,7 +17,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    configure_logging("api")
+    # Checked here, before uvicorn starts its workers: a bad setting is one line.
+    settings = settings_or_exit("api", ApiProcessSettings.from_env)
+    configure_logging("api", level=settings.core.log_level)
     uvicorn.run("api.main:create_app", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_config=None, access_log=False, proxy_headers=True,
                 forwarded_allow_ips="*", timeout_graceful_shutdown=10,

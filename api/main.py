@@ -18,16 +18,15 @@ from api.auth import Authenticator
 from api.middleware import BodySizeLimit, RequestMetrics
 from api.routes import batches, data, events, health, models, runs, schedules, usage
 from api.services import Services, run_ended
-from api.settings import ApiSettings
+from api.settings import ApiProcessSettings
 from api.sse import EventHub
 from controller.factory import open_executor
 from controller.reconciler import Limits, Reconciler
-from controller.settings import ControllerSettings
 from core import calendar
+from core.environment import read_settings
 from core.eventlog import open_event_log
 from core.logs import configure_logging
 from core.settings import CoreSettings
-from core.spend import SpendSettings
 from core.store import open_store
 
 log = logging.getLogger(__name__)
@@ -37,9 +36,8 @@ ledger. Every request needs `Authorization: Bearer <Supabase access token>`; err
 `application/problem+json`."""
 
 
-def build_services(api: ApiSettings | None = None, core: CoreSettings | None = None,
-                   ctl: ControllerSettings | None = None) -> Services:
-    api, core, ctl = api or ApiSettings(), core or CoreSettings(), ctl or ControllerSettings()
+def build_services(settings: ApiProcessSettings) -> Services:
+    api, core, ctl, spend = settings.api, settings.core, settings.ctl, settings.spend
     store = open_store(core.database_url.get_secret_value(), pool_size=core.db_pool_size)
     if api.migrate_on_start:
         store.migrate()
@@ -48,22 +46,23 @@ def build_services(api: ApiSettings | None = None, core: CoreSettings | None = N
     embedded = api.embedded_controller
     if embedded is None:
         embedded = ctl.executor == "local"
-    spend = SpendSettings()
     reconciler = Reconciler(store, event_log, executor,
                             Limits(ctl.per_user_limit, ctl.global_limit,
                                    spend.user_daily_cost_usd),
                             lost_grace_seconds=ctl.lost_grace_seconds) if embedded else None
     hub = EventHub(event_log, run_ended(store), end_check_seconds=api.sse_end_check_seconds)
     return Services(settings=api, store=store, events=event_log, executor=executor, spend=spend,
-                    auth=Authenticator(api), hub=hub, reconciler=reconciler)
+                    auth=Authenticator(api), hub=hub, reconciler=reconciler,
+                    reconcile_interval_seconds=ctl.reconcile_interval_seconds)
 
 
 def create_app(services: Services | None = None) -> FastAPI:
     """The app; services are built from TICKRUN_* settings at start-up unless given."""
+    settings = None if services else ApiProcessSettings.from_env()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        svc = services or build_services()
+        svc = services or build_services(settings)  # type: ignore[arg-type]  # one is set
         app.state.services = svc
         # As many request threads as database connections: more only queue on the pool
         # while fighting for the GIL, which makes the latency tail long and unfair.
@@ -72,7 +71,7 @@ def create_app(services: Services | None = None) -> FastAPI:
         # The exchange calendar takes a second or two to build: before the first request
         # (every POST checks its session), not during it.
         await anyio.to_thread.run_sync(calendar.exchange_calendar)
-        svc.start_controller(ControllerSettings().reconcile_interval_seconds)
+        svc.start_controller(svc.reconcile_interval_seconds)
         try:
             yield
         finally:
@@ -84,12 +83,12 @@ def create_app(services: Services | None = None) -> FastAPI:
     for router in (runs.router, events.router, models.router, data.router, usage.router,
                    batches.router, schedules.router, health.router):
         app.include_router(router)
-    app.add_middleware(BodySizeLimit, max_bytes=(services.settings if services
-                                                 else ApiSettings()).max_body_bytes)
+    api = services.settings if services else settings.api  # type: ignore[union-attr]
+    app.add_middleware(BodySizeLimit, max_bytes=api.max_body_bytes)
     app.add_middleware(RequestMetrics)
     return app
 
 
 def app_from_env() -> FastAPI:
-    configure_logging("api")
+    configure_logging("api", level=read_settings(CoreSettings).log_level)
     return create_app()

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from controller.settings import ControllerSettings
+from core.environment import check_environment, read_settings
+from core.settings import CoreSettings
+from core.spend import SpendSettings
 
 
 class ApiSettings(BaseSettings):
@@ -46,3 +52,28 @@ class ApiSettings(BaseSettings):
     embedded_controller: bool | None = Field(
         default=None,
         description="Run the reconciler in the API process; default: with the local executor")
+
+    @model_validator(mode="after")
+    def _tokens_can_be_checked(self) -> ApiSettings:
+        if self.auth_mode == "dev" and self.dev_token is None:
+            raise ValueError("dev auth mode needs TICKRUN_DEV_TOKEN")
+        if self.auth_mode == "jwt" and not (self.jwt_secret or self.jwks_url):
+            raise ValueError("set TICKRUN_JWT_SECRET or TICKRUN_JWKS_URL to verify tokens")
+        return self
+
+
+@dataclass(frozen=True)
+class ApiProcessSettings:
+    """Everything the API process reads from TICKRUN_*, read once when it starts."""
+
+    api: ApiSettings
+    core: CoreSettings
+    ctl: ControllerSettings
+    spend: SpendSettings
+
+    @classmethod
+    def from_env(cls) -> ApiProcessSettings:
+        """SettingsError (one line) for an unknown, missing or invalid variable."""
+        check_environment()
+        return cls(api=read_settings(ApiSettings), core=read_settings(CoreSettings),
+                   ctl=read_settings(ControllerSettings), spend=read_settings(SpendSettings))

@@ -26,6 +26,7 @@ from controller.kubernetes.settings import KubernetesSettings
 from controller.reconciler import Limits, Notify, Reconciler
 from controller.scheduler import NotifySchedule
 from controller.settings import ControllerSettings
+from core.environment import check_environment, read_settings, settings_or_exit
 from core.eventlog import open_event_log
 from core.logs import configure_logging
 from core.records import Run, Schedule
@@ -41,17 +42,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics-port", type=int, default=9100)
     parser.add_argument("--identity", default=os.environ.get("POD_NAME") or socket.gethostname())
     args = parser.parse_args(argv)
-    configure_logging("controller")
+    core, ctl, k8s, spend = settings_or_exit("controller", _read_settings)
+    configure_logging("controller", level=core.log_level)
     stop = threading.Event()
     _stop_on_signals(stop)
     start_http_server(args.metrics_port)
 
-    core, ctl, k8s = CoreSettings(), ControllerSettings(), KubernetesSettings()
     store = open_store(core.database_url.get_secret_value(), pool_size=core.db_pool_size)
     events = open_event_log(core)
     executor = KubernetesExecutor(k8s, component="tickrun-controller", instance=args.identity)
     limits = Limits(ctl.per_user_limit, ctl.global_limit,
-                    SpendSettings().user_daily_cost_usd)
+                    spend.user_daily_cost_usd)
     reconciler = Reconciler(store, events, executor, limits,
                             lost_grace_seconds=ctl.lost_grace_seconds,
                             notify=_notifier(executor),
@@ -68,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     store.close()
     events.close()
     return 0
+
+
+def _read_settings() -> tuple[CoreSettings, ControllerSettings, KubernetesSettings,
+                              SpendSettings]:
+    check_environment()
+    return (read_settings(CoreSettings), read_settings(ControllerSettings),
+            read_settings(KubernetesSettings), read_settings(SpendSettings))
 
 
 def client_coordination(executor: KubernetesExecutor) -> client.CoordinationV1Api:

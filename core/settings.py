@@ -6,7 +6,9 @@ the database by run id, never from the environment.
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -38,3 +40,11 @@ class CoreSettings(BaseSettings):
         default=0.5, gt=0,
         description="Socket timeout for event appends: a slow Redis must not stall a step",
     )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="The lowest level of the JSON log lines every process "
+                                    "writes (DEBUG, INFO, WARNING or ERROR)")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value

@@ -10,6 +10,7 @@ from pathlib import Path
 from prometheus_client import start_http_server
 
 from core import __version__
+from core.environment import check_environment, read_settings, settings_or_exit
 from core.eventlog import open_event_log
 from core.logs import configure_logging
 from core.settings import CoreSettings
@@ -38,14 +39,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    configure_logging("runner")
-    settings = RunnerSettings()
+    settings, core_settings = settings_or_exit("runner", _read_settings)
+    configure_logging("runner", level=core_settings.log_level)
     stop = StopSignal()
     install_handlers(stop, budget_seconds=settings.stop_budget_seconds)
     port = args.metrics_port or settings.metrics_port
     if port:
         start_http_server(port)
-    core_settings = CoreSettings()
     llm, llm_error = load_llm_settings()
     if llm_error is not None:
         log.error("invalid TICKRUN_LLM_* settings: %s; runs that need the LLM fail", llm_error)
@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
             limiter.close()
         event_log.close()
         store.close()
+
+
+def _read_settings() -> tuple[RunnerSettings, CoreSettings]:
+    check_environment()
+    return read_settings(RunnerSettings), read_settings(CoreSettings)
 
 
 def _llm_limiter(llm: LlmSettings | None, core: CoreSettings) -> RateLimiter | None:

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import uvicorn
 
+from api.settings import ApiProcessSettings
+from core.environment import read_settings, settings_or_exit
 from core.logs import configure_logging
+from core.settings import CoreSettings
 
 
 def dev_environment(data_dir: Path) -> str:
@@ -33,6 +36,8 @@ def dev_environment(data_dir: Path) -> str:
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
     os.environ["TICKRUN_DEV_TOKEN"] = token
+    # A misspelt or invalid TICKRUN_* variable: one line and exit 78, before anything starts.
+    settings_or_exit("dev", ApiProcessSettings.from_env)
     return token
 
 
@@ -45,7 +50,7 @@ def server(host: str, port: int, *, log_level: str = "info") -> uvicorn.Server:
 
 def run_dev(host: str, port: int, data_dir: Path) -> None:
     dev_environment(data_dir)
-    configure_logging("api", json=False)
+    configure_logging("api", json=False, level=read_settings(CoreSettings).log_level)
     server(host, port).run()
 
 
