@@ -67,7 +67,8 @@ class Reconciler:
         self.lost_grace = dt.timedelta(seconds=lost_grace_seconds)
         self.notify: Notify = notify or (lambda run, reason, message: None)
         self.clock = clock  # now: for the daily spend limits and the schedules' due times
-        self.scheduler = Scheduler(store, executor, clock=clock, notify=notify_schedule)
+        self.scheduler = Scheduler(store, executor, clock=clock, notify=notify_schedule,
+                                   events=events)
         self.wake = threading.Event()
         self._active: set[int] = set()  # runs active or queued in the last pass
         # Runs found final whose workloads stay until their TTL: not asked about again
@@ -127,7 +128,7 @@ class Reconciler:
         telemetry.RUN_ERRORS.labels("refused").inc()
         reason = f"waiting: workload refused: {exc}"
         if run.status_reason != reason:
-            self.store.note_status(run.id, RunStatus.QUEUED, reason)
+            self.lifecycle.note(run.id, RunStatus.QUEUED, reason)
             self.notify(run, "WorkloadRefused", str(exc))
         log.warning("run %d: workload refused (%s); queued, retrying in %.1fs", run.id, exc,
                     delay)
@@ -143,7 +144,7 @@ class Reconciler:
             if state.phase == "gone":
                 self.executor.submit(run)
                 if run.status_reason:
-                    self.store.note_status(run.id, RunStatus.QUEUED, None)  # the quota freed
+                    self.lifecycle.note(run.id, RunStatus.QUEUED, None)  # the quota freed
             return
         if run.status is RunStatus.STOPPING:
             self._reconcile_stopping(run, state)
@@ -205,8 +206,8 @@ class Reconciler:
 
     def _admit(self, not_ready: set[int]) -> None:
         spend = DailyLimit(self.limits.daily_spend_usd, utc_day(self.clock()))
-        admitted = self.store.admit_queued(self.limits.per_user, self.limits.global_,
-                                           skip=not_ready, spend=spend)
+        admitted = self.lifecycle.admit(self.limits.per_user, self.limits.global_,
+                                        skip=not_ready, spend=spend)
         if len(admitted) > 1 and self.executor.concurrent_admission:
             # Admission is decided (in the store) already; the workloads' API calls go
             # out side by side rather than one round trip after another.

@@ -19,6 +19,8 @@ from pydantic import ValidationError
 from controller import telemetry
 from controller.executor import Executor
 from core.errors import InvalidSpec, NotFound
+from core.eventlog import EventLog
+from core.lifecycle import Lifecycle
 from core.records import FireOutcome, Run, Schedule
 from core.schedule import NEW_YORK, due_between, next_fires, spec_for
 from core.store import BatchRun, Store
@@ -36,9 +38,10 @@ NotifySchedule = Callable[[Schedule, Run | None, str, str], None]
 class Scheduler:
     def __init__(self, store: Store, executor: Executor, *,
                  clock: Callable[[], dt.datetime],
-                 notify: NotifySchedule | None = None) -> None:
+                 notify: NotifySchedule | None = None, events: EventLog | None = None
+                 ) -> None:
         self.store = store
-        self.executor = executor
+        self.lifecycle = Lifecycle(store, events, executor)
         self.clock = clock
         self.notify: NotifySchedule = notify or (lambda s, run, reason, message: None)
         self.next_due: dt.datetime | None = None  # the earliest fire after this pass
@@ -100,7 +103,7 @@ class Scheduler:
             return None  # another replica, or an earlier pass, made it
         run = fired[1]
         telemetry.SCHEDULE_FIRES.labels(FireOutcome.FIRED.value).inc()
-        self._submit(run)
+        self.lifecycle.enqueued([run])
         log.info("schedule %d fired for %s: run %d", schedule.id, _local(due), run.id)
         self.notify(schedule, run, "ScheduleFired",
                     f"schedule {schedule.id}{_name(schedule)} fired for {_local(due)}: "
@@ -116,13 +119,6 @@ class Scheduler:
         log.warning("schedule %d %s its fire of %s: %s", schedule.id, outcome.value,
                     _local(due), reason)
         return True
-
-    def _submit(self, run: Run) -> None:
-        try:
-            self.executor.submit(run)
-        except Exception as exc:  # the reconciler submits queued runs without a workload
-            log.warning("run %d: workload not created yet (%s); the next pass retries",
-                        run.id, exc)
 
 
 def _local(when: dt.datetime) -> str:

@@ -1,17 +1,19 @@
 """One owner of a run's life: every status change of a run, and what follows it.
 
-The API (stop), the reconciler (admission aside, which is one store transaction; lost
-and failed workloads) and the runner (start, finish) change a run's status only
-through here, so what follows a change is written once: the events a follower sees,
-the result computed from the ledger, the call that deletes a workload. The state
-machine (core.status) and fencing (the runner's attempt) are enforced by the store in
-the same transaction as the change.
+The API (intake, stop), the reconciler (admission, lost and failed workloads, notes)
+and the runner (start, notes, finish) change a run's status or its reason only through
+here, so what follows a change is written once: a `status` event for every change
+(queued, admitted, running, stopping, final) that a follower sees in order, the result
+computed from the ledger, the call that deletes a workload. The state machine
+(core.status) and fencing (the runner's attempt) are enforced by the store in the same
+transaction as the change; admission is chosen by core.admission in the store's
+transaction.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -21,6 +23,7 @@ from core.errors import IllegalTransition
 from core.eventlog import EventLog, EventType
 from core.records import Decision, OrderState, Run
 from core.spec import DataSource, RunSpec
+from core.spend import DailyLimit
 from core.status import RunStatus
 from core.store import Store
 
@@ -32,7 +35,9 @@ Publish = Callable[[EventType, dict[str, Any]], None]
 
 
 class Workloads(Protocol):
-    """The one executor call a status change needs (controller.executor.Executor)."""
+    """The executor calls a run's changes need (controller.executor.Executor)."""
+
+    def submit(self, run: Run) -> None: ...
 
     def stop(self, run_id: int) -> None: ...
 
@@ -134,6 +139,35 @@ class Lifecycle:
         self.workloads = workloads
 
     # -- the API and the reconciler --------------------------------------------------
+    def enqueued(self, runs: Iterable[Run]) -> None:
+        """Runs just stored (a POST, a batch, a schedule's fire): announced `queued`,
+        their workloads created suspended for the controller to admit. A create that
+        fails is logged: the reconciler creates the workload of a queued run without
+        one."""
+        for run in runs:
+            self._status(run.id, RunStatus.QUEUED, run.status_reason)
+            if self.workloads is None:
+                continue
+            try:
+                self.workloads.submit(run)
+            except Exception as exc:
+                log.warning("run %d: workload not created yet (%s); the reconciler "
+                            "creates it", run.id, exc)
+
+    def admit(self, per_user_limit: int, global_limit: int, *, skip: Collection[int] = (),
+              spend: DailyLimit | None = None) -> list[Run]:
+        """Admit queued runs within the limits (one store transaction), announced."""
+        admitted = self.store.admit_queued(per_user_limit, global_limit, skip=skip,
+                                           spend=spend)
+        for run in admitted:
+            self._status(run.id, RunStatus.ADMITTED, None)
+        return admitted
+
+    def note(self, run_id: int, status: RunStatus, reason: str | None) -> None:
+        """Why a run is as it is (waiting for a quota, fetching bars), while it stays
+        in `status`; None clears it."""
+        self.store.note_status(run_id, status, reason)
+
     def request_stop(self, run: Run, reason: str = "stop requested") -> Run:
         """Idempotent: a queued run stops at once (no runner ever starts); an active one
         goes to `stopping` and its workload is deleted, so the runner gets SIGTERM and
@@ -146,6 +180,7 @@ class Lifecycle:
                 run = stopped or self.store.get_run(run.id)
             elif run.status is not RunStatus.STOPPING:
                 run = self.store.transition(run.id, RunStatus.STOPPING, reason=reason)
+                self._status(run.id, RunStatus.STOPPING, run.status_reason)
         except IllegalTransition:
             run = self.store.get_run(run.id)  # it moved meanwhile; the state machine decided
         self._stop_workload(run.id)
@@ -155,15 +190,24 @@ class Lifecycle:
         """The workload was deleted by someone (kubectl delete job): that is a stop, so
         the runner that gets SIGTERM saves its result instead of waiting for a retry."""
         try:
-            self.store.transition(run.id, RunStatus.STOPPING, reason=f"stopped: {why}")
+            stopping = self.store.transition(run.id, RunStatus.STOPPING,
+                                             reason=f"stopped: {why}")
         except IllegalTransition:
             return False
+        self._status(run.id, RunStatus.STOPPING, stopping.status_reason)
         return True
 
     # -- the runner ------------------------------------------------------------------
-    def start(self, run_id: int, *, decider: str, decider_reason: str | None = None) -> Run:
-        """A runner takes the run: running, attempts + 1. Its attempt fences its writes."""
-        return self.store.start_attempt(run_id, decider=decider, decider_reason=decider_reason)
+    def start(self, run_id: int, *, decider: str, decider_reason: str | None = None,
+              publish: Publish | None = None, details: Mapping[str, Any] | None = None
+              ) -> Run:
+        """A runner takes the run: running (or still stopping), attempts + 1, announced
+        with its decider and `details`. Its attempt fences its writes."""
+        run = self.store.start_attempt(run_id, decider=decider, decider_reason=decider_reason)
+        self._status(run.id, run.status, run.status_reason, publish, {
+            "attempt": run.attempts, "decider": decider, "decider_reason": decider_reason,
+            **(details or {})})
+        return run
 
     # -- everyone --------------------------------------------------------------------
     def finish(self, run: Run, status: RunStatus, reason: str | None, *,
@@ -183,6 +227,17 @@ class Lifecycle:
         return final
 
     # -- internals -------------------------------------------------------------------
+    def _status(self, run_id: int, status: RunStatus, reason: str | None,
+                publish: Publish | None = None, details: Mapping[str, Any] | None = None
+                ) -> None:
+        """The change's `status` event; the database has the change if the live view
+        cannot take it now (Redis down)."""
+        try:
+            (publish or self._append(run_id))(
+                EventType.STATUS, {"status": status.value, "reason": reason, **(details or {})})
+        except Exception as exc:
+            log.warning("run %d: %s event not appended: %s", run_id, status.value, exc)
+
     def _announce(self, run_id: int, status: RunStatus, reason: str | None,
                   result: dict[str, Any], publish: Publish | None) -> None:
         try:

@@ -219,12 +219,10 @@ def _prepare(run: Run, deps: RunnerDeps, publisher: EventPublisher) -> Session:
         run = replace(run, spec=resolve_data_source(run.spec, deps.store, deps.market_data))
     timeline = timeline_for(run.spec)
     decider, why = _decider(run, deps)
-    started = Lifecycle(deps.store).start(run.id, decider=decider.name, decider_reason=why)
-    run = replace(started, spec=run.spec)
     data = run.spec.data.value if run.spec.data else None
-    publisher.publish(EventType.STATUS, {"status": run.status.value, "attempt": run.attempts,
-                                         "decider": decider.name, "decider_reason": why,
-                                         "data": data})
+    started = Lifecycle(deps.store).start(run.id, decider=decider.name, decider_reason=why,
+                                          publish=publisher.publish, details={"data": data})
+    run = replace(started, spec=run.spec)
     bars = _load_bars(run, timeline, deps, publisher)
     log.info("playing %s %s with %s on %s bars from step %d of %d", run.spec.mode.value,
              ",".join(run.spec.symbols), decider.name, data, run.steps_done, len(timeline))
@@ -245,7 +243,7 @@ def _load_bars(run: Run, timeline: Timeline, deps: RunnerDeps,
         noted = True
         note = (f"fetching {p.interval.value} bars of {p.symbol} from {source}: "
                 f"{p.days_done}/{p.days_total} days")
-        deps.store.note_status(run.id, RunStatus.RUNNING, note)
+        Lifecycle(deps.store).note(run.id, RunStatus.RUNNING, note)
         publisher.progress({"step": run.steps_done, "total": len(timeline), "phase": note})
         publisher.publish(EventType.LOG, {"level": "info", "message": note,
                                           "phase": "fetching_data", "symbol": p.symbol,
@@ -256,7 +254,7 @@ def _load_bars(run: Run, timeline: Timeline, deps: RunnerDeps,
                                deps.market_data, on_fetch=fetching)
     bars = {symbol: provider.bars(symbol, timeline) for symbol in run.spec.symbols}
     if noted:  # no write at all for the runs that fetched nothing
-        deps.store.note_status(run.id, RunStatus.RUNNING, None)
+        Lifecycle(deps.store).note(run.id, RunStatus.RUNNING, None)
     return bars
 
 

@@ -23,7 +23,7 @@ from api.batch_schemas import (
 )
 from api.deps import CallerDep, CursorQuery, ServicesDep, decode_cursor, encode_cursor
 from api.errors import ApiProblem, problems
-from api.routes.runs import playable_spec, request_stop, submit
+from api.routes.runs import playable_spec, request_stop
 from api.schemas import StopAllOut
 from api.services import Services
 from core.errors import InvalidSpec
@@ -100,8 +100,7 @@ def create_batch(body: BatchCreate, who: CallerDep, svc: ServicesDep, response: 
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
         return _out(batch, _runs(svc, batch))
-    for run in runs:
-        submit(svc, run)
+    svc.lifecycle.enqueued(runs)
     svc.wake_controller()
     response.headers["Location"] = f"/v1/batches/{batch.id}"
     return _out(batch, runs)

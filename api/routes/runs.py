@@ -102,7 +102,7 @@ def create_run(body: RunCreate, who: CallerDep, svc: ServicesDep, response: Resp
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
         return _out(svc, run)
-    submit(svc, run)
+    svc.lifecycle.enqueued([run])
     svc.wake_controller()
     response.headers["Location"] = f"/v1/runs/{run.id}"
     return RunOut.of(run, {})  # just made: no progress to read yet
@@ -125,17 +125,6 @@ def playable_spec(svc: Services, spec: RunSpec, model_id: int, user_id: str, *,
     if spec.decider is DeciderKind.REPLAY:
         _check_replay_source(svc, spec, user_id)
     return spec
-
-
-def submit(svc: Services, run: Run) -> None:
-    """Create the run's workload, suspended; the controller admits it within the
-    limits. A failure is left to the reconciler, which submits queued runs it finds
-    without one."""
-    try:
-        svc.executor.submit(run)
-    except Exception as exc:
-        log.warning("run %d: workload not created yet (%s); the reconciler retries",
-                    run.id, exc)
 
 
 def _check_replay_source(svc: Services, spec: RunSpec, user_id: str) -> None:

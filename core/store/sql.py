@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
 from typing import Any, Protocol
 
+from core import admission
 from core.errors import Conflict, IllegalTransition, NotFound, Superseded
 from core.records import (
     Batch,
@@ -488,18 +489,10 @@ class SqlStore(Store):
             )
             held = self._hold_for_spend(
                 cur, {int(r["id"]): r["user_id"] for r in queued if _may_spend(r)}, spend)
-            free = global_limit - sum(per_user.values())
-            if free <= 0:
-                return []
-            chosen: list[int] = []
-            for row in queued:
-                if len(chosen) >= free:
-                    break
-                if int(row["id"]) in skip or int(row["id"]) in held:
-                    continue
-                if per_user.get(row["user_id"], 0) < per_user_limit:
-                    per_user[row["user_id"]] = per_user.get(row["user_id"], 0) + 1
-                    chosen.append(int(row["id"]))
+            chosen = admission.choose(
+                [admission.Queued(int(r["id"]), r["user_id"]) for r in queued], per_user,
+                per_user_limit=per_user_limit, global_limit=global_limit,
+                excluded={*skip, *held})
             admitted = []
             for run_id in chosen:
                 updated = cur.one(
