@@ -41,9 +41,12 @@ class Services:
     def lifecycle(self) -> Lifecycle:
         return Lifecycle(self.store, self.events, self.executor)
 
-    @property
-    def wake_controller(self) -> Callable[[], None]:
-        return self.reconciler.wake.set if self.reconciler else self.executor.changed.set
+    def wake_controller(self) -> None:
+        """Wake the embedded controller at once (a run to admit, a stop). A cluster's
+        controller hears of changes from its watches, and of a Job the API could not
+        make from the store's channel (Lifecycle.enqueued)."""
+        if self.reconciler is not None:
+            self.reconciler.wake.set()
 
     def start_controller(self, interval: float) -> None:
         if self.reconciler is None:

@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
                             notify=_notifier(executor),
                             notify_schedule=_schedule_notifier(executor, k8s.lease_name))
     executor.start_informer(stop)
+    # A Job the API could not make: told at once, it is made by the next pass.
+    threading.Thread(target=store.listen_for_controller, args=(stop, reconciler.wake.set),
+                     name="controller-channel", daemon=True).start()
     elector = LeaseElector(client_coordination(executor), namespace=k8s.namespace,
                            name=k8s.lease_name, identity=args.identity,
                            duration=k8s.lease_duration_seconds, renew=k8s.lease_renew_seconds)

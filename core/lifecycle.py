@@ -141,9 +141,10 @@ class Lifecycle:
     # -- the API and the reconciler --------------------------------------------------
     def enqueued(self, runs: Iterable[Run]) -> None:
         """Runs just stored (a POST, a batch, a schedule's fire): announced `queued`,
-        their workloads created suspended for the controller to admit. A create that
-        fails is logged: the reconciler creates the workload of a queued run without
-        one."""
+        their workloads created suspended for the controller to admit. When a create
+        fails the controller is told at once (store.tell_controller) and makes the
+        workload itself; its resync would find the run all the same."""
+        missing = []
         for run in runs:
             self._status(run.id, RunStatus.QUEUED, run.status_reason)
             if self.workloads is None:
@@ -151,8 +152,14 @@ class Lifecycle:
             try:
                 self.workloads.submit(run)
             except Exception as exc:
-                log.warning("run %d: workload not created yet (%s); the reconciler "
-                            "creates it", run.id, exc)
+                log.warning("run %d: workload not created (%s); telling the controller",
+                            run.id, exc)
+                missing.append(run.id)
+        if missing:
+            try:
+                self.store.tell_controller(missing)
+            except Exception as exc:  # its next resync finds them all the same
+                log.warning("runs %s: controller not told (%s)", missing, exc)
 
     def admit(self, per_user_limit: int, global_limit: int, *, skip: Collection[int] = (),
               spend: DailyLimit | None = None) -> list[Run]:

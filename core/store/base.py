@@ -8,8 +8,9 @@ store test runs on both.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -199,6 +200,16 @@ class Store(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    # -- the controller's wake-up ----------------------------------------------------
+    @abstractmethod
+    def tell_controller(self, run_ids: Sequence[int]) -> None:
+        """Tell the controllers at once that these runs need them (their workloads could
+        not be made)."""
+
+    @abstractmethod
+    def listen_for_controller(self, stop: threading.Event, wake: Callable[[], None]) -> None:
+        """Call `wake` for every message `tell_controller` sends, until `stop` (blocks)."""
 
     # -- models ----------------------------------------------------------------------
     @abstractmethod

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from importlib import resources
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -17,6 +20,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from core.errors import StoreUnavailable
 from core.store import codec
 from core.store.sql import Cursor, SqlStore
+
+log = logging.getLogger(__name__)
 
 # A connection whose peer went silent (a network path that died, a host cut off) fails
 # instead of hanging until the Job's deadline: the caller sees StoreUnavailable and
@@ -29,6 +34,10 @@ TCP_LIVENESS = {"keepalives": 1, "keepalives_idle": 15, "keepalives_interval": 5
 
 # One constant key: every admission decision in the cluster is serialized on it.
 ADMISSION_LOCK_KEY = 7_461_021
+# The channel of tell_controller: NOTIFY reaches every listening controller at once.
+CONTROLLER_CHANNEL = "tickrun_controller"
+# How long a lost LISTEN connection waits before it connects again.
+LISTEN_RETRY_SECONDS = 1.0
 
 
 class PostgresCursor:
@@ -84,6 +93,7 @@ class PostgresStore(SqlStore):
     def __init__(self, conninfo: str, *, min_size: int = 1, max_size: int = 10,
                  timeout: float = 10.0) -> None:
         self.dialect = PostgresDialect()
+        self._conninfo = conninfo
         self._pool = ConnectionPool(
             conninfo, min_size=min_size, max_size=max_size, timeout=timeout, open=True,
             kwargs={"row_factory": dict_row, "autocommit": False, **TCP_LIVENESS},
@@ -120,6 +130,28 @@ class PostgresStore(SqlStore):
 
     def close(self) -> None:
         self._pool.close()
+
+    def tell_controller(self, run_ids: Sequence[int]) -> None:
+        with self._tx() as cur:
+            cur.one("SELECT pg_notify(%s, %s) AS sent",
+                    (CONTROLLER_CHANNEL, ",".join(str(i) for i in run_ids)))
+
+    def listen_for_controller(self, stop: threading.Event, wake: Callable[[], None]) -> None:
+        """LISTEN on a connection of its own, connected again when lost; each (re)connect
+        wakes the controller once too, for what was sent while it was away."""
+        while not stop.is_set():
+            try:
+                with psycopg.connect(make_conninfo(self._conninfo, **TCP_LIVENESS),
+                                     autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CONTROLLER_CHANNEL}")
+                    wake()
+                    while not stop.is_set():
+                        for _ in conn.notifies(timeout=1.0):
+                            wake()
+            except psycopg.Error as exc:
+                log.warning("controller channel lost (%s); listening again in %.0fs", exc,
+                            LISTEN_RETRY_SECONDS)
+                stop.wait(LISTEN_RETRY_SECONDS)
 
 
 def migration_scripts(dialect: str) -> list[tuple[str, str]]:

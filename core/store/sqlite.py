@@ -17,7 +17,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -176,6 +176,13 @@ class SqliteStore(SqlStore):
                                f"INSERT INTO schema_migrations (name) VALUES ('{name}');\nCOMMIT;")
             applied.append(name)
         return applied
+
+    def tell_controller(self, run_ids: Sequence[int]) -> None:
+        """Nothing to send: the embedded default's controller is in the API's process
+        and is woken there."""
+
+    def listen_for_controller(self, stop: threading.Event, wake: Callable[[], None]) -> None:
+        """No channel: returns at once (the embedded controller is woken in-process)."""
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
