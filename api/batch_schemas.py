@@ -21,9 +21,24 @@ def as_in_spec(name: str) -> Any:
     return RunSpec.model_fields[name]
 
 
-OPTIONS = ("initial_cash", "decider", "decider_params", "fill", "fee_per_trade",
-           "initial_margin", "maintenance_margin", "flat_at_close", "data", "seed",
-           "max_cost_usd", "max_tokens")
+class RunOptions(BaseModel):
+    """The options every run of a batch, and every run a schedule fires, shares."""
+
+    initial_cash: Decimal = as_in_spec("initial_cash")
+    decider: DeciderKind | None = as_in_spec("decider")
+    decider_params: JsonObject = as_in_spec("decider_params")
+    fill: FillRule = as_in_spec("fill")
+    fee_per_trade: Decimal = as_in_spec("fee_per_trade")
+    initial_margin: Decimal = as_in_spec("initial_margin")
+    maintenance_margin: Decimal = as_in_spec("maintenance_margin")
+    flat_at_close: bool = as_in_spec("flat_at_close")
+    data: DataSource | None = as_in_spec("data")
+    seed: int = as_in_spec("seed")
+    max_cost_usd: Decimal | None = as_in_spec("max_cost_usd")
+    max_tokens: int | None = as_in_spec("max_tokens")
+
+
+OPTIONS = tuple(RunOptions.model_fields)
 
 BATCH_EXAMPLE: dict[str, Any] = {
     "name": "sma vs hold", "model_ids": [1, 2], "symbols": ["AAPL", "MSFT"],
@@ -56,7 +71,7 @@ class Cell(BaseModel):
         return f"model {self.model_id} {self.symbol} {when}"
 
 
-class BatchCreate(StorableBody):
+class BatchCreate(StorableBody, RunOptions):
     """Runs of every model on every symbol (one symbol a run) on every date (intraday
     sessions) or range (daily backtests), with the same options."""
 
@@ -78,18 +93,6 @@ class BatchCreate(StorableBody):
     ranges: list[DateRange] | None = Field(
         default=None, min_length=1, max_length=1000, json_schema_extra=DISTINCT,
         description="Daily: one backtest per range (give `dates` or `ranges`)")
-    initial_cash: Decimal = as_in_spec("initial_cash")
-    decider: DeciderKind | None = as_in_spec("decider")
-    decider_params: JsonObject = as_in_spec("decider_params")
-    fill: FillRule = as_in_spec("fill")
-    fee_per_trade: Decimal = as_in_spec("fee_per_trade")
-    initial_margin: Decimal = as_in_spec("initial_margin")
-    maintenance_margin: Decimal = as_in_spec("maintenance_margin")
-    flat_at_close: bool = as_in_spec("flat_at_close")
-    data: DataSource | None = as_in_spec("data")
-    seed: int = as_in_spec("seed")
-    max_cost_usd: Decimal | None = as_in_spec("max_cost_usd")
-    max_tokens: int | None = as_in_spec("max_tokens")
 
     @model_validator(mode="after")
     def _matrix(self) -> BatchCreate:

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import Conflict, InvalidSpec, NotFound, TemporaryError
@@ -106,6 +106,12 @@ def _message(msg: object) -> str:
     # A discriminated union names its tags by repr (<Mode.DAILY: 'daily'>); a client
     # needs only the value it can send ('daily').
     return _ENUM_REPR.sub(r"\1", str(msg)).removeprefix("Value error, ")
+
+
+def first_problem(exc: ValidationError) -> str:
+    """A spec the route built that does not validate, in one phrase (its first error)."""
+    errors = exc.errors()
+    return _message(errors[0].get("msg", exc)) if errors else str(exc)
 
 
 def _validation(request: Request, exc: Exception) -> JSONResponse:

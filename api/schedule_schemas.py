@@ -4,18 +4,17 @@ sessions, and what it fired."""
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from api.batch_schemas import OPTIONS, ModelId, as_in_spec
+from api.batch_schemas import OPTIONS, ModelId, RunOptions
 from api.schemas import StorableBody
 from core.calendar import EXCHANGE, NEW_YORK
 from core.errors import InvalidSpec
 from core.records import FireOutcome, Schedule, ScheduleFire
 from core.schedule import SessionRule, check_cron
-from core.spec import DataSource, DeciderKind, FillRule, JsonObject, Mode, Symbol
+from core.spec import DeciderKind, Mode, Symbol
 
 MAX_MAKE_UP_SECONDS = 7 * 86_400
 MAX_SESSIONS = 2520  # ten years of sessions
@@ -26,7 +25,7 @@ SCHEDULE_EXAMPLE: dict[str, Any] = {
     "data": "synthetic"}
 
 
-class ScheduleCreate(StorableBody):
+class ScheduleCreate(StorableBody, RunOptions):
     """A run made at every fire of `cron` (minute hour day month weekday, read in
     America/New_York) that falls on an XNYS session; a closed day never fires."""
 
@@ -55,18 +54,6 @@ class ScheduleCreate(StorableBody):
         default=3600, ge=60, le=MAX_MAKE_UP_SECONDS,
         description="A fire missed while no controller led is made up this late at most; "
                     "later, it is recorded as missed")
-    initial_cash: Decimal = as_in_spec("initial_cash")
-    decider: DeciderKind | None = as_in_spec("decider")
-    decider_params: JsonObject = as_in_spec("decider_params")
-    fill: FillRule = as_in_spec("fill")
-    fee_per_trade: Decimal = as_in_spec("fee_per_trade")
-    initial_margin: Decimal = as_in_spec("initial_margin")
-    maintenance_margin: Decimal = as_in_spec("maintenance_margin")
-    flat_at_close: bool = as_in_spec("flat_at_close")
-    data: DataSource | None = as_in_spec("data")
-    seed: int = as_in_spec("seed")
-    max_cost_usd: Decimal | None = as_in_spec("max_cost_usd")
-    max_tokens: int | None = as_in_spec("max_tokens")
 
     @field_validator("cron")
     @classmethod

@@ -3,13 +3,11 @@ compared as one."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import ValidationError
 
 from api.batch_schemas import (
@@ -21,8 +19,10 @@ from api.batch_schemas import (
     CompareRow,
     ModelSummary,
 )
-from api.deps import CallerDep, CursorQuery, ServicesDep, decode_cursor, encode_cursor
-from api.errors import ApiProblem, problems
+from api.deps import CallerDep, ServicesDep
+from api.errors import ApiProblem, first_problem, problems
+from api.idempotency import IdempotencyKey, mark_replayed, request_hash
+from api.paging import CursorQuery, decode_cursor, keyset_page
 from api.routes.runs import playable_spec, request_stop
 from api.schemas import StopAllOut
 from api.services import Services
@@ -32,9 +32,6 @@ from core.store import BatchRun, RunFilter
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=problems(401))
 
-IdempotencyKey = Annotated[str | None, Header(
-    alias="Idempotency-Key", max_length=200, pattern=r"^[\x21-\x7e]+$",
-    description="The same key and body give the same batch; a different body is a 409")]
 BatchId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Batch id")]
 ONE_BATCH = problems(404, 422)
 ALL = 100_000
@@ -56,12 +53,6 @@ def _out(batch: Batch, runs: Sequence[Run]) -> BatchOut:
                     progress=BatchProgress(steps_done=sum(r.steps_done for r in runs),
                                            steps_total=sum(r.steps_total for r in runs)),
                     run_ids=[r.id for r in runs])
-
-
-def _request_hash(body: BatchCreate) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True,
-                           separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @router.post("", status_code=201, response_model=BatchOut, responses={
@@ -86,19 +77,15 @@ def create_batch(body: BatchCreate, who: CallerDep, svc: ServicesDep, response: 
         try:
             spec = playable_spec(svc, body.spec_of(cell), cell.model_id, who.user_id)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            raise ApiProblem(422, f"run {cell.label}: "
-                                  f"{str(first.get('msg', exc)).removeprefix('Value error, ')}"
-                             ) from exc
+            raise ApiProblem(422, f"run {cell.label}: {first_problem(exc)}") from exc
         except (InvalidSpec, ApiProblem) as exc:
             raise ApiProblem(422, f"run {cell.label}: {exc}") from exc
         cells.append(BatchRun(model_id=cell.model_id, spec=spec, steps_total=spec.step_count()))
     batch, runs, created = svc.store.create_batch(
         who.user_id, body.name, body.model_dump(mode="json", exclude_none=True), cells,
-        idempotency_key=idempotency_key, request_hash=_request_hash(body))
+        idempotency_key=idempotency_key, request_hash=request_hash(body.model_dump(mode="json")))
     if not created:
-        response.status_code = 200
-        response.headers["Idempotent-Replayed"] = "true"
+        mark_replayed(response)
         return _out(batch, _runs(svc, batch))
     svc.lifecycle.enqueued(runs)
     svc.wake_controller()
@@ -111,12 +98,10 @@ def list_batches(who: CallerDep, svc: ServicesDep,
                  cursor: CursorQuery = None,
                  limit: Annotated[int, Query(ge=1, le=100)] = 20) -> BatchPage:
     """The caller's batches, newest first."""
-    batches = svc.store.list_batches(who.user_id, before_id=decode_cursor(cursor),
-                                     limit=limit + 1)
-    more = len(batches) > limit
-    batches = batches[:limit]
-    return BatchPage(items=[_out(b, _runs(svc, b)) for b in batches],
-                     next_cursor=encode_cursor(batches[-1].id) if more and batches else None)
+    batches, next_cursor = keyset_page(
+        svc.store.list_batches(who.user_id, before_id=decode_cursor(cursor), limit=limit + 1),
+        limit, lambda b: b.id)
+    return BatchPage(items=[_out(b, _runs(svc, b)) for b in batches], next_cursor=next_cursor)
 
 
 @router.get("/{batch_id}", response_model=BatchOut, responses=ONE_BATCH)

@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from api.deps import CallerDep, CursorQuery, ServicesDep, decode_cursor, encode_cursor
+from api.deps import CallerDep, ServicesDep
 from api.errors import problems
+from api.paging import CursorQuery, decode_cursor, keyset_page
 from api.schemas import ModelCreate, ModelOut, ModelPage, ModelUpdate
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=problems(401))
@@ -30,11 +31,10 @@ def create_model(body: ModelCreate, who: CallerDep, svc: ServicesDep,
 def list_models(who: CallerDep, svc: ServicesDep,
                 cursor: CursorQuery = None,
                 limit: Annotated[int, Query(ge=1, le=500)] = 50) -> ModelPage:
-    models = svc.store.list_models(who.user_id, after_id=decode_cursor(cursor), limit=limit + 1)
-    more = len(models) > limit
-    models = models[:limit]
-    return ModelPage(items=[ModelOut.of(m) for m in models],
-                     next_cursor=encode_cursor(models[-1].id) if more and models else None)
+    models, next_cursor = keyset_page(
+        svc.store.list_models(who.user_id, after_id=decode_cursor(cursor), limit=limit + 1),
+        limit, lambda m: m.id)
+    return ModelPage(items=[ModelOut.of(m) for m in models], next_cursor=next_cursor)
 
 
 @router.get("/{model_id}", response_model=ModelOut, responses=problems(404, 422))

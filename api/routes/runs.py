@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
-import json
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.deps import CallerDep, CursorQuery, ServicesDep, decode_cursor, encode_cursor
+from api.deps import CallerDep, ServicesDep
 from api.errors import ApiProblem, problems
+from api.idempotency import IdempotencyKey, mark_replayed, request_hash
+from api.paging import CursorQuery, decode_cursor, keyset_page
 from api.schemas import (
     DecisionOut,
     OrderDetailOut,
@@ -38,9 +38,6 @@ from core.store import RunFilter
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/runs", tags=["runs"], responses=problems(401))
 
-IdempotencyKey = Annotated[str | None, Header(
-    alias="Idempotency-Key", max_length=200, pattern=r"^[\x21-\x7e]+$",
-    description="The same key and body give the same run; a different body is a 409")]
 RunId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Run id")]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
@@ -67,13 +64,6 @@ def _outs(svc: Services, runs: list[Run]) -> list[RunOut]:
     return [RunOut.of(run, live.get(run.id, {})) for run in runs]
 
 
-def _request_hash(body: RunCreate) -> str:
-    # The spec in its stored form plus the model: the same for either request class.
-    canonical = json.dumps({**body.spec().model_dump(mode="json"), "model_id": body.model_id},
-                           sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 @router.post("", status_code=201, response_model=RunOut, responses={
     200: {"model": RunOut, "description": "Replay of an earlier request (same key)"},
     **problems(400, 409, 413, 422, why={
@@ -95,12 +85,13 @@ def create_run(body: RunCreate, who: CallerDep, svc: ServicesDep, response: Resp
     try:  # the model is checked in the insert's transaction
         run, created = svc.store.create_run(
             who.user_id, body.model_id, spec, spec.step_count(),
-            idempotency_key=idempotency_key, request_hash=_request_hash(body))
+            idempotency_key=idempotency_key, request_hash=request_hash(
+                # the spec as stored, and the model: the same for either request class
+                {**body.spec().model_dump(mode="json"), "model_id": body.model_id}))
     except NotFound as exc:
         raise ApiProblem(422, f"model_id: model {body.model_id} not found") from exc
     if not created:
-        response.status_code = 200
-        response.headers["Idempotent-Replayed"] = "true"
+        mark_replayed(response)
         return _out(svc, run)
     svc.lifecycle.enqueued([run])
     svc.wake_controller()
@@ -157,11 +148,9 @@ def list_runs(who: CallerDep, svc: ServicesDep,
                     model_id=model_id, mode=mode.value if mode else None,
                     before_id=decode_cursor(cursor), limit=limit + 1, batch_id=batch_id,
                     schedule_id=schedule_id)
-    runs = svc.store.list_runs(who.user_id, flt)
-    more = len(runs) > limit
-    runs = runs[:limit]
-    return RunPage(items=_outs(svc, runs),
-                   next_cursor=encode_cursor(runs[-1].id) if more and runs else None)
+    runs, next_cursor = keyset_page(svc.store.list_runs(who.user_id, flt), limit,
+                                    lambda r: r.id)
+    return RunPage(items=_outs(svc, runs), next_cursor=next_cursor)
 
 
 @router.post("/stop-all", status_code=202, response_model=StopAllOut)

@@ -9,8 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import ValidationError
 
-from api.deps import CallerDep, CursorQuery, ServicesDep, decode_cursor, encode_cursor
-from api.errors import ApiProblem, problems
+from api.deps import CallerDep, ServicesDep
+from api.errors import ApiProblem, first_problem, problems
+from api.paging import CursorQuery, decode_cursor, keyset_page
 from api.routes.runs import playable_spec
 from api.schedule_schemas import FireOut, ScheduleCreate, ScheduleOut, SchedulePage
 from api.services import Services
@@ -59,8 +60,7 @@ def create_schedule(body: ScheduleCreate, who: CallerDep, svc: ServicesDep,
         spec = playable_spec(svc, spec_for(template, first), body.model_id, who.user_id,
                              at=first)
     except ValidationError as exc:
-        msg = str(exc.errors()[0].get("msg", exc)).removeprefix("Value error, ")
-        raise ApiProblem(422, f"the run of {first.isoformat()}: {msg}") from exc
+        raise ApiProblem(422, f"the run of {first.isoformat()}: {first_problem(exc)}") from exc
     except InvalidSpec as exc:
         hint = ("; fire after the close, or play the last closed session (`session: "
                 "last_closed`)") if "has not closed yet" in str(exc) else ""
@@ -79,12 +79,10 @@ def list_schedules(who: CallerDep, svc: ServicesDep,
                    cursor: CursorQuery = None,
                    limit: Annotated[int, Query(ge=1, le=100)] = 20) -> SchedulePage:
     """The caller's schedules, newest first, each with its next three fires."""
-    found = svc.store.list_schedules(who.user_id, before_id=decode_cursor(cursor),
-                                     limit=limit + 1)
-    more = len(found) > limit
-    found = found[:limit]
-    return SchedulePage(items=[_out(svc, s) for s in found],
-                        next_cursor=encode_cursor(found[-1].id) if more and found else None)
+    found, next_cursor = keyset_page(
+        svc.store.list_schedules(who.user_id, before_id=decode_cursor(cursor), limit=limit + 1),
+        limit, lambda s: s.id)
+    return SchedulePage(items=[_out(svc, s) for s in found], next_cursor=next_cursor)
 
 
 @router.get("/{schedule_id}", response_model=ScheduleOut, responses=ONE_SCHEDULE)
