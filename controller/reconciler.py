@@ -42,6 +42,12 @@ ACTIVE_OR_QUEUED = (RunStatus.QUEUED, RunStatus.ADMITTED, RunStatus.RUNNING, Run
 # Workloads unsuspended at once when a pass admits many runs.
 ADMIT_CONCURRENCY = 8
 
+# A stop deletes its workload once, from the API (Lifecycle.request_stop). A pass that
+# meets a `stopping` run whose workload is alive and not being deleted deletes it only
+# when the stop is older than this: the API's delete failed (its watch event is due
+# within milliseconds otherwise); the pass comes back then.
+STOP_DELETE_RETRY = dt.timedelta(seconds=5)
+
 # (run, reason) -> None: the Kubernetes controller turns these into Events on the Job.
 Notify = Callable[[Run, str, str], None]
 
@@ -75,6 +81,7 @@ class Reconciler:
         # every pass (5,000 finished Jobs would be a 5,000-id query per watch event).
         self._finished: set[int] = set()
         self._backoff = RunBackoff()
+        self._requeue_at: float | None = None  # monotonic: a pass no later than this
 
     # -- one pass ----------------------------------------------------------------------
     def reconcile_once(self) -> None:
@@ -165,8 +172,16 @@ class Reconciler:
 
     def _reconcile_stopping(self, run: Run, state: WorkloadState) -> None:
         if state.phase in ("suspended", "pending", "running"):
-            if not state.deleting:  # already on its way out; asking again only adds noise
-                self.executor.stop(run.id)
+            if state.deleting:  # already on its way out; asking again only adds noise
+                return
+            age = self.clock() - (run.stop_requested_at or run.created_at)
+            # (a negative age is another process's clock: not waited on)
+            if dt.timedelta(0) <= age < STOP_DELETE_RETRY:  # the API's delete is under way
+                self._requeue_after((STOP_DELETE_RETRY - age).total_seconds())
+                return
+            log.warning("run %d: stopping for %.0fs with its workload alive; deleting it",
+                        run.id, age.total_seconds())
+            self.executor.stop(run.id)
         elif not state.pod_alive:
             # The runner saves `stopped` itself; this is for one that died first.
             reason = run.status_reason or "stopped; the runner exited without saving"
@@ -193,6 +208,11 @@ class Reconciler:
                     run.id, run.steps_done)
         self.executor.submit(run)
         self.executor.admit(run.id)
+
+    def _requeue_after(self, seconds: float) -> None:
+        """A pass again within `seconds`, whatever else happens meanwhile."""
+        at = time.monotonic() + max(0.0, seconds)
+        self._requeue_at = at if self._requeue_at is None else min(self._requeue_at, at)
 
     def _finalize(self, run: Run, status: RunStatus, reason: str) -> None:
         """For a runner that could not: the result comes from the ledger."""
@@ -298,6 +318,8 @@ class Reconciler:
         """Until a change is signalled, `interval` passes, or a schedule falls due."""
         due = self.scheduler.seconds_until_next()
         deadline = time.monotonic() + (interval if due is None else min(interval, due + 0.05))
+        if self._requeue_at is not None:
+            deadline, self._requeue_at = min(deadline, self._requeue_at), None
         while not stop.is_set() and time.monotonic() < deadline:
             if self.wake.wait(0.05) or self.executor.changed.is_set():
                 break

@@ -269,3 +269,25 @@ def test_a_result_from_the_ledger_names_the_decider_and_counts_tokens_and_cost(
     assert result["from_ledger"] is True and result["decider"] == "llm"
     assert (result["tokens_in"], result["tokens_out"], result["cost"]) == (200, 20, "0.002")
     assert result["steps_done"] == 2 and result["final_cash"] == "100000.000000"
+
+
+def test_a_stop_deletes_its_workload_once_and_the_reconciler_only_retries(
+        store: Store) -> None:
+    ex = ScriptedExecutor(gone_means_stopped=True)
+    (run,) = queued(store, 1)
+    store.transition(run.id, RunStatus.ADMITTED)
+    store.start_attempt(run.id)
+    ex.states[run.id] = WorkloadState("running", pod_alive=True)
+    stopping = Lifecycle(store, None, ex).request_stop(store.get_run(run.id))
+    now = [dt.datetime.now(dt.UTC)]
+    rec = Reconciler(store, SqliteEventLog(store), ex,
+                     Limits(2, 10), clock=lambda: now[0])
+    assert stopping.status is RunStatus.STOPPING and ex.calls.count(("stop", run.id)) == 1
+    # The API's delete is under way (its watch event not seen yet): no second delete,
+    # and a pass comes back when a retry would be due.
+    rec.reconcile_once()
+    assert ex.calls.count(("stop", run.id)) == 1 and rec._requeue_at is not None
+    # It did not happen (the API's call failed): the retry deletes it, once.
+    now[0] += dt.timedelta(seconds=6)
+    rec.reconcile_once()
+    assert ex.calls.count(("stop", run.id)) == 2
