@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from core import performance
 from core.errors import IllegalTransition
 from core.eventlog import EventLog, EventType
+from core.eventlog.payloads import result_data, status_data
 from core.records import Decision, OrderState, Run
 from core.spec import DataSource, RunSpec
 from core.spend import DailyLimit
@@ -240,8 +241,8 @@ class Lifecycle:
         """The change's `status` event; the database has the change if the live view
         cannot take it now (Redis down)."""
         try:
-            (publish or self._append(run_id))(
-                EventType.STATUS, {"status": status.value, "reason": reason, **(details or {})})
+            (publish or self._append(run_id))(EventType.STATUS,
+                                              status_data(status, reason, details))
         except Exception as exc:
             log.warning("run %d: %s event not appended: %s", run_id, status.value, exc)
 
@@ -249,9 +250,8 @@ class Lifecycle:
                   result: dict[str, Any], publish: Publish | None) -> None:
         try:
             emit = publish or self._append(run_id)
-            emit(EventType.STATUS, {"status": status.value, "reason": reason})
-            emit(EventType.RESULT, {"status": status.value, "reason": reason,
-                                    "result": result})
+            emit(EventType.STATUS, status_data(status, reason))
+            emit(EventType.RESULT, result_data(status, reason, result))
             if publish is None and self.events is not None:
                 self.events.finish(run_id)
         except Exception as exc:  # the database has it; the live view may miss it

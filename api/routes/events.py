@@ -17,6 +17,7 @@ from api.services import Services
 from api.sse import RUN_ENDED
 from core.errors import NotFound
 from core.eventlog import EVENT_ID_PATTERN, Event
+from core.eventlog.payloads import result_data
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +74,9 @@ async def _final_from_store(svc: Services, run_id: int) -> ServerSentEvent | Non
     rather than being told a live run was deleted."""
     try:
         run = await asyncio.to_thread(svc.store.get_run, run_id)
-        data = {"status": run.status.value, "reason": run.status_reason, "result": run.result}
+        data = result_data(run.status, run.status_reason, run.result)
     except NotFound:
-        data = {"status": "deleted", "reason": "the run was deleted", "result": None}
+        data = result_data("deleted", "the run was deleted", None)
     except Exception as exc:
         log.warning("run %d: final status unknown (%s); ending the stream", run_id, exc)
         return None
