@@ -82,6 +82,7 @@ class Reconciler:
         self._finished: set[int] = set()
         self._backoff = RunBackoff()
         self._requeue_at: float | None = None  # monotonic: a pass no later than this
+        self._requeue_lock = threading.Lock()  # admissions run on several threads
 
     # -- one pass ----------------------------------------------------------------------
     def reconcile_once(self) -> None:
@@ -120,6 +121,7 @@ class Reconciler:
             self._refused(run, exc)
         except Exception as exc:  # a 429, a 5xx, a timeout, a conflict: try again later
             delay = self._backoff.failed(run.id)
+            self._requeue_after(delay)  # retried then, not at the next event or resync
             telemetry.RUN_ERRORS.labels("temporary").inc()
             log.warning("run %d: reconcile failed (%s: %s); retrying in %.1fs", run.id,
                         type(exc).__name__, exc, delay)
@@ -132,6 +134,7 @@ class Reconciler:
             self._finalize(run, RunStatus.FAILED, f"workload refused: {exc}")
             return
         delay = self._backoff.failed(run.id)
+        self._requeue_after(delay)
         telemetry.RUN_ERRORS.labels("refused").inc()
         reason = f"waiting: workload refused: {exc}"
         if run.status_reason != reason:
@@ -212,7 +215,8 @@ class Reconciler:
     def _requeue_after(self, seconds: float) -> None:
         """A pass again within `seconds`, whatever else happens meanwhile."""
         at = time.monotonic() + max(0.0, seconds)
-        self._requeue_at = at if self._requeue_at is None else min(self._requeue_at, at)
+        with self._requeue_lock:
+            self._requeue_at = at if self._requeue_at is None else min(self._requeue_at, at)
 
     def _finalize(self, run: Run, status: RunStatus, reason: str) -> None:
         """For a runner that could not: the result comes from the ledger."""
@@ -251,6 +255,7 @@ class Reconciler:
         try:
             self.executor.admit(run.id)
         except Exception as exc:  # admitted in the store: the next pass unsuspends it
+            self._requeue_after(1.0)
             telemetry.RUN_ERRORS.labels("temporary").inc()
             log.warning("run %d: unsuspending failed (%s); the next pass retries", run.id, exc)
             return
@@ -318,8 +323,9 @@ class Reconciler:
         """Until a change is signalled, `interval` passes, or a schedule falls due."""
         due = self.scheduler.seconds_until_next()
         deadline = time.monotonic() + (interval if due is None else min(interval, due + 0.05))
-        if self._requeue_at is not None:
-            deadline, self._requeue_at = min(deadline, self._requeue_at), None
+        with self._requeue_lock:
+            if self._requeue_at is not None:
+                deadline, self._requeue_at = min(deadline, self._requeue_at), None
         while not stop.is_set() and time.monotonic() < deadline:
             if self.wake.wait(0.05) or self.executor.changed.is_set():
                 break

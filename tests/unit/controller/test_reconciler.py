@@ -8,6 +8,7 @@ meets each run status, quickly and exhaustively.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Collection, Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -291,3 +292,24 @@ def test_a_stop_deletes_its_workload_once_and_the_reconciler_only_retries(
     now[0] += dt.timedelta(seconds=6)
     rec.reconcile_once()
     assert ex.calls.count(("stop", run.id)) == 2
+
+
+def test_a_failed_create_is_tried_again_after_its_backoff_not_at_the_resync(
+        store: Store) -> None:
+    (run,) = queued(store, 1)
+    ex = RefusingExecutor({run.id: RuntimeError("503 the API server is restarting")})
+    rec = reconciler(store, ex)
+    rec.reconcile_once()
+    assert ex.calls == [("submit", run.id)] and store.get_run(run.id).status is RunStatus.QUEUED
+    del ex.refuse[run.id]  # the API server is back; no event tells the controller
+    stop = threading.Event()
+
+    def controller() -> None:
+        rec.wait_for_change(stop, interval=300.0)  # the resync is far away
+        rec.reconcile_once()
+    thread = threading.Thread(target=controller, daemon=True)
+    thread.start()
+    thread.join(10)  # the backoff (0.5 s) brings the pass, not the resync
+    assert not thread.is_alive()
+    assert ex.calls == [("submit", run.id), ("submit", run.id), ("admit", run.id)]
+    assert store.get_run(run.id).status is RunStatus.ADMITTED
