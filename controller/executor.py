@@ -27,6 +27,11 @@ class WorkloadRefused(Exception):
         self.permanent = permanent
 
 
+class WorkloadMissing(Exception):
+    """admit() found no workload to start: its create never reached the platform (or
+    it was deleted before admission). The caller makes it again, then admits."""
+
+
 class Executor(ABC):
     name: str
     # What a workload that vanished means: True where deleting it is how a person stops

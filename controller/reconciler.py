@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from controller import telemetry
-from controller.executor import Executor, WorkloadRefused
+from controller.executor import Executor, WorkloadMissing, WorkloadRefused
 from controller.scheduler import NotifySchedule, Scheduler
 from controller.workload import WorkloadState
 from core.errors import NotFound
@@ -253,13 +253,22 @@ class Reconciler:
                 (run.admitted_at - run.created_at).total_seconds())
         log.info("run %d admitted (user %s)", run.id, run.user_id)
         try:
-            self.executor.admit(run.id)
+            self._start_workload(run)
         except Exception as exc:  # admitted in the store: the next pass unsuspends it
             self._requeue_after(1.0)
             telemetry.RUN_ERRORS.labels("temporary").inc()
             log.warning("run %d: unsuspending failed (%s); the next pass retries", run.id, exc)
             return
         self.notify(run, "Admitted", "run admitted within the user and global limits")
+
+    def _start_workload(self, run: Run) -> None:
+        try:
+            self.executor.admit(run.id)
+        except WorkloadMissing:
+            # Admitted in the store, its workload never made: make it now, started.
+            log.warning("run %d: admitted without a workload; creating it", run.id)
+            self.executor.submit(run)
+            self.executor.admit(run.id)
 
     def _delete_orphans(self, active_ids: set[int]) -> None:
         # One query for all of them: finished Jobs stay until their TTL, and every watch

@@ -16,7 +16,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from controller.executor import Executor
+from controller.executor import Executor, WorkloadMissing
 from controller.kubernetes.api import api_client, refused, unread, with_retries
 from controller.kubernetes.events import EventRecorder
 from controller.kubernetes.informer import RunInformer
@@ -73,11 +73,17 @@ class KubernetesExecutor(Executor):
         except ApiException as exc:
             if exc.status == 409:
                 return  # AlreadyExists: an earlier attempt (or a retry of this one) made it
+            self._forget_recent(run.id)  # no Job is on its way into the cache
             refusal = refused(exc)
             if refusal is None:
                 raise
-            self._forget_recent(run.id)  # no Job is on its way into the cache
             raise refusal from exc
+        except Exception:
+            # Unreachable API server, timeout: if no Job was made, the run must read as
+            # "gone" (not "pending") so the next pass creates it; if one was, the next
+            # create answers 409 and the cache shows it.
+            self._forget_recent(run.id)
+            raise
 
     def admit(self, run_id: int) -> None:
         self._remember(run_id)
@@ -87,7 +93,8 @@ class KubernetesExecutor(Executor):
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            log.warning("run %d: no Job to admit; the next pass recreates it", run_id)
+            self._forget_recent(run_id)
+            raise WorkloadMissing(f"no Job {job_name(run_id)} to unsuspend") from exc
 
     def stop(self, run_id: int) -> None:
         name = job_name(run_id)
