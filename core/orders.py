@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
+from core.bars import Bar
 from core.records import OrderType, Side, TimeInForce
 
 # Seq numbers of the orders the engine places, per step, apart from the decider's own
@@ -41,22 +42,6 @@ MARGIN_CALL_SEQ = 1_000_000  # + the symbol's index in the run's symbols
 FLAT_AT_CLOSE_SEQ = 2_000_000  # + the symbol's index
 STOP_LOSS_SEQ = 3_000_000  # + the parent order's seq (at the parent's step)
 ENGINE_SEQ = MARGIN_CALL_SEQ  # seqs from here on are the engine's, not the decider's
-
-
-class PriceBar(Protocol):
-    """A bar's prices (runner.marketdata.Bar has them)."""
-
-    @property
-    def open(self) -> Decimal: ...
-
-    @property
-    def high(self) -> Decimal: ...
-
-    @property
-    def low(self) -> Decimal: ...
-
-    @property
-    def close(self) -> Decimal: ...
 
 
 class RestingOrder(Protocol):
@@ -93,14 +78,14 @@ class BarOutcome:
 NOTHING = BarOutcome()
 
 
-def limit_fill(buys: bool, limit: Decimal, bar: PriceBar) -> Decimal | None:
+def limit_fill(buys: bool, limit: Decimal, bar: Bar) -> Decimal | None:
     """A limit order's price on this bar, None when the bar does not reach it."""
     if buys:
         return min(bar.open, limit) if bar.low <= limit else None
     return max(bar.open, limit) if bar.high >= limit else None
 
 
-def stop_trigger(buys: bool, stop: Decimal, bar: PriceBar) -> Decimal | None:
+def stop_trigger(buys: bool, stop: Decimal, bar: Bar) -> Decimal | None:
     """The price a stop triggers at on this bar (the open when the bar gaps through
     it), None when the bar does not reach it."""
     if buys:
@@ -108,7 +93,7 @@ def stop_trigger(buys: bool, stop: Decimal, bar: PriceBar) -> Decimal | None:
     return min(bar.open, stop) if bar.low <= stop else None
 
 
-def evaluate(order: RestingOrder, bar: PriceBar) -> BarOutcome:
+def evaluate(order: RestingOrder, bar: Bar) -> BarOutcome:
     """What `bar` does to `order`, which may fill on it (the caller checks that: the
     order's active_from step is this bar's or an earlier one)."""
     buys = order.side.buys

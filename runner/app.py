@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from core.bars import Bar
 from core.errors import (
     InvalidSpec,
     NoMarketData,
@@ -41,7 +42,7 @@ from runner.deciders.factory import build_decider, needs_llm, resolve_kind
 from runner.events import EventPublisher
 from runner.llm_ratelimit import RateLimiter
 from runner.llm_settings import LlmSettings
-from runner.marketdata import Bar, Timeline, market_data_for, timeline_for
+from runner.marketdata import Timeline, market_data_for, timeline_for
 from runner.session import Ending, Session
 from runner.settings import RunnerSettings
 from runner.shutdown import StopSignal

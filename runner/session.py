@@ -22,6 +22,7 @@ from enum import Enum
 from typing import Any
 
 from core import margin, performance
+from core.bars import Bar
 from core.errors import StoreUnavailable
 from core.eventlog import EventType
 from core.lifecycle import data_label, run_result
@@ -46,7 +47,7 @@ from runner.budget import SpendGuard
 from runner.deciders import Decider, DeciderFailed, DecisionResult, StepContext
 from runner.deciders.base import LazyTrades
 from runner.events import EventPublisher
-from runner.marketdata import Bar, Timeline
+from runner.marketdata import Timeline
 from runner.settings import RunnerSettings
 from runner.shutdown import StopSignal
 from runner.trading import JournalItem, OrderChange, TradingService

@@ -32,10 +32,10 @@ from decimal import Decimal
 from typing import Any
 
 from core import margin
+from core.bars import Bar
 from core.orders import (
     MARGIN_CALL_SEQ,
     STOP_LOSS_SEQ,
-    PriceBar,
     evaluate,
     expires_after,
 )
@@ -212,7 +212,7 @@ class TradingService:
         self._committed(items)
         return done
 
-    def settle_bar(self, run_id: int, step: int, bars: Mapping[str, PriceBar], *,
+    def settle_bar(self, run_id: int, step: int, bars: Mapping[str, Bar], *,
                    bar_time: dt.datetime, sessions: Sequence[dt.date],
                    symbols: Sequence[str]) -> list[Trade] | None:
         """Settle the bar of `step` (just closed) once: the resting orders that may fill

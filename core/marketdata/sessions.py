@@ -12,8 +12,9 @@ from collections.abc import Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 from core import calendar
+from core.bars import Bar
 from core.errors import InvalidSpec
-from core.marketdata.providers.base import Interval, ProviderBar
+from core.marketdata.providers.base import Interval
 from core.store.base import PriceBar
 
 NEW_YORK = ZoneInfo(calendar.NEW_YORK)
@@ -34,7 +35,7 @@ def new_york_date(when: dt.datetime) -> dt.date:
     return when.astimezone(NEW_YORK).date()
 
 
-def session_bars(symbol: str, interval: Interval, raw: Iterable[ProviderBar],
+def session_bars(symbol: str, interval: Interval, raw: Iterable[Bar],
                  days: Sequence[dt.date]) -> dict[dt.date, list[PriceBar]]:
     """The session bars of each of `days` (every day present, maybe with no bars)."""
     by_day: dict[dt.date, list[PriceBar]] = {day: [] for day in days}

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol, overload
 
+from core.bars import Bar
 from core.records import Model, Order, OrderRecord, Portfolio, Refusal, Run, Trade
-from runner.marketdata import Bar
 
 
 class StepBroker(Protocol):

@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core import margin
+from core.bars import Bar
 from core.records import Model, OrderOrigin, OrderRecord, Run, Trade
 from core.spec import FillRule, Mode
 from runner.deciders.base import StepContext
 from runner.deciders.llm_tools import number
-from runner.marketdata import Bar
 
 
 def system_prompt(run: Run, model: Model, *, max_tool_calls: int) -> str:

@@ -1,4 +1,4 @@
-"""Bars, the timeline of a run, and the provider interface.
+"""The timeline of a run, and the interface of its bars' sources (core.bars.Bar).
 
 The timeline comes from the exchange calendar: every minute of the session (intraday)
 or every session in the range (daily). Providers return exactly one bar per timeline
@@ -9,23 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
 from core import calendar
+from core.bars import Bar
 from core.errors import InvalidSpec
 from core.spec import Mode, RunSpec
-
-
-@dataclass(frozen=True, slots=True)
-class Bar:
-    time: dt.datetime
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
-    filled: bool = False  # no trade that minute: the last close repeated, zero volume
+from core.store.base import PriceBar
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +70,9 @@ def align(symbol: str, timeline: Timeline, found: dict[dt.datetime, Bar]) -> lis
             bar = Bar(t, last, last, last, last, Decimal(0), filled=True)
         out.append(bar)
     return out
+
+
+def stored(rows: Iterable[PriceBar]) -> dict[dt.datetime, Bar]:
+    """The bars of `stock_prices` rows (which also name their series), by time."""
+    return {r.bar_time: Bar(r.bar_time, r.open, r.high, r.low, r.close, r.volume)
+            for r in rows}

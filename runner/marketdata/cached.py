@@ -7,9 +7,10 @@ later run of it reads the very same bars from the store.
 
 from __future__ import annotations
 
+from core.bars import Bar
 from core.marketdata.cache import BarCache, Progress
 from core.marketdata.providers import Interval
-from runner.marketdata.base import Bar, MarketData, Timeline, align
+from runner.marketdata.base import MarketData, Timeline, align, stored
 
 
 class CachedMarketData(MarketData):
@@ -21,6 +22,4 @@ class CachedMarketData(MarketData):
         interval = Interval(timeline.interval)
         days = timeline.days
         self.cache.fill(symbol, interval, days, on_progress=self.on_fetch)
-        found = {b.bar_time: Bar(b.bar_time, b.open, b.high, b.low, b.close, b.volume)
-                 for b in self.cache.load(symbol, interval, days)}
-        return align(symbol, timeline, found)
+        return align(symbol, timeline, stored(self.cache.load(symbol, interval, days)))

@@ -15,8 +15,9 @@ from pathlib import Path
 import fastparquet
 import pandas as pd
 
+from core.bars import Bar
 from core.errors import InvalidSpec
-from runner.marketdata.base import Bar, MarketData, Timeline, align
+from runner.marketdata.base import MarketData, Timeline, align
 
 
 class FileMarketData(MarketData):

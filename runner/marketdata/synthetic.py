@@ -11,7 +11,8 @@ from decimal import Decimal
 
 import numpy as np
 
-from runner.marketdata.base import Bar, MarketData, Timeline
+from core.bars import Bar
+from runner.marketdata.base import MarketData, Timeline
 
 CENT = Decimal("0.01")
 

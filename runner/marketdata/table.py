@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from core.bars import Bar
 from core.store import Store
-from runner.marketdata.base import Bar, MarketData, Timeline, align
+from runner.marketdata.base import MarketData, Timeline, align, stored
 
 
 class TableMarketData(MarketData):
@@ -13,6 +14,4 @@ class TableMarketData(MarketData):
     def bars(self, symbol: str, timeline: Timeline) -> list[Bar]:
         rows = self.store.load_prices(symbol, timeline.interval, timeline.times[0],
                                       timeline.times[-1])
-        found = {r.bar_time: Bar(r.bar_time, r.open, r.high, r.low, r.close, r.volume)
-                 for r in rows}
-        return align(symbol, timeline, found)
+        return align(symbol, timeline, stored(rows))

@@ -16,11 +16,12 @@ from decimal import Decimal
 
 import pytest
 
+from core.bars import Bar
 from core.eventlog import EventLog
 from core.records import Decision, Order, OrderState, OrderType, Side, TimeInForce
 from core.status import RunStatus
 from core.store import Store
-from runner.marketdata import Bar, market_data_for, timeline_for
+from runner.marketdata import market_data_for, timeline_for
 from runner.settings import RunnerSettings
 from tests.factories import intraday_spec, make_model, make_run
 from tests.integration.test_runner_process import (

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from core.bars import Bar
 from core.records import Order, OrderType, Side, TimeInForce
 from core.store import open_store
-from runner.marketdata import Bar
 from runner.trading import TradingService
 from tests.apiserver import Backend, running_api
 from tests.factories import daily_spec, make_model, make_run

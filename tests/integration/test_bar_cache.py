@@ -12,9 +12,10 @@ import pytest
 from pydantic import SecretStr
 
 from core import calendar
+from core.bars import Bar
 from core.errors import InvalidSpec, NoMarketData
 from core.marketdata.cache import BarCache, FillProgress
-from core.marketdata.providers import BarProvider, Interval, ProviderBar
+from core.marketdata.providers import BarProvider, Interval
 from core.marketdata.resolve import resolve_data_source
 from core.marketdata.sessions import require_closed
 from core.marketdata.settings import MarketDataSettings
@@ -43,7 +44,7 @@ class ScriptedProvider(BarProvider):
         self.lock = threading.Lock()
 
     def fetch(self, symbol: str, interval: Interval, first: dt.date,
-              last: dt.date) -> list[ProviderBar]:
+              last: dt.date) -> list[Bar]:
         with self.lock:
             self.calls.append((symbol, interval, first, last))
         days = [d for d in calendar.sessions_in_range(first, last) if d not in self.empty]
@@ -65,9 +66,9 @@ def _extended_minutes(day: dt.date) -> list[dt.datetime]:
     return [start + dt.timedelta(minutes=i) for i in range(16 * 60)]
 
 
-def _bar(t: dt.datetime, i: int) -> ProviderBar:
+def _bar(t: dt.datetime, i: int) -> Bar:
     price = Decimal(100) + Decimal(i) / 100
-    return ProviderBar(t.astimezone(dt.UTC), price, price + 1, price - 1, price, Decimal(500))
+    return Bar(t.astimezone(dt.UTC), price, price + 1, price - 1, price, Decimal(500))
 
 
 def test_a_session_keeps_its_regular_minutes_and_fills_gaps(store: Store) -> None:

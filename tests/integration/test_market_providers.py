@@ -24,9 +24,10 @@ from urllib.parse import urlencode
 import pytest
 from pydantic import SecretStr
 
+from core.bars import Bar
 from core.errors import ProviderRefused, ProviderUnavailable
 from core.marketdata.providers.alpaca import AlpacaProvider
-from core.marketdata.providers.base import BarProvider, Interval, ProviderBar
+from core.marketdata.providers.base import BarProvider, Interval
 from core.marketdata.providers.factory import build_provider
 from core.marketdata.providers.polygon import PolygonProvider
 from core.marketdata.settings import MarketDataSettings
@@ -98,8 +99,8 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
         yield Harness(request.param, fake)
 
 
-def expected(bars: list[FakeBar]) -> list[ProviderBar]:
-    return [ProviderBar(b.start, b.open, b.high, b.low, b.close, b.volume) for b in bars]
+def expected(bars: list[FakeBar]) -> list[Bar]:
+    return [Bar(b.start, b.open, b.high, b.low, b.close, b.volume) for b in bars]
 
 
 def daily(market: Market, symbol: str, *days: dt.date, adjusted: bool = True

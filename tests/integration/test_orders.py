@@ -16,6 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from core import calendar
+from core.bars import Bar
 from core.eventlog import EventLog, EventType
 from core.orders import FLAT_AT_CLOSE_SEQ, MARGIN_CALL_SEQ, STOP_LOSS_SEQ
 from core.records import (
@@ -38,7 +39,7 @@ from core.store import Store
 from runner.deciders import DecisionResult, StepContext
 from runner.deciders.baselines import BuyAndHold, SmaCrossover
 from runner.events import EventPublisher
-from runner.marketdata import Bar, market_data_for, timeline_for
+from runner.marketdata import market_data_for, timeline_for
 from runner.session import Ending, Session, StepClosed
 from runner.settings import RunnerSettings
 from runner.shutdown import StopSignal

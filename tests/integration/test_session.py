@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from core.bars import Bar
 from core.eventlog import EventLog, EventType
 from core.records import Order, Side, TradeStatus
 from core.spec import FillRule
@@ -19,7 +20,7 @@ from core.store import Store
 from core.store.sql import Cursor, SqlStore
 from runner.deciders import DecisionResult, StepContext
 from runner.events import EventPublisher
-from runner.marketdata import Bar, market_data_for, timeline_for
+from runner.marketdata import market_data_for, timeline_for
 from runner.session import Ending, Session
 from runner.settings import RunnerSettings
 from runner.shutdown import StopSignal

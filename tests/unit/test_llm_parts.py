@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from core.bars import Bar
 from core.records import (
     Model,
     Order,
@@ -32,7 +33,6 @@ from runner.deciders.llm import LlmParams
 from runner.deciders.llm_prompt import step_message, system_prompt
 from runner.deciders.llm_tools import CalculatorError, build_tools, calculate
 from runner.llm_settings import LlmSettings, Provider
-from runner.marketdata import Bar
 from runner.session import DeciderBroker, StepClosed
 
 KEYS = ("TICKRUN_LLM_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY", "TICKRUN_LLM_PROVIDER",

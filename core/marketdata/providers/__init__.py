@@ -1,5 +1,5 @@
 """Market data providers, each through its official client."""
 
-from core.marketdata.providers.base import BarProvider, Interval, ProviderBar
+from core.marketdata.providers.base import BarProvider, Interval
 
-__all__ = ["BarProvider", "Interval", "ProviderBar"]
+__all__ = ["BarProvider", "Interval"]

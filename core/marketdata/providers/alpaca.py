@@ -39,8 +39,9 @@ with warnings.catch_warnings():
     from alpaca.data.requests import StockBarsRequest
     from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
 
+from core.bars import Bar
 from core.errors import ProviderRefused, ProviderUnavailable
-from core.marketdata.providers.base import BarProvider, Interval, ProviderBar
+from core.marketdata.providers.base import BarProvider, Interval
 from core.marketdata.providers.retry import (
     CONNECT_TIMEOUT,
     READ_TIMEOUT,
@@ -88,7 +89,7 @@ class AlpacaProvider(BarProvider):
         return f"AlpacaProvider(data_url={self._data_url!r}, feed={self._feed.value!r})"
 
     def fetch(self, symbol: str, interval: Interval, first: dt.date,
-              last: dt.date) -> list[ProviderBar]:
+              last: dt.date) -> list[Bar]:
         what = f"{symbol} {interval.value} bars {first}..{last} (feed {self._feed.value})"
         client = self._client()
         try:
@@ -164,10 +165,10 @@ def _reason(exc: APIError) -> str:
         return " ".join(str(exc).split())[:200] or "no reason given"
 
 
-def _bar(raw: dict[str, Any], what: str) -> ProviderBar:
+def _bar(raw: dict[str, Any], what: str) -> Bar:
     try:
         time = dt.datetime.fromisoformat(raw["t"]).astimezone(dt.UTC)
-        return ProviderBar(time=time, open=_decimal(raw["o"]), high=_decimal(raw["h"]),
+        return Bar(time=time, open=_decimal(raw["o"]), high=_decimal(raw["h"]),
                            low=_decimal(raw["l"]), close=_decimal(raw["c"]),
                            volume=_decimal(raw["v"]))
     except (KeyError, TypeError, ValueError) as exc:

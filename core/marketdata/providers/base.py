@@ -9,27 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from decimal import Decimal
 from enum import StrEnum
+
+from core.bars import Bar
 
 
 class Interval(StrEnum):
     MINUTE = "1m"
     DAY = "1d"
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderBar:
-    """One aggregate bar as the provider sent it; `time` is its start, timezone-aware UTC
-    (a daily bar starts at midnight New York time)."""
-
-    time: dt.datetime
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
 
 
 class BarProvider(ABC):
@@ -41,5 +28,7 @@ class BarProvider(ABC):
 
     @abstractmethod
     def fetch(self, symbol: str, interval: Interval, first: dt.date,
-              last: dt.date) -> list[ProviderBar]:
-        """Every bar for the New York dates first..last inclusive, oldest first, all pages."""
+              last: dt.date) -> list[Bar]:
+        """Every bar for the New York dates first..last inclusive, oldest first, all pages,
+        as the provider sent them: `time` is a bar's start, timezone-aware UTC (a daily
+        bar starts at midnight New York time)."""

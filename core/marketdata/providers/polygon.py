@@ -26,8 +26,9 @@ from massive.exceptions import BadResponse
 from pydantic import SecretStr
 from urllib3.exceptions import HTTPError
 
+from core.bars import Bar
 from core.errors import ProviderRefused, ProviderUnavailable
-from core.marketdata.providers.base import BarProvider, Interval, ProviderBar
+from core.marketdata.providers.base import BarProvider, Interval
 from core.marketdata.providers.retry import (
     CONNECT_TIMEOUT,
     READ_TIMEOUT,
@@ -69,7 +70,7 @@ class PolygonProvider(BarProvider):
         return f"PolygonProvider(base_url={self._base_url!r})"
 
     def fetch(self, symbol: str, interval: Interval, first: dt.date,
-              last: dt.date) -> list[ProviderBar]:
+              last: dt.date) -> list[Bar]:
         client = self._client()
         try:
             # Dates (not timestamps) select whole New York days, extended hours included.
@@ -133,10 +134,10 @@ def _error_of(body: str) -> tuple[str, str]:
     return str(parsed.get("status") or ""), str(reason)
 
 
-def _bar(agg: Any) -> ProviderBar:
+def _bar(agg: Any) -> Bar:
     if agg.timestamp is None:
         raise MalformedAnswer("a bar without a timestamp")
-    return ProviderBar(
+    return Bar(
         time=_EPOCH + dt.timedelta(milliseconds=int(agg.timestamp)),
         open=_decimal(agg.open), high=_decimal(agg.high), low=_decimal(agg.low),
         close=_decimal(agg.close), volume=_decimal(agg.volume))
