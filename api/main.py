@@ -53,7 +53,7 @@ def build_services(settings: ApiProcessSettings) -> Services:
     hub = EventHub(event_log, run_ended(store), end_check_seconds=api.sse_end_check_seconds)
     return Services(settings=api, store=store, events=event_log, executor=executor, spend=spend,
                     auth=Authenticator(api), hub=hub, reconciler=reconciler,
-                    reconcile_interval_seconds=ctl.reconcile_interval_seconds)
+                    resync_seconds=ctl.resync_seconds)
 
 
 def create_app(services: Services | None = None) -> FastAPI:
@@ -71,7 +71,7 @@ def create_app(services: Services | None = None) -> FastAPI:
         # The exchange calendar takes a second or two to build: before the first request
         # (every POST checks its session), not during it.
         await anyio.to_thread.run_sync(calendar.exchange_calendar)
-        svc.start_controller(svc.reconcile_interval_seconds)
+        svc.start_controller(svc.resync_seconds)
         try:
             yield
         finally:

@@ -33,7 +33,7 @@ class Services:
     reconciler: Reconciler | None = None  # in-process (embedded default)
     market_data: MarketDataSettings = field(default_factory=MarketDataSettings)
     spend: SpendSettings = field(default_factory=SpendSettings)
-    reconcile_interval_seconds: float = 15.0  # TICKRUN_RECONCILE_INTERVAL_SECONDS
+    resync_seconds: float = 300.0  # TICKRUN_RESYNC_SECONDS
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 

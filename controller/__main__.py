@@ -64,10 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     elector = LeaseElector(client_coordination(executor), namespace=k8s.namespace,
                            name=k8s.lease_name, identity=args.identity,
                            duration=k8s.lease_duration_seconds, renew=k8s.lease_renew_seconds)
-    threading.Thread(target=elector.run, args=(stop, _on_leadership(executor)),
+    threading.Thread(target=elector.run, args=(stop, _on_leadership(reconciler.wake)),
                      name="lease", daemon=True).start()
     log.info("controller %s watching namespace %s", args.identity, k8s.namespace)
-    reconciler.run_forever(stop, interval=k8s.resync_seconds, active=elector.is_leader)
+    reconciler.run_forever(stop, interval=ctl.resync_seconds, active=elector.is_leader)
     executor.close()
     store.close()
     events.close()
@@ -101,10 +101,11 @@ def _schedule_notifier(executor: KubernetesExecutor, lease: str) -> NotifySchedu
     return notify
 
 
-def _on_leadership(executor: KubernetesExecutor) -> Callable[[bool], None]:
+def _on_leadership(wake: threading.Event) -> Callable[[bool], None]:
+    """Taken: a full pass at once; lost: the loop stops waiting and steps aside."""
     def changed(held: bool) -> None:
         telemetry.LEADER.set(1 if held else 0)
-        executor.changed.set()
+        wake.set()
     return changed
 
 

@@ -7,11 +7,11 @@ reconciler may both act on one run, and a retry after a crash repeats calls.
 
 from __future__ import annotations
 
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 
 from controller.workload import WorkloadState
+from controller.workqueue import WorkQueue
 from core.records import Run
 
 
@@ -41,7 +41,8 @@ class Executor(ABC):
     concurrent_admission: bool = False
 
     def __init__(self) -> None:
-        self.changed = threading.Event()  # set when a workload changes: wakes the reconciler
+        # Run ids whose workloads changed: the reconciler's work queue.
+        self.changes = WorkQueue()
 
     @abstractmethod
     def submit(self, run: Run) -> None:

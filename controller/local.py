@@ -95,7 +95,7 @@ class LocalExecutor(Executor):
             proc = workload.process
             if proc is None or proc.poll() is not None:
                 self._workloads.pop(run_id, None)
-                self.changed.set()
+                self.changes.add(run_id)
                 return
             log.info("run %d: SIGTERM to runner pid %d", run_id, proc.pid)
             proc.send_signal(signal.SIGTERM)
@@ -168,7 +168,7 @@ class LocalExecutor(Executor):
             else:
                 workload.exit_code = code
                 self._pid_file(workload.run_id).unlink(missing_ok=True)
-        self.changed.set()
+        self.changes.add(workload.run_id)
 
     def _should_restart(self, workload: _Workload, code: int) -> bool:
         return (exit_verdict(code) == "retry" and not workload.stopping

@@ -15,17 +15,31 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as dt
+import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
 from controller import telemetry
 from controller.executor import Executor, WorkloadMissing, WorkloadRefused
+from controller.plan import (
+    Action,
+    DeleteWorkload,
+    Finalize,
+    MarkStopping,
+    Policy,
+    RequeueAfter,
+    Resume,
+    Submit,
+    Unsuspend,
+    plan,
+)
 from controller.scheduler import NotifySchedule, Scheduler
 from controller.workload import WorkloadState
+from controller.workqueue import WorkQueue
 from core.errors import NotFound
 from core.eventlog import EventLog
 from core.lifecycle import Lifecycle
@@ -47,6 +61,9 @@ ADMIT_CONCURRENCY = 8
 # when the stop is older than this: the API's delete failed (its watch event is due
 # within milliseconds otherwise); the pass comes back then.
 STOP_DELETE_RETRY = dt.timedelta(seconds=5)
+
+# The status gauges count every run: between resyncs, at most this often.
+COUNTS_EVERY = 5.0
 
 # (run, reason) -> None: the Kubernetes controller turns these into Events on the Job.
 Notify = Callable[[Run, str, str], None]
@@ -81,28 +98,72 @@ class Reconciler:
         # every pass (5,000 finished Jobs would be a 5,000-id query per watch event).
         self._finished: set[int] = set()
         self._backoff = RunBackoff()
-        self._requeue_at: float | None = None  # monotonic: a pass no later than this
-        self._requeue_lock = threading.Lock()  # admissions run on several threads
+        self.queue: WorkQueue = executor.changes  # run ids that changed, from any side
+        self.policy = Policy(executor.gone_means_stopped, self.lost_grace, STOP_DELETE_RETRY)
+        self._counts_at = 0.0  # monotonic: when the status gauges were last exported
 
-    # -- one pass ----------------------------------------------------------------------
+    # -- passes ----------------------------------------------------------------------
     def reconcile_once(self) -> None:
+        """A full pass (a resync): every run active or queued, and orphan workloads."""
+        started = time.perf_counter()
+        try:
+            self.queue.take()  # this pass covers whatever was waiting
+            self._fire_schedules()
+            runs = self.store.runs_with_status(ACTIVE_OR_QUEUED)
+            active = {r.id for r in runs}
+            ended, self._active = self._active - active, active
+            self._observe_ended(ended)
+            self._reconcile_runs(runs)
+            self._admit()
+            self._delete_orphans(active)
+            self._export_counts(force=True)
+        except Exception:
+            telemetry.RECONCILE_ERRORS.inc()
+            raise
+        finally:
+            telemetry.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+
+    def reconcile_changed(self, run_ids: Collection[int]) -> None:
+        """A pass over the runs that changed: its cost follows them, not the runs held."""
         started = time.perf_counter()
         try:
             self._fire_schedules()
-            runs = self.store.runs_with_status(ACTIVE_OR_QUEUED)
-            self._observe_ended({r.id for r in runs})
-            states = self.executor.observe(r.id for r in runs)
-            for run in runs:
-                with run_context(run.id, run.user_id):  # its log lines carry the ids
-                    self._reconcile_guarded(run, states[run.id])
-            self._admit(self._not_ready(runs, states))
-            self._delete_orphans({r.id for r in runs})
+            runs, settled = self._read_runs(run_ids)
+            active = {r.id for r in runs}
+            self._observe_ended((set(run_ids) & self._active) - active)
+            self._active = (self._active - set(run_ids)) | active
+            self._reconcile_runs(runs)
+            self._admit()
+            self._settle_workloads(settled)
             self._export_counts()
         except Exception:
             telemetry.RECONCILE_ERRORS.inc()
             raise
         finally:
             telemetry.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+
+    def _read_runs(self, run_ids: Collection[int]) -> tuple[list[Run], dict[int, RunStatus | None]]:
+        """The active or queued runs among `run_ids`, and the others' status (None: no
+        such run)."""
+        runs: list[Run] = []
+        settled: dict[int, RunStatus | None] = {}
+        for run_id in run_ids:
+            try:
+                run = self.store.get_run(run_id)
+            except NotFound:
+                settled[run_id] = None
+                continue
+            if run.status.is_terminal:
+                settled[run_id] = run.status
+            else:
+                runs.append(run)
+        return runs, settled
+
+    def _reconcile_runs(self, runs: list[Run]) -> None:
+        states = self.executor.observe(r.id for r in runs)
+        for run in runs:
+            with run_context(run.id, run.user_id):  # its log lines carry the ids
+                self._reconcile_guarded(run, states[run.id])
 
     def _fire_schedules(self) -> None:
         """Due schedules make their runs first, so this pass admits them."""
@@ -114,19 +175,41 @@ class Reconciler:
     def _reconcile_guarded(self, run: Run, state: WorkloadState) -> None:
         """One run's reconciliation; its errors are its own."""
         if self._backoff.waiting(run.id):
-            return
+            return  # the queue brings it back when its backoff ends
         try:
-            self._reconcile_run(run, state)
+            for action in plan(run, state, now=self.clock(), policy=self.policy):
+                self._carry_out(run, action)
         except WorkloadRefused as exc:
             self._refused(run, exc)
         except Exception as exc:  # a 429, a 5xx, a timeout, a conflict: try again later
             delay = self._backoff.failed(run.id)
-            self._requeue_after(delay)  # retried then, not at the next event or resync
+            self.queue.add_after(run.id, delay)  # then, not at the next event or resync
             telemetry.RUN_ERRORS.labels("temporary").inc()
             log.warning("run %d: reconcile failed (%s: %s); retrying in %.1fs", run.id,
                         type(exc).__name__, exc, delay)
         else:
             self._backoff.succeeded(run.id)
+
+    def _carry_out(self, run: Run, action: Action) -> None:
+        match action:
+            case Submit(clear_reason=clear):
+                self.executor.submit(run)
+                if clear:
+                    self.lifecycle.note(run.id, RunStatus.QUEUED, None)  # the quota freed
+            case Unsuspend():
+                self.executor.admit(run.id)
+            case DeleteWorkload(why=why):
+                log.warning("run %d: %s; deleting its workload", run.id, why)
+                self.executor.stop(run.id)
+            case MarkStopping(why=why):
+                if self.lifecycle.mark_stopping(run, why):
+                    self.notify(run, "StopRequested", f"stopping: {why}")
+            case Finalize(status=status, reason=reason):
+                self._finalize(run, status, reason)
+            case Resume():
+                self._resume(run)
+            case RequeueAfter(seconds=seconds):
+                self.queue.add_after(run.id, seconds)
 
     def _refused(self, run: Run, exc: WorkloadRefused) -> None:
         if exc.permanent:
@@ -134,7 +217,7 @@ class Reconciler:
             self._finalize(run, RunStatus.FAILED, f"workload refused: {exc}")
             return
         delay = self._backoff.failed(run.id)
-        self._requeue_after(delay)
+        self.queue.add_after(run.id, delay)
         telemetry.RUN_ERRORS.labels("refused").inc()
         reason = f"waiting: workload refused: {exc}"
         if run.status_reason != reason:
@@ -143,80 +226,21 @@ class Reconciler:
         log.warning("run %d: workload refused (%s); queued, retrying in %.1fs", run.id, exc,
                     delay)
 
-    def _not_ready(self, runs: list[Run], states: dict[int, WorkloadState]) -> set[int]:
+    def _not_ready(self, queued: list[Run]) -> set[int]:
         """Queued runs without a workload (refused, or in backoff): not admissible yet."""
-        fresh = self.executor.observe(r.id for r in runs if r.status is RunStatus.QUEUED)
+        fresh = self.executor.observe(r.id for r in queued)
         return {run_id for run_id, state in fresh.items()
                 if state.phase == "gone" or self._backoff.waiting(run_id)}
 
-    def _reconcile_run(self, run: Run, state: WorkloadState) -> None:
-        if run.status is RunStatus.QUEUED:
-            if state.phase == "gone":
-                self.executor.submit(run)
-                if run.status_reason:
-                    self.lifecycle.note(run.id, RunStatus.QUEUED, None)  # the quota freed
-            return
-        if run.status is RunStatus.STOPPING:
-            self._reconcile_stopping(run, state)
-            return
-        # admitted or running
-        if state.deleting or (state.phase == "gone" and state.pod_alive):
-            self._mark_stopping(run, state.reason or "workload deleted")
-        elif state.phase == "suspended":
-            self.executor.admit(run.id)
-        elif state.phase == "failed":
-            self._finalize(run, RunStatus.FAILED, state.reason or "the runner failed")
-            if state.pod_alive:  # stuck (ImagePullBackOff, Unschedulable): free the node
-                self.executor.stop(run.id)
-        elif state.phase == "succeeded":
-            self._finalize(run, RunStatus.FAILED, "the runner exited without saving a result")
-        elif state.phase == "gone":
-            self._reconcile_gone(run, state)
-
-    def _reconcile_stopping(self, run: Run, state: WorkloadState) -> None:
-        if state.phase in ("suspended", "pending", "running"):
-            if state.deleting:  # already on its way out; asking again only adds noise
-                return
-            age = self.clock() - (run.stop_requested_at or run.created_at)
-            # (a negative age is another process's clock: not waited on)
-            if dt.timedelta(0) <= age < STOP_DELETE_RETRY:  # the API's delete is under way
-                self._requeue_after((STOP_DELETE_RETRY - age).total_seconds())
-                return
-            log.warning("run %d: stopping for %.0fs with its workload alive; deleting it",
-                        run.id, age.total_seconds())
-            self.executor.stop(run.id)
-        elif not state.pod_alive:
-            # The runner saves `stopped` itself; this is for one that died first.
-            reason = run.status_reason or "stopped; the runner exited without saving"
-            self._finalize(run, RunStatus.STOPPED, reason)
-
-    def _mark_stopping(self, run: Run, why: str) -> None:
-        if self.lifecycle.mark_stopping(run, why):
-            self.notify(run, "StopRequested", f"stopping: {why}")
-
-    def _reconcile_gone(self, run: Run, state: WorkloadState) -> None:
-        if self.executor.gone_means_stopped:
-            self._finalize(run, RunStatus.STOPPED, f"stopped: {state.reason or 'Job deleted'}")
-            return
-        since = run.started_at or run.admitted_at or run.created_at
-        if dt.datetime.now(dt.UTC) - since < self.lost_grace:
-            return
+    def _resume(self, run: Run) -> None:
         # The pass read the run before it looked for the runner: a runner that finalized
         # the run and exited in between is not lost. Ask the store again, now.
         if self.store.get_run(run.id).status.is_terminal:
             return
-        # The local runner was lost (the server restarted): a new one resumes the run
-        # from its checkpoint, as a Job's replacement pod would.
         log.warning("run %d has no workload; resubmitting to resume from step %d",
                     run.id, run.steps_done)
         self.executor.submit(run)
         self.executor.admit(run.id)
-
-    def _requeue_after(self, seconds: float) -> None:
-        """A pass again within `seconds`, whatever else happens meanwhile."""
-        at = time.monotonic() + max(0.0, seconds)
-        with self._requeue_lock:
-            self._requeue_at = at if self._requeue_at is None else min(self._requeue_at, at)
 
     def _finalize(self, run: Run, status: RunStatus, reason: str) -> None:
         """For a runner that could not: the result comes from the ledger."""
@@ -228,7 +252,11 @@ class Reconciler:
         self.executor.forget(run.id)
         self._backoff.succeeded(run.id)
 
-    def _admit(self, not_ready: set[int]) -> None:
+    def _admit(self) -> None:
+        queued = self.store.runs_with_status([RunStatus.QUEUED])
+        if not queued:
+            return
+        not_ready = self._not_ready(queued)
         spend = DailyLimit(self.limits.daily_spend_usd, utc_day(self.clock()))
         admitted = self.lifecycle.admit(self.limits.per_user, self.limits.global_,
                                         skip=not_ready, spend=spend)
@@ -255,7 +283,7 @@ class Reconciler:
         try:
             self._start_workload(run)
         except Exception as exc:  # admitted in the store: the next pass unsuspends it
-            self._requeue_after(1.0)
+            self.queue.add_after(run.id, 1.0)
             telemetry.RUN_ERRORS.labels("temporary").inc()
             log.warning("run %d: unsuspending failed (%s); the next pass retries", run.id, exc)
             return
@@ -271,27 +299,35 @@ class Reconciler:
             self.executor.admit(run.id)
 
     def _delete_orphans(self, active_ids: set[int]) -> None:
-        # One query for all of them: finished Jobs stay until their TTL, and every watch
-        # event starts a pass.
+        # One query for all of them: finished Jobs stay until their TTL.
         workloads = self.executor.workload_run_ids()
         self._finished &= workloads  # gone (their TTL): forgotten here too
         others = workloads - active_ids - self._finished
         statuses = self.store.run_statuses(others)
-        for run_id in others:
-            status = statuses.get(run_id)
+        self._settle_workloads({run_id: statuses.get(run_id) for run_id in others},
+                               workloads=workloads)
+
+    def _settle_workloads(self, settled: Mapping[int, RunStatus | None], *,
+                          workloads: set[int] | None = None) -> None:
+        """Workloads of runs that ended (kept until their TTL, not asked about again)
+        or that have no run at all (deleted)."""
+        if not settled:
+            return
+        workloads = self.executor.workload_run_ids() if workloads is None else workloads
+        for run_id in settled.keys() & workloads:
+            status = settled.get(run_id)
             if status is None:
                 log.warning("workload of run %d has no run; deleting it", run_id)
                 telemetry.ORPHANS_DELETED.inc()
                 self.executor.stop(run_id)
-            elif status.is_terminal:
+            elif status.is_terminal and run_id not in self._finished:
                 self.executor.forget(run_id)
                 self._finished.add(run_id)
 
-    def _observe_ended(self, active: set[int]) -> None:
-        """A run active in the last pass and not in this one has ended: observe its
+    def _observe_ended(self, ended: set[int]) -> None:
+        """A run active in an earlier pass and not in this one has ended: observe its
         duration and, for a stop, the time from the request to the final status. Once
         per run, whoever wrote the final status (the runner or this reconciler)."""
-        ended, self._active = self._active - active, active
         for run_id in ended:
             try:
                 run = self.store.get_run(run_id)
@@ -306,41 +342,57 @@ class Reconciler:
                 telemetry.STOP_SECONDS.observe(
                     max(0.0, (run.finished_at - run.stop_requested_at).total_seconds()))
 
-    def _export_counts(self) -> None:
+    def _export_counts(self, *, force: bool = False) -> None:
+        """The status gauges: a count over every run, so at most once per
+        COUNTS_EVERY seconds between resyncs (a scrape comes every 15 s or so)."""
+        now = time.monotonic()
+        if not force and now - self._counts_at < COUNTS_EVERY:
+            return
+        self._counts_at = now
         counts = self.store.count_runs_by_status()
         for status in RunStatus:
             telemetry.RUNS_BY_STATUS.labels(status.value).set(counts.get(status, 0))
         telemetry.RUNS_HELD_FOR_SPEND.set(self.store.count_held_for_spend())
 
     # -- the loop ----------------------------------------------------------------------
-    def run_forever(self, stop: threading.Event, *, interval: float = 15.0,
+    def run_forever(self, stop: threading.Event, *, interval: float = 300.0,
                     active: threading.Event | None = None) -> None:
-        """Reconcile on every change the executor or the API signals, and at least every
-        `interval` seconds (a resync, as informers do); only while `active` is set (the
-        replica holds the Lease) when one is given."""
+        """Reconcile the runs that changed as their ids reach the queue, everything
+        every `interval` seconds (a resync, as informers do) and when woken; only while
+        `active` is set (the replica holds the Lease) when one is given, with a full
+        pass on taking it."""
+        next_full, leading = 0.0, False
         while not stop.is_set():
             if active is not None and not active.wait(1.0):
+                leading = False
                 continue
-            try:
-                self.reconcile_once()
-            except Exception:
-                log.exception("reconcile pass failed; retrying")
-                stop.wait(1.0)
-            self.wait_for_change(stop, interval)
+            if not leading:
+                next_full, leading = 0.0, True
+            if time.monotonic() >= next_full or self.wake.is_set():
+                self.wake.clear()
+                if self._pass(self.reconcile_once):
+                    next_full = time.monotonic() + interval
+            else:
+                changed = self.queue.take()
+                if not self._pass(functools.partial(self.reconcile_changed, changed)):
+                    for run_id in changed:  # the store or the API failed: they wait
+                        self.queue.add_after(run_id, 1.0)
+            self.wait_for_change(stop, max(0.0, next_full - time.monotonic()))
+
+    def _pass(self, reconcile: Callable[[], None]) -> bool:
+        try:
+            reconcile()
+        except Exception:
+            log.exception("reconcile pass failed; retrying")
+            return False
+        return True
 
     def wait_for_change(self, stop: threading.Event, interval: float) -> None:
-        """Until a change is signalled, `interval` passes, or a schedule falls due."""
+        """Until a run id is due, a full pass is asked for, `interval` passes, or a
+        schedule falls due."""
         due = self.scheduler.seconds_until_next()
-        deadline = time.monotonic() + (interval if due is None else min(interval, due + 0.05))
-        with self._requeue_lock:
-            if self._requeue_at is not None:
-                deadline, self._requeue_at = min(deadline, self._requeue_at), None
-        while not stop.is_set() and time.monotonic() < deadline:
-            if self.wake.wait(0.05) or self.executor.changed.is_set():
-                break
-        self.wake.clear()
-        self.executor.changed.clear()
-
+        timeout = interval if due is None else min(interval, due + 0.05)
+        self.queue.wait(timeout, interrupted=lambda: stop.is_set() or self.wake.is_set())
 
 class RunBackoff:
     """Per-run exponential backoff for reconcile errors: a failing run is left alone for

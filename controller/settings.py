@@ -25,9 +25,11 @@ class ControllerSettings(BaseSettings):
         default=2, ge=0, description="Local executor: restarts after a retryable runner exit")
     local_log_dir: Path = Field(
         default=Path(".tickrun/logs"), description="Local executor: one log file per run")
-    reconcile_interval_seconds: float = Field(
-        default=15.0, gt=0,
-        description="Full reconcile without any change seen (an informer's resync)")
+    resync_seconds: float = Field(
+        default=300.0, gt=0,
+        description="A full pass over every active run even without a change seen (an "
+                    "informer's resync); changes are handled as they come, from the work "
+                    "queue")
     lost_grace_seconds: float = Field(
         default=30.0, ge=0,
         description="An admitted run with no workload this long is resubmitted")

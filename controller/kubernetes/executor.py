@@ -55,7 +55,7 @@ class KubernetesExecutor(Executor):
     # -- the informer (controller only) ------------------------------------------------
     def start_informer(self, stop: threading.Event, *, sync_timeout: float = 60.0) -> None:
         self.informer = RunInformer(self.batch, self.core, self.settings,
-                                    on_change=lambda run_id: self.changed.set())
+                                    on_change=self.changes.add)
         self.informer.start(stop)
         if not self.informer.wait_synced(sync_timeout):
             raise TemporaryError("the Job and Pod watches did not sync")

@@ -83,6 +83,3 @@ class KubernetesSettings(BaseSettings):
     lease_name: str = Field(default="tickrun-controller")
     lease_duration_seconds: float = Field(default=15.0, gt=1)
     lease_renew_seconds: float = Field(default=5.0, gt=0)
-    resync_seconds: float = Field(
-        default=300.0, gt=0,
-        description="Full reconcile even without events (like an informer's resync)")

@@ -71,7 +71,7 @@ class Stack:
                "TICKRUN_K8S_TERMINATION_GRACE_PERIOD_SECONDS": "20",
                "TICKRUN_K8S_LEASE_DURATION_SECONDS": "6",
                "TICKRUN_K8S_LEASE_RENEW_SECONDS": "1",
-               "TICKRUN_K8S_RESYNC_SECONDS": "10",
+               "TICKRUN_RESYNC_SECONDS": "10",
                "TICKRUN_K8S_UNSCHEDULABLE_TIMEOUT_SECONDS": "5",
                "TICKRUN_K8S_CONTAINER_START_TIMEOUT_SECONDS": "10",
                "TICKRUN_K8S_RESOURCES": json.dumps({"requests": {"cpu": "10m",

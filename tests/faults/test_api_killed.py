@@ -80,7 +80,7 @@ def test_followers_and_runners_survive_a_killed_api(
                TICKRUN_EXECUTOR="local", TICKRUN_JWT_SECRET=JWT_SECRET,
                TICKRUN_LOCAL_LOG_DIR=str(tmp_path / "runner-logs"),
                TICKRUN_PER_USER_LIMIT=str(RUNS), TICKRUN_GLOBAL_LIMIT=str(RUNS),
-               TICKRUN_LOST_GRACE_SECONDS="1", TICKRUN_RECONCILE_INTERVAL_SECONDS="1",
+               TICKRUN_LOST_GRACE_SECONDS="1", TICKRUN_RESYNC_SECONDS="1",
                TICKRUN_SSE_HEARTBEAT_SECONDS="2", TICKRUN_SSE_END_CHECK_SECONDS="0.5",
                TICKRUN_RUNNER_STEP_DELAY_SECONDS="0.05")  # 390 steps: ~20 s
     apis.append(ApiProcess(port, env, tmp_path / "api.log"))

@@ -25,7 +25,7 @@ from core.records import Decision, Run
 from core.status import RunStatus
 from core.store import Store, open_store
 from core.store.sqlite import SqliteStore
-from tests.factories import daily_spec, make_model
+from tests.factories import daily_spec, make_model, run_status
 
 
 class ScriptedExecutor(Executor):
@@ -90,7 +90,7 @@ def test_admits_oldest_first_within_the_limit_and_never_twice(store: Store) -> N
 def test_a_suspended_workload_of_an_admitted_run_is_admitted_again(store: Store) -> None:
     ex = ScriptedExecutor(gone_means_stopped=True)
     (run,) = queued(store, 1)
-    store.transition(run.id, RunStatus.ADMITTED)
+    run_status(store).transition(run.id, RunStatus.ADMITTED)
     ex.states[run.id] = WorkloadState("suspended")
     reconciler(store, ex).reconcile_once()
     assert ("admit", run.id) in ex.calls
@@ -106,8 +106,8 @@ def test_a_runner_that_ended_without_saving_is_finalized_from_the_ledger(
         store: Store, state: WorkloadState, status: RunStatus, reason: str) -> None:
     ex = ScriptedExecutor(gone_means_stopped=True)
     (run,) = queued(store, 1)
-    store.transition(run.id, RunStatus.ADMITTED)
-    store.start_attempt(run.id)
+    run_status(store).transition(run.id, RunStatus.ADMITTED)
+    run_status(store).start_attempt(run.id)
     ex.states[run.id] = state
     reconciler(store, ex).reconcile_once()
     final = store.get_run(run.id)
@@ -118,7 +118,7 @@ def test_a_runner_that_ended_without_saving_is_finalized_from_the_ledger(
 def test_a_stuck_failure_frees_the_node(store: Store) -> None:
     ex = ScriptedExecutor(gone_means_stopped=True)
     (run,) = queued(store, 1)
-    store.transition(run.id, RunStatus.ADMITTED)
+    run_status(store).transition(run.id, RunStatus.ADMITTED)
     ex.states[run.id] = WorkloadState("failed", "ImagePullBackOff: no such image",
                                       pod_alive=True)
     reconciler(store, ex).reconcile_once()
@@ -128,8 +128,8 @@ def test_a_stuck_failure_frees_the_node(store: Store) -> None:
 def test_a_workload_being_deleted_marks_the_run_stopping_and_waits(store: Store) -> None:
     ex = ScriptedExecutor(gone_means_stopped=True)
     (run,) = queued(store, 1)
-    store.transition(run.id, RunStatus.ADMITTED)
-    store.start_attempt(run.id)
+    run_status(store).transition(run.id, RunStatus.ADMITTED)
+    run_status(store).start_attempt(run.id)
     ex.states[run.id] = WorkloadState("running", "Job deleted", pod_alive=True, deleting=True)
     rec = reconciler(store, ex)
     rec.reconcile_once()
@@ -145,8 +145,8 @@ def test_a_workload_being_deleted_marks_the_run_stopping_and_waits(store: Store)
 def test_a_lost_local_runner_is_resubmitted_to_resume(store: Store) -> None:
     ex = ScriptedExecutor(gone_means_stopped=False)
     (run,) = queued(store, 1)
-    store.transition(run.id, RunStatus.ADMITTED)
-    store.start_attempt(run.id)
+    run_status(store).transition(run.id, RunStatus.ADMITTED)
+    run_status(store).start_attempt(run.id)
     reconciler(store, ex).reconcile_once()
     assert ex.calls[:2] == [("submit", run.id), ("admit", run.id)]
     assert store.get_run(run.id).status is RunStatus.RUNNING
@@ -163,7 +163,7 @@ def test_finished_runs_workloads_are_looked_up_once_while_they_stay(store: Store
     ex = ScriptedExecutor(gone_means_stopped=True)
     runs = queued(store, 3)
     for run in runs:
-        store.transition(run.id, RunStatus.FAILED, reason="done")
+        run_status(store).transition(run.id, RunStatus.FAILED, reason="done")
         ex.states[run.id] = WorkloadState("failed", pod_alive=False)
     rec = reconciler(store, ex)
     asked: list[set[int]] = []
@@ -253,7 +253,7 @@ def test_a_result_from_the_ledger_names_the_decider_and_counts_tokens_and_cost(
     benchmark: one function (core.lifecycle.run_result) computes both."""
     ex = ScriptedExecutor(gone_means_stopped=True)
     (run,) = queued(store, 1)
-    store.transition(run.id, RunStatus.ADMITTED)
+    run_status(store).transition(run.id, RunStatus.ADMITTED)
     Lifecycle(store).start(run.id, decider="llm")
     bar = dt.datetime(2024, 1, 2, 21, tzinfo=dt.UTC)
     for step, cost in enumerate((Decimal("0.002"), None)):
@@ -276,8 +276,8 @@ def test_a_stop_deletes_its_workload_once_and_the_reconciler_only_retries(
         store: Store) -> None:
     ex = ScriptedExecutor(gone_means_stopped=True)
     (run,) = queued(store, 1)
-    store.transition(run.id, RunStatus.ADMITTED)
-    store.start_attempt(run.id)
+    run_status(store).transition(run.id, RunStatus.ADMITTED)
+    run_status(store).start_attempt(run.id)
     ex.states[run.id] = WorkloadState("running", pod_alive=True)
     stopping = Lifecycle(store, None, ex).request_stop(store.get_run(run.id))
     now = [dt.datetime.now(dt.UTC)]
@@ -287,7 +287,7 @@ def test_a_stop_deletes_its_workload_once_and_the_reconciler_only_retries(
     # The API's delete is under way (its watch event not seen yet): no second delete,
     # and a pass comes back when a retry would be due.
     rec.reconcile_once()
-    assert ex.calls.count(("stop", run.id)) == 1 and rec._requeue_at is not None
+    assert ex.calls.count(("stop", run.id)) == 1 and rec.queue.scheduled(run.id) is not None
     # It did not happen (the API's call failed): the retry deletes it, once.
     now[0] += dt.timedelta(seconds=6)
     rec.reconcile_once()
