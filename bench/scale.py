@@ -12,7 +12,8 @@ Runs arrive in waves that bring the total to 1k, 2k and 5k. After each wave has 
 (every run final, every pod ended), the bench reports for that wave:
 - admission: runs per second from the wave's first POST to its last admission, and
   the queue wait p99 (created -> admitted);
-- reconcile pass time (mean and p99 of the controller's own histogram, this wave);
+- reconcile pass time (mean and p99 of the controller's own histogram, this wave), and
+  the time per change: seconds in passes over what changed per run id they handled;
 - watch lag p50/p99 (the controller's histogram: an object's last change on the API
   server to the watch event applied; whole-second timestamps, so +-1 s);
 - the controller's RSS at the end of the wave and its peak (VmHWM).
@@ -196,6 +197,18 @@ def _wait_wave_ended(stack: Any, store: Any, ids: list[int], timeout: float) -> 
         time.sleep(2.0)
 
 
+def _per_change_ms(before: dict[str, Any], after: dict[str, Any]) -> float | None:
+    """Time in passes over what changed, per run id handled: what one change costs."""
+    def total(m: dict[str, Any], name: str) -> float:
+        return sum(v for _, v in m.get(name, []))
+
+    changes = (total(after, "tickrun_controller_run_changes_total")
+               - total(before, "tickrun_controller_run_changes_total"))
+    seconds = (total(after, "tickrun_controller_changed_pass_seconds_sum")
+               - total(before, "tickrun_controller_changed_pass_seconds_sum"))
+    return round(seconds / changes * 1000, 3) if changes else None
+
+
 def _wave(stack: Any, api: Any, store: Any, models: dict[str, int], count: int, port: int,
           pid: int) -> dict[str, Any]:
     before = _scrape(port)
@@ -216,6 +229,8 @@ def _wave(stack: Any, api: Any, store: Any, models: dict[str, int], count: int, 
         "admission_wait_p99_s": round(percentile(waits, 99), 2),
         "completed": sum(1 for r in runs if r.status.value == "completed"),
         "reconcile_pass": _histogram(before, after, "tickrun_controller_reconcile_seconds"),
+        "changed_pass": _histogram(before, after, "tickrun_controller_changed_pass_seconds"),
+        "ms_per_change": _per_change_ms(before, after),
         "watch_lag_jobs": _histogram(before, after, "tickrun_controller_watch_lag_seconds",
                                      resource="jobs"),
         "watch_lag_pods": _histogram(before, after, "tickrun_controller_watch_lag_seconds",

@@ -140,7 +140,10 @@ class Reconciler:
             telemetry.RECONCILE_ERRORS.inc()
             raise
         finally:
-            telemetry.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+            took = time.perf_counter() - started
+            telemetry.RECONCILE_SECONDS.observe(took)
+            telemetry.CHANGED_PASS_SECONDS.observe(took)
+            telemetry.RUN_CHANGES.inc(len(run_ids))
 
     def _read_runs(self, run_ids: Collection[int]) -> tuple[list[Run], dict[int, RunStatus | None]]:
         """The active or queued runs among `run_ids`, and the others' status (None: no

@@ -16,8 +16,15 @@ STOP_SECONDS = Histogram(
     "tickrun_run_stop_seconds", "From a stop request to the run's final status (stopped)",
     buckets=(0.25, 0.5, 1, 2, 3, 5, 10, 15, 20, 30, 60, 120))
 RECONCILE_SECONDS = Histogram(
-    "tickrun_controller_reconcile_seconds", "One reconcile pass over every active run",
+    "tickrun_controller_reconcile_seconds",
+    "One reconcile pass: over the runs that changed, or (a resync) every active run",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+CHANGED_PASS_SECONDS = Histogram(
+    "tickrun_controller_changed_pass_seconds",
+    "One pass over the runs that changed (a batch from the work queue)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+RUN_CHANGES = Counter("tickrun_controller_run_changes_total",
+                      "Run ids handled by passes over what changed")
 RECONCILE_ERRORS = Counter("tickrun_controller_reconcile_errors_total",
                            "Reconcile passes that raised")
 RUN_ERRORS = Counter("tickrun_controller_run_errors_total",
