@@ -13,7 +13,6 @@ from tests.unit.controller.test_reconciler import (
     ScriptedExecutor,
     queued,
     reconciler,
-    store,  # noqa: F401 (the fixture)
 )
 
 
@@ -28,7 +27,7 @@ class CountingExecutor(ScriptedExecutor):
         return super().observe(ids)
 
 
-def test_a_change_to_one_run_looks_at_that_run_only(store: Store) -> None:  # noqa: F811
+def test_a_change_to_one_run_looks_at_that_run_only(store: Store) -> None:
     ex = CountingExecutor()
     runs = queued(store, 10)
     rec = reconciler(store, ex, per_user=10)  # the global limit is 10
@@ -43,7 +42,7 @@ def test_a_change_to_one_run_looks_at_that_run_only(store: Store) -> None:  # no
 
 
 def test_the_loop_handles_a_queued_change_without_waiting_for_the_resync(
-        store: Store) -> None:  # noqa: F811
+        store: Store) -> None:
     ex = ScriptedExecutor(gone_means_stopped=True)
     (run,) = queued(store, 1)
     rec = reconciler(store, ex)

@@ -17,7 +17,6 @@ import socket
 import threading
 from collections.abc import Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,7 +30,7 @@ from controller.workload import GONE, WorkloadState
 from core.eventlog.sqlite_log import SqliteEventLog
 from core.records import Run
 from core.status import RunStatus
-from core.store import Store, open_store
+from core.store import Store
 from core.store.sqlite import SqliteStore
 from tests.factories import daily_spec, make_model
 
@@ -89,14 +88,6 @@ def no_jobs_server() -> Iterator[str]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(f"sqlite:///{tmp_path / 'r.db'}")
-    s.migrate()
-    yield s
-    s.close()
 
 
 def a_run(store: Store) -> Run:
