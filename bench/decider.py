@@ -40,11 +40,10 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bench._support import emit, percentile
+from bench._support import admit, emit, percentile, start
 from core.eventlog.sqlite_log import SqliteEventLog
 from core.records import Model
 from core.spec import DeciderKind, RunSpec
-from core.status import RunStatus
 from core.store.sqlite import SqliteStore
 from runner.deciders.factory import build_decider
 from runner.events import EventPublisher
@@ -114,8 +113,8 @@ def scenario(db: Path, fake: Any, name: str, script: Any) -> dict[str, Any]:
     spec = RunSpec.model_validate(INTRADAY)
     model = store.create_model("bench", f"{name}-{time.time_ns()}", llm=f"openai/{model_name}")
     run, _ = store.create_run("bench", model.id, spec, spec.step_count())
-    store.transition(run.id, RunStatus.ADMITTED)
-    run = store.start_attempt(run.id)
+    admit(store, run.id)
+    run = start(store, run.id, DeciderKind.LLM.value)
     settings = RunnerSettings(recent_trades=20)
     llm = LlmSettings(provider="openai", base_url=fake.base_url, api_key=SecretStr(KEY))
     decider = build_decider(DeciderKind.LLM, run, model, store, llm=llm,
@@ -210,8 +209,8 @@ def shared_limit(db: Path, fake: Any) -> dict[str, Any]:
 
 def _llm_session(store: SqliteStore, spec: RunSpec, model: Model, llm: LlmSettings) -> Session:
     run, _ = store.create_run("bench", model.id, spec, spec.step_count())
-    store.transition(run.id, RunStatus.ADMITTED)
-    run = store.start_attempt(run.id)
+    admit(store, run.id)
+    run = start(store, run.id, DeciderKind.LLM.value)
     settings = RunnerSettings(recent_trades=20)
     decider = build_decider(DeciderKind.LLM, run, model, store, llm=llm,
                             decision_timeout_seconds=settings.decision_timeout_seconds)

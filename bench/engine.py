@@ -22,12 +22,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bench._support import emit, percentile
+from bench._support import admit, emit, percentile, start
 from core.eventlog.redis_log import RedisEventLog
 from core.eventlog.sqlite_log import SqliteEventLog
 from core.records import Order, Side
 from core.spec import RunSpec
-from core.status import RunStatus
 from core.store import Store, open_store
 from core.store.sqlite import SqliteStore
 from runner.events import EventPublisher
@@ -45,7 +44,7 @@ INTRADAY = {"mode": "intraday", "symbols": ["AAPL"], "date": "2025-03-03",
 def _new_run(store: Store, spec: RunSpec, user: str = "bench") -> int:
     model = store.create_model(user, f"sma-{time.time_ns()}")
     run, _ = store.create_run(user, model.id, spec, spec.step_count())
-    store.transition(run.id, RunStatus.ADMITTED)
+    admit(store, run.id)
     return run.id
 
 
@@ -54,7 +53,7 @@ def _play_in_process(store: Store, publisher_log: Any, spec: RunSpec,
     from runner.deciders.factory import build_decider
 
     run_id = _new_run(store, spec)
-    run = store.start_attempt(run_id)
+    run = start(store, run_id, str(spec.decider))
     timeline = timeline_for(spec)
     provider = market_data_for(spec, store, data_dir)
     bars = {s: provider.bars(s, timeline) for s in spec.symbols}

@@ -4,10 +4,11 @@ The API (intake, stop), the reconciler (admission, lost and failed workloads, no
 and the runner (start, notes, finish) change a run's status or its reason only through
 here, so what follows a change is written once: a `status` event for every change
 (queued, admitted, running, stopping, final) that a follower sees in order, the result
-computed from the ledger, the call that deletes a workload. The state machine
-(core.status) and fencing (the runner's attempt) are enforced by the store in the same
-transaction as the change; admission is chosen by core.admission in the store's
-transaction.
+computed from the ledger, the call that deletes a workload. The status writes
+themselves (core.store.run_status) are not on the Store interface, and an import-linter
+contract lets no other module import them. The state machine (core.status) and fencing
+(the runner's attempt) are enforced there in the same transaction as the change;
+admission is chosen by core.admission in the store's transaction.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from core.spec import DataSource, RunSpec
 from core.spend import DailyLimit
 from core.status import RunStatus
 from core.store import Store
+from core.store.run_status import RunStatusWrites
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +140,7 @@ class Lifecycle:
         self.store = store
         self.events = events
         self.workloads = workloads
+        self._writes = RunStatusWrites(store)
 
     # -- the API and the reconciler --------------------------------------------------
     def enqueued(self, runs: Iterable[Run]) -> None:
@@ -165,8 +168,8 @@ class Lifecycle:
     def admit(self, per_user_limit: int, global_limit: int, *, skip: Collection[int] = (),
               spend: DailyLimit | None = None) -> list[Run]:
         """Admit queued runs within the limits (one store transaction), announced."""
-        admitted = self.store.admit_queued(per_user_limit, global_limit, skip=skip,
-                                           spend=spend)
+        admitted = self._writes.admit_queued(per_user_limit, global_limit, skip=skip,
+                                             spend=spend)
         for run in admitted:
             self._status(run.id, RunStatus.ADMITTED, None)
         return admitted
@@ -174,7 +177,7 @@ class Lifecycle:
     def note(self, run_id: int, status: RunStatus, reason: str | None) -> None:
         """Why a run is as it is (waiting for a quota, fetching bars), while it stays
         in `status`; None clears it."""
-        self.store.note_status(run_id, status, reason)
+        self._writes.note_status(run_id, status, reason)
 
     def request_stop(self, run: Run, reason: str = "stop requested") -> Run:
         """Idempotent: a queued run stops at once (no runner ever starts); an active one
@@ -187,7 +190,7 @@ class Lifecycle:
                 stopped = self.finish(run, RunStatus.STOPPED, "stopped before it started")
                 run = stopped or self.store.get_run(run.id)
             elif run.status is not RunStatus.STOPPING:
-                run = self.store.transition(run.id, RunStatus.STOPPING, reason=reason)
+                run = self._writes.transition(run.id, RunStatus.STOPPING, reason=reason)
                 self._status(run.id, RunStatus.STOPPING, run.status_reason)
         except IllegalTransition:
             run = self.store.get_run(run.id)  # it moved meanwhile; the state machine decided
@@ -198,8 +201,8 @@ class Lifecycle:
         """The workload was deleted by someone (kubectl delete job): that is a stop, so
         the runner that gets SIGTERM saves its result instead of waiting for a retry."""
         try:
-            stopping = self.store.transition(run.id, RunStatus.STOPPING,
-                                             reason=f"stopped: {why}")
+            stopping = self._writes.transition(run.id, RunStatus.STOPPING,
+                                               reason=f"stopped: {why}")
         except IllegalTransition:
             return False
         self._status(run.id, RunStatus.STOPPING, stopping.status_reason)
@@ -211,7 +214,7 @@ class Lifecycle:
               ) -> Run:
         """A runner takes the run: running (or still stopping), attempts + 1, announced
         with its decider and `details`. Its attempt fences its writes."""
-        run = self.store.start_attempt(run_id, decider=decider, decider_reason=decider_reason)
+        run = self._writes.start_attempt(run_id, decider=decider, decider_reason=decider_reason)
         self._status(run.id, run.status, run.status_reason, publish, {
             "attempt": run.attempts, "decider": decider, "decider_reason": decider_reason,
             **(details or {})})
@@ -227,8 +230,8 @@ class Lifecycle:
         if result is None:
             result = run_result(self.store, run, status.value, from_ledger=True)
         try:
-            final = self.store.transition(run.id, status, reason=reason, result=result,
-                                          attempt=attempt)
+            final = self._writes.transition(run.id, status, reason=reason, result=result,
+                                            attempt=attempt)
         except IllegalTransition:
             return None
         self._announce(run.id, status, final.status_reason, result, publish)

@@ -10,6 +10,12 @@ from core.records import Model, Run
 from core.spec import RunSpec
 from core.status import RunStatus
 from core.store import Store
+from core.store.run_status import RunStatusWrites
+
+
+def run_status(store: Store) -> RunStatusWrites:
+    """The status writes the lifecycle makes, for tests that set a run's status directly."""
+    return RunStatusWrites(store)
 
 
 def make_model(store: Store, user_id: str = "user-a", signature: str = "sig", **kw: Any) -> Model:
@@ -39,5 +45,5 @@ def make_run(store: Store, spec: RunSpec | None = None, *, user_id: str = "user-
     model = model or make_model(store, user_id, f"sig-{dt.datetime.now().timestamp()}")
     run, _ = store.create_run(user_id, model.id, spec, spec.step_count())
     if admit:
-        run = store.transition(run.id, RunStatus.ADMITTED)
+        run = run_status(store).transition(run.id, RunStatus.ADMITTED)
     return run

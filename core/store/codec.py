@@ -1,42 +1,36 @@
-"""Row <-> record conversion shared by both SQL dialects.
+"""Rows <-> records, derived from the records' dataclass fields and their types.
 
-PostgreSQL hands back Decimal, datetime and parsed JSON; SQLite hands back TEXT. Each
-reader here accepts both, so one set of queries serves both stores.
+A record is read from a row by its fields: each field's column has its name, and its
+type says how to read it (Decimal, datetime, date, an enum, a pydantic model, JSON), so
+adding a field to a record and a column to its table is the whole change. PostgreSQL
+hands back Decimal, datetime and parsed JSON; SQLite hands back TEXT; every reader
+accepts both. Writing goes the other way: `columns` turns values into what a column
+takes (the Dialect encodes money, times, days and JSON), and `insert` builds the
+statement from their names.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import enum
+import functools
 import json
+import types
+import typing
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from core.records import (
-    Batch,
-    Decision,
-    FireOutcome,
-    Model,
-    Order,
-    OrderEvent,
-    OrderEventKind,
-    OrderOrigin,
-    OrderRecord,
-    OrderState,
-    OrderType,
-    Portfolio,
-    PositionRecord,
-    Run,
-    Schedule,
-    ScheduleFire,
-    Side,
-    TimeInForce,
-    Trade,
-    TradeStatus,
-)
-from core.spec import RunSpec
-from core.status import RunStatus
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from core.store.sqlbase import Dialect
 
 Row = dict[str, Any]
+R = TypeVar("R")
+Read = Callable[[Any], Any]
+_MISSING = dataclasses.MISSING
 
 
 def dec(value: Any) -> Decimal:
@@ -64,188 +58,134 @@ def day(value: Any) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
 
 
-def opt_ts(value: Any) -> dt.datetime | None:
-    return None if value is None else ts(value)
-
-
-def holdings_from(value: Any) -> dict[str, Decimal]:
-    return {symbol: dec(q) for symbol, q in (js(value) or {}).items()}
-
-
 def holdings_to(holdings: dict[str, Decimal]) -> dict[str, str]:
+    """A portfolio's holdings as stored: sorted, without the symbols it holds none of."""
     return {symbol: str(q) for symbol, q in sorted(holdings.items()) if q != 0}
 
 
-def model_from(row: Row) -> Model:
-    return Model(
-        id=int(row["id"]),
-        user_id=row["user_id"],
-        signature=row["signature"],
-        llm=row["llm"],
-        custom_rules=row["custom_rules"],
-        custom_instructions=row["custom_instructions"],
-        parameters=js(row["parameters"]) or {},
-        created_at=ts(row["created_at"]),
-        updated_at=ts(row["updated_at"]),
-    )
+# -- reading: a reader per type ----------------------------------------------------------
+_SCALARS: dict[Any, Read] = {int: int, float: float, bool: bool, str: lambda v: v,
+                             Decimal: dec, dt.datetime: ts, dt.date: day,
+                             Any: lambda v: v}
 
 
-def run_from(row: Row) -> Run:
-    return Run(
-        id=int(row["id"]),
-        user_id=row["user_id"],
-        model_id=int(row["model_id"]),
-        spec=RunSpec.model_validate(js(row["spec"])),
-        status=RunStatus(row["status"]),
-        status_reason=row["status_reason"],
-        steps_total=int(row["steps_total"]),
-        steps_done=int(row["steps_done"]),
-        created_at=ts(row["created_at"]),
-        admitted_at=opt_ts(row["admitted_at"]),
-        started_at=opt_ts(row["started_at"]),
-        finished_at=opt_ts(row["finished_at"]),
-        stop_requested_at=opt_ts(row["stop_requested_at"]),
-        result=js(row["result"]),
-        idempotency_key=row["idempotency_key"],
-        attempts=int(row["attempts"]),
-        decider=row.get("decider"),
-        decider_reason=row.get("decider_reason"),
-        batch_id=None if row.get("batch_id") is None else int(row["batch_id"]),
-        schedule_id=None if row.get("schedule_id") is None else int(row["schedule_id"]),
-    )
+def _reader(hint: Any, *, in_json: bool = False) -> Read:
+    """How to read a value of type `hint` from a column (or, `in_json`, from inside a
+    JSON column's document). A JSON container read as NULL is an empty one."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        inner = _reader(next(a for a in args if a is not type(None)), in_json=in_json)
+        return lambda v: None if v is None else inner(v)
+    if origin in (list, dict):
+        item = _reader(args[-1], in_json=True)
+        load: Read = (lambda v: v) if in_json else js
+        if origin is list:
+            return lambda v: [item(x) for x in load(v) or []]
+        return lambda v: {k: item(x) for k, x in (load(v) or {}).items()}
+    if hint in _SCALARS:
+        return _SCALARS[hint]
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return hint
+    if isinstance(hint, type) and issubclass(hint, BaseModel):
+        return lambda v: hint.model_validate(v if in_json else js(v))
+    from_json = getattr(hint, "from_json", None)  # a record kept as JSON (an Order)
+    if from_json is not None:
+        return from_json  # type: ignore[no-any-return]
+    return functools.partial(_unreadable, hint)  # a field callers give (record_from)
 
 
-def schedule_from(row: Row) -> Schedule:
-    return Schedule(id=int(row["id"]), user_id=row["user_id"], model_id=int(row["model_id"]),
-                    name=row["name"], cron=row["cron"], template=js(row["template"]) or {},
-                    make_up_seconds=int(row["make_up_seconds"]), paused=bool(row["paused"]),
-                    created_at=ts(row["created_at"]), fired_through=ts(row["fired_through"]))
+def _unreadable(hint: Any, value: Any) -> Any:
+    raise TypeError(f"no column reader for {hint!r}; give the field to record_from")
 
 
-def fire_from(row: Row) -> ScheduleFire:
-    return ScheduleFire(schedule_id=int(row["schedule_id"]), due_at=ts(row["due_at"]),
-                        outcome=FireOutcome(row["outcome"]),
-                        run_id=None if row["run_id"] is None else int(row["run_id"]),
-                        reason=row["reason"], recorded_at=ts(row["recorded_at"]))
+def _same(value: Any) -> Any:
+    return value
 
 
-def batch_from(row: Row) -> Batch:
-    return Batch(id=int(row["id"]), user_id=row["user_id"], name=row["name"],
-                 template=js(row["template"]) or {}, created_at=ts(row["created_at"]),
-                 idempotency_key=row["idempotency_key"])
+@functools.cache
+def _plan(cls: Any) -> tuple[tuple[str, Read, Callable[[], Any] | None], ...]:
+    """Each field of `cls`: its name, its reader, and its default (None: required)."""
+    hints = typing.get_type_hints(cls)
+    plan = []
+    for f in dataclasses.fields(cls):
+        default: Callable[[], Any] | None = None
+        if f.default is not _MISSING:
+            default = functools.partial(_same, f.default)
+        elif f.default_factory is not _MISSING:
+            default = f.default_factory
+        plan.append((f.name, _reader(hints[f.name]), default))
+    return tuple(plan)
 
 
-def trade_from(row: Row) -> Trade:
-    return Trade(
-        id=int(row["id"]),
-        run_id=int(row["run_id"]),
-        step=int(row["step"]),
-        seq=int(row["seq"]),
-        bar_time=ts(row["bar_time"]),
-        filled_at=opt_ts(row["filled_at"]),
-        side=Side(row["side"]),
-        symbol=row["symbol"],
-        quantity=dec(row["quantity"]),
-        price=dec(row["price"]),
-        fees=dec(row["fees"]),
-        status=TradeStatus(row["status"]),
-        reason=row["reason"],
-        cash_after=dec(row["cash_after"]),
-        reasoning=row["reasoning"],
-        created_at=ts(row["created_at"]),
-        order_id=opt_int(row.get("order_id")),
-    )
+def record_from(cls: type[R], row: Mapping[str, Any], **given: Any) -> R:
+    """The record `cls` of a row, field by field, each from the column of its name.
+    `given` fields are taken as they are. A field with a default that the row lacks
+    (a computed column left out) or holds NULL for takes the default."""
+    values = dict(given)
+    for name, read, default in _plan(cast(Any, cls)):
+        if name in values:
+            continue
+        value = row.get(name)
+        values[name] = default() if value is None and default is not None else read(value)
+    return cls(**values)
 
 
-def opt_int(value: Any) -> int | None:
-    return None if value is None else int(value)
+# -- writing -----------------------------------------------------------------------------
+def json_doc(value: Any) -> Any:
+    """A value as a JSON document holds it: Decimal as text, an enum as its value, a
+    record by its to_json."""
+    if isinstance(value, dict):
+        return {k: json_doc(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_doc(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Decimal):
+        return str(value)
+    to_json = getattr(value, "to_json", None)
+    return value if to_json is None else to_json()
 
 
-def order_from(row: Row) -> OrderRecord:
-    return OrderRecord(
-        id=int(row["id"]),
-        run_id=int(row["run_id"]),
-        step=int(row["step"]),
-        seq=int(row["seq"]),
-        bar_time=ts(row["bar_time"]),
-        active_from=int(row["active_from"]),
-        side=Side(row["side"]),
-        symbol=row["symbol"],
-        quantity=dec(row["quantity"]),
-        type=OrderType(row["type"]),
-        limit_price=opt_dec(row["limit_price"]),
-        stop_price=opt_dec(row["stop_price"]),
-        time_in_force=TimeInForce(row["time_in_force"]),
-        stop_loss=opt_dec(row["stop_loss"]),
-        origin=OrderOrigin(row["origin"]),
-        parent_id=opt_int(row["parent_id"]),
-        state=OrderState(row["state"]),
-        reason=row["reason"],
-        triggered_at=opt_ts(row["triggered_at"]),
-        filled_at=opt_ts(row["filled_at"]),
-        fill_price=opt_dec(row["fill_price"]),
-        reasoning=row["reasoning"],
-        created_at=ts(row["created_at"]),
-        updated_at=ts(row["updated_at"]),
-        trade_id=opt_int(row.get("trade_id")),
-    )
+def column(d: Dialect, value: Any) -> Any:
+    """A value as its column takes it, by its type."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Decimal):
+        return d.money(value)
+    if isinstance(value, dt.datetime):
+        return d.time(value)
+    if isinstance(value, dt.date):
+        return d.day(value)
+    if isinstance(value, dict | list | tuple):
+        return d.json(json_doc(value))
+    raise TypeError(f"no column for a {type(value).__name__}")
 
 
-def order_event_from(row: Row) -> OrderEvent:
-    return OrderEvent(
-        id=int(row["id"]),
-        run_id=int(row["run_id"]),
-        order_id=int(row["order_id"]),
-        step=int(row["step"]),
-        kind=OrderEventKind(row["kind"]),
-        bar_time=opt_ts(row["bar_time"]),
-        price=opt_dec(row["price"]),
-        reason=row["reason"],
-        created_at=ts(row["created_at"]),
-    )
+def columns(d: Dialect, values: Mapping[str, Any]) -> list[Any]:
+    return [column(d, v) for v in values.values()]
 
 
-def position_from(row: Row) -> PositionRecord:
-    return PositionRecord(
-        run_id=int(row["run_id"]),
-        step=int(row["step"]),
-        seq=int(row["seq"]),
-        bar_time=ts(row["bar_time"]),
-        filled_at=ts(row["filled_at"]),
-        action=Side(row["action"]),
-        symbol=row["symbol"],
-        cash=dec(row["cash"]),
-        holdings=holdings_from(row["holdings"]),
-        reasoning=row["reasoning"],
-    )
+def fields_of(record: Any, *, skip: tuple[str, ...] = (), **given: Any) -> dict[str, Any]:
+    """A record's fields by name (those in `skip` left out, `given` ones replaced): the
+    columns of its row."""
+    values = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)
+              if f.name not in skip}
+    return {**values, **given}
 
 
-def portfolio_from(row: Row) -> Portfolio:
-    return Portfolio(
-        run_id=int(row["run_id"]), cash=dec(row["cash"]), holdings=holdings_from(row["holdings"])
-    )
+def names(cls: type) -> tuple[str, ...]:
+    """The columns of a record type's row: its fields' names."""
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
-def decision_from(row: Row) -> Decision:
-    return Decision(
-        run_id=int(row["run_id"]),
-        step=int(row["step"]),
-        bar_time=ts(row["bar_time"]),
-        action=row["action"],
-        orders=[Order.from_json(o) for o in js(row["orders"]) or []],
-        reasoning=row["reasoning"],
-        outcome=row["outcome"],
-        latency_ms=float(row["latency_ms"]),
-        tokens_in=int(row["tokens_in"]),
-        tokens_out=int(row["tokens_out"]),
-        cost=opt_dec(row["cost"]),
-        tool_calls=js(row["tool_calls"]) or [],
-        error=row["error"],
-        equity=opt_dec(row["equity"]),
-        cash=opt_dec(row["cash"]),
-        completed=bool(row["completed"]),
-        tokens_cached=int(row["tokens_cached"] or 0),
-        decided_at=None if row["decided_at"] is None else ts(row["decided_at"]),
-        cancels=[int(i) for i in js(row.get("cancels")) or []],
-        close_all=bool(row.get("close_all") or False),
-    )
+def insert(table: str, names: Mapping[str, Any] | tuple[str, ...], tail: str = "") -> str:
+    """INSERT INTO table (names...) VALUES (%s, ...) and `tail` (ON CONFLICT, RETURNING)."""
+    cols = list(names)
+    return (f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks(len(cols))})"
+            + (f" {tail}" if tail else ""))
+
+
+def marks(n: int) -> str:
+    return ", ".join(["%s"] * n)

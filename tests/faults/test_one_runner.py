@@ -20,7 +20,7 @@ from core.exitcodes import EXIT_SUPERSEDED
 from core.records import Decision
 from core.status import RunStatus
 from core.store import Store
-from tests.factories import make_run
+from tests.factories import make_run, run_status
 from tests.integration.test_runner_process import (
     assert_ledger_consistent,
     start_runner,
@@ -33,8 +33,8 @@ BAR = dt.datetime(2025, 3, 3, 14, 30, tzinfo=dt.UTC)
 
 def test_a_superseded_attempt_can_write_nothing(store: Store) -> None:
     run = make_run(store)
-    old = store.start_attempt(run.id).attempts
-    new = store.start_attempt(run.id).attempts
+    old = run_status(store).start_attempt(run.id).attempts
+    new = run_status(store).start_attempt(run.id).attempts
     assert new == old + 1
     with pytest.raises(Superseded), store.ledger_tx(run.id, attempt=old):
         pass
@@ -45,7 +45,7 @@ def test_a_superseded_attempt_can_write_nothing(store: Store) -> None:
     with pytest.raises(Superseded):
         store.complete_step(run.id, 0, equity=Decimal(1), cash=Decimal(1), attempt=old)
     with pytest.raises(Superseded):
-        store.transition(run.id, RunStatus.COMPLETED, attempt=old)
+        run_status(store).transition(run.id, RunStatus.COMPLETED, attempt=old)
     after = store.get_run(run.id)
     assert after.status is RunStatus.RUNNING and after.steps_done == 0
     assert store.get_decision(run.id, 0) is None

@@ -37,7 +37,7 @@ from runner.marketdata import market_data_for, timeline_for
 from runner.session import Ending, Session
 from runner.settings import RunnerSettings
 from runner.shutdown import StopSignal
-from tests.factories import daily_spec, intraday_spec, make_model, make_run
+from tests.factories import daily_spec, intraday_spec, make_model, make_run, run_status
 from tests.fakes.openai_server import ChatRequest, FakeOpenAI, Reply, fake_openai
 
 # Nine sessions: 2024-01-02 .. 2024-01-12.
@@ -68,7 +68,7 @@ def llm_run(store: Store, llm: str, spec: RunSpec | None = None, *, user_id: str
 
 def session_for(store: Store, event_log: EventLog, run: Run, llm: LlmSettings | None = None, *,
                 stop: StopSignal | None = None, **settings: Any) -> Session:
-    run = store.start_attempt(run.id)
+    run = run_status(store).start_attempt(run.id)
     model = store.get_model(run.model_id)
     runner_settings = RunnerSettings(**settings)
     decider = build_decider(run.spec.decider or DeciderKind.LLM, run, model, store, llm=llm,
@@ -340,7 +340,7 @@ def test_a_restart_does_not_decide_again_a_step_whose_tools_traded(
 
     run = llm_run(store, "openai/restarted")
     fake.script("restarted", by_step({0: Reply.call("buy", symbol="MSFT", quantity=7)}))
-    started = store.start_attempt(run.id)
+    started = run_status(store).start_attempt(run.id)
     # The first attempt's tools bought at step 0, then the pod died before the record.
     TradingService(store).execute(run.id, 0, 0, Order(Side.BUY, "MSFT", Decimal(3)),
                                   price=Decimal(100), bar_time=dt.datetime.now(dt.UTC))
@@ -411,7 +411,8 @@ def test_sigterm_during_a_slow_llm_answer_stops_the_runner_within_the_budget(
     try:
         fake.wait_for_requests(1, timeout=90)
         time.sleep(0.3)  # well inside the call
-        store.transition(run.id, RunStatus.STOPPING, reason="stop requested")  # as the API
+        # as the API
+        run_status(store).transition(run.id, RunStatus.STOPPING, reason="stop requested")
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)

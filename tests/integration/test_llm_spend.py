@@ -22,7 +22,7 @@ from runner.app import RunnerDeps, play_run
 from runner.settings import RunnerSettings
 from runner.shutdown import StopSignal
 from tests.apiserver import Backend, running_api, wait_for, wait_status
-from tests.factories import daily_spec, make_model, make_run
+from tests.factories import daily_spec, make_model, make_run, run_status
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.integration.test_api_runs import create
 from tests.integration.test_llm_decider import JAN, by_step, llm_settings
@@ -161,7 +161,7 @@ def test_admission_holds_only_the_llm_runs_of_a_user_over_the_limit(store: Store
     waiting = make_run(store, daily_spec(**JAN, decider="llm"), user_id="user-h",
                        model=store.get_model(llm.model_id), admit=False)
     limit = DailyLimit(Decimal("0.10"), TODAY)
-    admitted = {r.id for r in store.admit_queued(5, 10, spend=limit)}
+    admitted = {r.id for r in run_status(store).admit_queued(5, 10, spend=limit)}
     assert admitted == {sma.id}
     held = store.get_run(waiting.id)
     assert held.status is RunStatus.QUEUED
@@ -170,7 +170,7 @@ def test_admission_holds_only_the_llm_runs_of_a_user_over_the_limit(store: Store
     assert store.count_held_for_spend() == 1
     # Raised for this user: admitted, and the reason goes with the wait.
     store.set_daily_limit("user-h", Decimal("1"), by="ops")
-    assert {r.id for r in store.admit_queued(5, 10, spend=limit)} == {waiting.id}
+    assert {r.id for r in run_status(store).admit_queued(5, 10, spend=limit)} == {waiting.id}
     assert store.get_run(waiting.id).status_reason is None
     assert store.count_held_for_spend() == 0
 

@@ -43,7 +43,7 @@ from runner.marketdata import market_data_for, timeline_for
 from runner.session import Ending, Session, StepClosed
 from runner.settings import RunnerSettings
 from runner.shutdown import StopSignal
-from tests.factories import daily_spec, intraday_spec, make_run
+from tests.factories import daily_spec, intraday_spec, make_run, run_status
 
 D = Decimal
 CASH = D(10_000)
@@ -107,7 +107,7 @@ def daily_session(store: Store, event_log: EventLog, decider: object,
                   bars: dict[str, list[Ohlc]], **spec: Any) -> Session:
     steps = len(next(iter(bars.values())))
     spec_ = daily_spec(FIRST_DAY, day(steps - 1).date(), symbols=list(bars), **spec)
-    run = store.start_attempt(make_run(store, spec_, cash=CASH).id)
+    run = run_status(store).start_attempt(make_run(store, spec_, cash=CASH).id)
     timeline = timeline_for(run.spec)
     return Session(store=store, publisher=EventPublisher(event_log, run.id), run=run,
                    model=store.get_model(run.model_id), decider=decider,  # type: ignore[arg-type]
@@ -118,7 +118,7 @@ def daily_session(store: Store, event_log: EventLog, decider: object,
 
 def again(store: Store, event_log: EventLog, session: Session) -> Session:
     """A new runner for the same run (a new attempt), as after a crash."""
-    run = store.start_attempt(session.run.id)
+    run = run_status(store).start_attempt(session.run.id)
     return Session(store=store, publisher=EventPublisher(event_log, run.id), run=run,
                    model=session.model, decider=session.decider, timeline=session.timeline,
                    bars=session.bars, stop=StopSignal(), settings=RunnerSettings())
@@ -450,7 +450,7 @@ def test_close_all_cancels_the_book_and_flattens_longs_and_shorts(
 
 def intraday_session(store: Store, event_log: EventLog, decider: object,
                      last: Ohlc, **spec: Any) -> Session:
-    run = store.start_attempt(make_run(store, intraday_spec(**spec), cash=CASH).id)
+    run = run_status(store).start_attempt(make_run(store, intraday_spec(**spec), cash=CASH).id)
     timeline = timeline_for(run.spec)
     ohlc = [FLAT] * (len(timeline) - 1) + [last]
     return Session(store=store, publisher=EventPublisher(event_log, run.id), run=run,
@@ -571,8 +571,8 @@ def test_a_stopped_run_cancels_its_open_orders(store: Store, event_log: EventLog
     session._play_step(0)
     # The result is written with the final status, which cancels what is still open.
     assert session.result(Ending.STOPPED)["orders"] == {"cancelled": 1}
-    store.transition(session.run.id, RunStatus.STOPPING)
-    store.transition(session.run.id, RunStatus.STOPPED, reason="stop requested")
+    run_status(store).transition(session.run.id, RunStatus.STOPPING)
+    run_status(store).transition(session.run.id, RunStatus.STOPPED, reason="stop requested")
     [order] = orders_of(store, session.run.id)
     assert (order.state, order.reason) == (OrderState.CANCELLED, "the run ended (stopped)")
     [_, cancelled] = store.list_order_events(session.run.id)
@@ -584,7 +584,7 @@ def test_a_stopped_run_cancels_its_open_orders(store: Store, event_log: EventLog
 @pytest.mark.parametrize("decider", [BuyAndHold(), SmaCrossover(3, 10)])
 def test_the_baselines_trade_as_before_with_every_trade_an_order(
         store: Store, event_log: EventLog, decider: object) -> None:
-    run = store.start_attempt(make_run(store, intraday_spec()).id)
+    run = run_status(store).start_attempt(make_run(store, intraday_spec()).id)
     timeline = timeline_for(run.spec)
     provider = market_data_for(run.spec, store, RunnerSettings().data_dir)
     bars = {"AAPL": provider.bars("AAPL", timeline)}

@@ -32,7 +32,7 @@ from runner.marketdata import market_data_for, timeline_for
 from runner.session import Ending, Session
 from runner.settings import RunnerSettings
 from runner.shutdown import StopSignal
-from tests.factories import make_run
+from tests.factories import make_run, run_status
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -85,7 +85,7 @@ def tickrun_fills(store: Store, event_log: EventLog, data_dir: Path,
     spec = RunSpec(mode="daily", symbols=["GOOG"], start=frame.index[0].date(),  # type: ignore[arg-type]
                    end=frame.index[-1].date(), data="files",  # type: ignore[arg-type]
                    initial_cash=Decimal(100_000))
-    run = store.start_attempt(make_run(store, spec).id)
+    run = run_status(store).start_attempt(make_run(store, spec).id)
     timeline = timeline_for(run.spec)
     bars = market_data_for(run.spec, store, str(data_dir)).bars("GOOG", timeline)
     assert [b.time.date() for b in bars] == [t.date() for t in frame.index]

@@ -20,7 +20,7 @@ from core.status import RunStatus
 from core.store import Store
 from core.store.sql import SqlStore
 from runner.trading import TradingService
-from tests.factories import make_run
+from tests.factories import make_run, run_status
 
 T0 = dt.datetime(2025, 3, 3, 14, 30, tzinfo=dt.UTC)
 NOW = dt.datetime.now(dt.UTC)
@@ -56,7 +56,7 @@ def played(store: Store, final: RunStatus | None = RunStatus.COMPLETED,
     """A run with three decisions and trades (one refused), ended as `final` (None:
     still running) and aged to `finished_at`."""
     run = make_run(store, cash=Decimal("1000.0001"))
-    store.start_attempt(run.id, decider="sma")
+    run_status(store).start_attempt(run.id, decider="sma")
     trading = TradingService(store, fee_per_trade=Decimal("0.015"))
     for step in range(3):
         store.record_decision(Decision(
@@ -73,8 +73,8 @@ def played(store: Store, final: RunStatus | None = RunStatus.COMPLETED,
     if final is None:
         return store.get_run(run.id)
     if final is RunStatus.STOPPING:
-        return store.transition(run.id, RunStatus.STOPPING)
-    store.transition(run.id, final, reason="ended", result={"pnl": "1.23", "steps": 3})
+        return run_status(store).transition(run.id, RunStatus.STOPPING)
+    run_status(store).transition(run.id, final, reason="ended", result={"pnl": "1.23", "steps": 3})
     age(store, run.id, finished_at)
     return store.get_run(run.id)
 

@@ -18,7 +18,7 @@ from core.exitcodes import EXIT_NO_RETRY
 from core.spec import RunSpec
 from core.status import RunStatus
 from core.store import Store
-from tests.factories import daily_spec, intraday_spec, make_run
+from tests.factories import daily_spec, intraday_spec, make_run, run_status
 from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -109,7 +109,8 @@ def test_sigterm_saves_partial_results_and_exits_zero(store: Store, event_log: E
     run = make_run(store)
     proc = start_runner(run.id, runner_env, TICKRUN_RUNNER_STEP_DELAY_SECONDS="0.02")
     wait_for_step(event_log, run.id, 30)
-    store.transition(run.id, RunStatus.STOPPING, reason="stop requested")  # as the API does
+    # as the API does
+    run_status(store).transition(run.id, RunStatus.STOPPING, reason="stop requested")
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=30)

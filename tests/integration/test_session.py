@@ -24,7 +24,7 @@ from runner.marketdata import market_data_for, timeline_for
 from runner.session import Ending, Session
 from runner.settings import RunnerSettings
 from runner.shutdown import StopSignal
-from tests.factories import daily_spec, intraday_spec, make_run
+from tests.factories import daily_spec, intraday_spec, make_run, run_status
 
 
 class SpyDecider:
@@ -62,7 +62,7 @@ def session_for(store: Store, event_log: EventLog, decider: object, *,
                 fill: FillRule = FillRule.NEXT_OPEN, stop: StopSignal | None = None,
                 **settings: float) -> Session:
     run = make_run(store, intraday_spec(fill=fill))
-    run = store.start_attempt(run.id)
+    run = run_status(store).start_attempt(run.id)
     timeline = timeline_for(run.spec)
     provider = market_data_for(run.spec, store, RunnerSettings().data_dir)
     return Session(store=store, publisher=EventPublisher(event_log, run.id), run=run,
@@ -152,7 +152,7 @@ class ScriptedDecider:
 def fixed_bars_session(store: Store, event_log: EventLog, decider: object,
                        fill: FillRule) -> Session:
     spec = daily_spec(dt.date(2004, 12, 1), dt.date(2004, 12, 7), fill=fill)
-    run = store.start_attempt(make_run(store, spec, cash=Decimal(10_000)).id)
+    run = run_status(store).start_attempt(make_run(store, spec, cash=Decimal(10_000)).id)
     timeline = timeline_for(run.spec)
     assert timeline.times == [b.time for b in FIXED_BARS]
     return Session(store=store, publisher=EventPublisher(event_log, run.id), run=run,

@@ -15,7 +15,7 @@ from core.records import Order, Side, TradeStatus
 from core.status import RunStatus
 from core.store import RunFilter, Store
 from runner.trading import TradingService
-from tests.factories import daily_spec, intraday_spec, make_model, make_run
+from tests.factories import daily_spec, intraday_spec, make_model, make_run, run_status
 
 T0 = dt.datetime(2025, 3, 3, 14, 30, tzinfo=dt.UTC)
 
@@ -58,7 +58,7 @@ def test_idempotency_key_returns_the_same_run_or_conflicts(store: Store) -> None
 def test_run_statuses_and_counts_in_one_query(store: Store) -> None:
     queued = make_run(store, admit=False)
     admitted = make_run(store)
-    store.transition(admitted.id, RunStatus.FAILED, reason="x")
+    run_status(store).transition(admitted.id, RunStatus.FAILED, reason="x")
     assert store.run_statuses([queued.id, admitted.id, 999_999]) == {
         queued.id: RunStatus.QUEUED, admitted.id: RunStatus.FAILED}
     assert store.run_statuses([]) == {}
@@ -68,10 +68,10 @@ def test_run_statuses_and_counts_in_one_query(store: Store) -> None:
 def test_illegal_transitions_are_refused(store: Store) -> None:
     run = make_run(store, admit=False)
     with pytest.raises(IllegalTransition):
-        store.transition(run.id, RunStatus.RUNNING)
-    store.transition(run.id, RunStatus.STOPPED, reason="stopped before start")
+        run_status(store).transition(run.id, RunStatus.RUNNING)
+    run_status(store).transition(run.id, RunStatus.STOPPED, reason="stopped before start")
     with pytest.raises(IllegalTransition):
-        store.transition(run.id, RunStatus.ADMITTED)
+        run_status(store).transition(run.id, RunStatus.ADMITTED)
     final = store.get_run(run.id)
     assert final.status is RunStatus.STOPPED and final.finished_at is not None
 
@@ -81,13 +81,13 @@ def test_admission_respects_limits_oldest_first_and_never_twice(store: Store) ->
     runs_a = [make_run(store, user_id="user-a", model=model_a, admit=False) for _ in range(4)]
     runs_b = [make_run(store, user_id="user-b", model=model_b, admit=False) for _ in range(2)]
     with ThreadPoolExecutor(4) as pool:  # racing reconcilers
-        batches = list(pool.map(lambda _: store.admit_queued(2, 3), range(4)))
+        batches = list(pool.map(lambda _: run_status(store).admit_queued(2, 3), range(4)))
     admitted = [r.id for batch in batches for r in batch]
     assert len(admitted) == len(set(admitted)) == 3
     assert admitted.count(runs_a[0].id) == 1 and runs_a[1].id in admitted
     assert runs_b[0].id in admitted and runs_a[2].id not in admitted
-    store.transition(runs_a[0].id, RunStatus.STOPPED)  # a slot frees
-    assert [r.id for r in store.admit_queued(2, 3)] == [runs_a[2].id]
+    run_status(store).transition(runs_a[0].id, RunStatus.STOPPED)  # a slot frees
+    assert [r.id for r in run_status(store).admit_queued(2, 3)] == [runs_a[2].id]
 
 
 def test_list_runs_filters_and_pages(store: Store) -> None:

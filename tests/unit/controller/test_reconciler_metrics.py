@@ -8,6 +8,7 @@ from prometheus_client import REGISTRY
 from controller.workload import WorkloadState
 from core.status import RunStatus
 from core.store import Store
+from tests.factories import run_status
 from tests.unit.controller.test_reconciler import ScriptedExecutor, queued, reconciler
 from tests.unit.controller.test_reconciler import store as store  # the fixture
 
@@ -25,12 +26,12 @@ def test_a_stopped_run_is_observed_once_with_its_stop_latency(store: Store) -> N
     completed_runs = count("tickrun_run_duration_seconds_count", outcome="completed")
     rec.reconcile_once()  # both admitted
     for r in (run, finished):
-        store.start_attempt(r.id)
+        run_status(store).start_attempt(r.id)
         ex.states[r.id] = WorkloadState("running", pod_alive=True)
     rec.reconcile_once()
-    store.transition(run.id, RunStatus.STOPPING, reason="stopped by the user")
-    store.transition(run.id, RunStatus.STOPPED, reason="stopped: SIGTERM")  # the runner
-    store.transition(finished.id, RunStatus.COMPLETED, result={})
+    run_status(store).transition(run.id, RunStatus.STOPPING, reason="stopped by the user")
+    run_status(store).transition(run.id, RunStatus.STOPPED, reason="stopped: SIGTERM")  # the runner
+    run_status(store).transition(finished.id, RunStatus.COMPLETED, result={})
     for _ in range(3):  # observed in the first pass that no longer sees them, only then
         rec.reconcile_once()
     assert count("tickrun_run_stop_seconds_count") == stops + 1

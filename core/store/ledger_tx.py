@@ -1,0 +1,250 @@
+"""One transaction on a run's ledger: its trades, positions, portfolio and orders.
+
+The runner's TradingService does all of a step's money moves through one LedgerTx, so a
+trade, its order's change, their events and the new portfolio commit together or not at
+all. Rows are written from the records' fields (core.store.codec).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from core.records import (
+    Order,
+    OrderEvent,
+    OrderOrigin,
+    OrderRecord,
+    OrderState,
+    Portfolio,
+    PositionRecord,
+    Side,
+    Trade,
+    TradeStatus,
+)
+from core.store import codec
+from core.store.sqlbase import Cursor, Dialect, insert, insert_row, utcnow
+
+# An order with its trade's id (a filled or refused order has one trade at most).
+ORDER_COLUMNS = "o.*, (SELECT t.id FROM trades t WHERE t.order_id = o.id) AS trade_id"
+
+
+class LedgerTx(ABC):
+    """One transaction on a run's ledger: the run's portfolio row is locked for its whole
+    life, so the run's trades, orders and their events are written one transaction at a
+    time, and a write of a superseded attempt is refused (Superseded) before it starts.
+
+    Order writes do not write their events: `add_order_events` does, in the same
+    transaction, one round trip for all of a change's events."""
+
+    portfolio: Portfolio
+    # The last step whose bar the resting orders and the margin were settled on (-1:
+    # none yet): a step played again after a crash settles its bar once.
+    bars_done: int
+
+    @abstractmethod
+    def find_trade(self, step: int, seq: int) -> Trade | None: ...
+
+    @abstractmethod
+    def insert_trade(
+        self,
+        *,
+        step: int,
+        seq: int,
+        bar_time: dt.datetime,
+        filled_at: dt.datetime | None,
+        side: Side,
+        symbol: str,
+        quantity: Decimal,
+        price: Decimal,
+        fees: Decimal,
+        status: TradeStatus,
+        reason: str | None,
+        cash_after: Decimal,
+        reasoning: str | None,
+        order_id: int | None = None,
+    ) -> Trade: ...
+
+    @abstractmethod
+    def save_portfolio(self, portfolio: Portfolio) -> None: ...
+
+    @abstractmethod
+    def insert_position(self, position: PositionRecord) -> None: ...
+
+    # -- orders ----------------------------------------------------------------------
+    @abstractmethod
+    def find_order(self, step: int, seq: int) -> OrderRecord | None:
+        """The order keyed (run, step, seq), if it was placed."""
+
+    @abstractmethod
+    def get_order(self, order_id: int) -> OrderRecord | None:
+        """The run's order of that id; None for none (or another run's)."""
+
+    @abstractmethod
+    def open_orders(self) -> list[OrderRecord]:
+        """The run's open orders, in placement (id) order."""
+
+    @abstractmethod
+    def step_orders(self, step: int) -> list[OrderRecord]:
+        """Every order decided at `step` (the decider's and the engine's), by seq."""
+
+    @abstractmethod
+    def insert_order(
+        self,
+        *,
+        step: int,
+        seq: int,
+        bar_time: dt.datetime,
+        active_from: int,
+        order: Order,
+        origin: OrderOrigin,
+        state: OrderState,
+        parent_id: int | None = None,
+        reason: str | None = None,
+        filled_at: dt.datetime | None = None,
+        fill_price: Decimal | None = None,
+        reasoning: str | None = None,
+    ) -> OrderRecord: ...
+
+    @abstractmethod
+    def update_order(
+        self,
+        order_id: int,
+        *,
+        state: OrderState | None = None,
+        reason: str | None = None,
+        triggered_at: dt.datetime | None = None,
+        filled_at: dt.datetime | None = None,
+        fill_price: Decimal | None = None,
+    ) -> OrderRecord | None:
+        """Change an open order (its state, its trigger); None, changing nothing, when
+        it is not open (a replay finds it done). Fields left None stay as they are; the
+        record returned has no trade_id (the caller knows the trade it wrote)."""
+
+    @abstractmethod
+    def add_order_events(self, events: Sequence[OrderEvent]) -> None: ...
+
+    @abstractmethod
+    def mark_bars_done(self, step: int) -> None:
+        """The bar of `step` is settled (see bars_done)."""
+
+
+class SqlLedgerTx(LedgerTx):
+    def __init__(self, cur: Cursor, dialect: Dialect, portfolio: Portfolio,
+                 bars_done: int = -1) -> None:
+        self._cur = cur
+        self._d = dialect
+        self.portfolio = portfolio
+        self.bars_done = bars_done
+
+    def _insert(self, table: str, values: dict[str, Any], tail: str = "") -> codec.Row:
+        row = insert_row(self._cur, self._d, table, values, tail)
+        assert row is not None
+        return row
+
+    def find_trade(self, step: int, seq: int) -> Trade | None:
+        row = self._cur.one(
+            "SELECT * FROM trades WHERE run_id = %s AND step = %s AND seq = %s",
+            (self.portfolio.run_id, step, seq),
+        )
+        return None if row is None else codec.record_from(Trade, row)
+
+    def insert_trade(self, *, step: int, seq: int, bar_time: dt.datetime,
+                     filled_at: dt.datetime | None, side: Side, symbol: str,
+                     quantity: Decimal, price: Decimal, fees: Decimal, status: TradeStatus,
+                     reason: str | None, cash_after: Decimal, reasoning: str | None,
+                     order_id: int | None = None) -> Trade:
+        trade = Trade(id=0, run_id=self.portfolio.run_id, step=step, seq=seq,
+                      bar_time=bar_time, filled_at=filled_at, side=side, symbol=symbol,
+                      quantity=quantity, price=price, fees=fees, status=status,
+                      reason=reason, cash_after=cash_after, reasoning=reasoning,
+                      created_at=utcnow(), order_id=order_id)
+        row = self._insert("trades", codec.fields_of(trade, skip=("id",)), "RETURNING *")
+        return codec.record_from(Trade, row)
+
+    def save_portfolio(self, portfolio: Portfolio) -> None:
+        self._cur.run(
+            "UPDATE portfolios SET cash = %s, holdings = %s WHERE run_id = %s",
+            (self._d.money(portfolio.cash), self._d.json(codec.holdings_to(portfolio.holdings)),
+             portfolio.run_id),
+        )
+        self.portfolio = portfolio
+
+    def insert_position(self, position: PositionRecord) -> None:
+        insert(self._cur, self._d, "positions",
+               codec.fields_of(position, holdings=codec.holdings_to(position.holdings)))
+
+    # -- orders ----------------------------------------------------------------------
+    def _order(self, where: str, *params: Any) -> OrderRecord | None:
+        row = self._cur.one(f"SELECT {ORDER_COLUMNS} FROM orders o WHERE {where}", params)
+        return None if row is None else codec.record_from(OrderRecord, row)
+
+    def _orders(self, where: str, *params: Any) -> list[OrderRecord]:
+        rows = self._cur.all(f"SELECT {ORDER_COLUMNS} FROM orders o WHERE {where}", params)
+        return [codec.record_from(OrderRecord, r) for r in rows]
+
+    def find_order(self, step: int, seq: int) -> OrderRecord | None:
+        return self._order("o.run_id = %s AND o.step = %s AND o.seq = %s",
+                           self.portfolio.run_id, step, seq)
+
+    def get_order(self, order_id: int) -> OrderRecord | None:
+        return self._order("o.id = %s AND o.run_id = %s", order_id, self.portfolio.run_id)
+
+    def open_orders(self) -> list[OrderRecord]:
+        rows = self._cur.all("SELECT o.*, NULL AS trade_id FROM orders o"
+                             " WHERE o.run_id = %s AND o.state = 'open' ORDER BY o.id",
+                             (self.portfolio.run_id,))
+        return [codec.record_from(OrderRecord, r) for r in rows]
+
+    def step_orders(self, step: int) -> list[OrderRecord]:
+        return self._orders("o.run_id = %s AND o.step = %s ORDER BY o.seq",
+                            self.portfolio.run_id, step)
+
+    def insert_order(self, *, step: int, seq: int, bar_time: dt.datetime, active_from: int,
+                     order: Order, origin: OrderOrigin, state: OrderState,
+                     parent_id: int | None = None, reason: str | None = None,
+                     filled_at: dt.datetime | None = None, fill_price: Decimal | None = None,
+                     reasoning: str | None = None) -> OrderRecord:
+        now = utcnow()
+        record = OrderRecord(
+            id=0, run_id=self.portfolio.run_id, step=step, seq=seq, bar_time=bar_time,
+            active_from=active_from, **codec.fields_of(order), origin=origin,
+            parent_id=parent_id, state=state, reason=reason, triggered_at=None,
+            filled_at=filled_at, fill_price=fill_price, reasoning=reasoning,
+            created_at=now, updated_at=now)
+        row = self._insert("orders", codec.fields_of(record, skip=("id", "trade_id")),
+                           "RETURNING *, NULL AS trade_id")
+        return codec.record_from(OrderRecord, row)
+
+    def update_order(self, order_id: int, *, state: OrderState | None = None,
+                     reason: str | None = None, triggered_at: dt.datetime | None = None,
+                     filled_at: dt.datetime | None = None,
+                     fill_price: Decimal | None = None) -> OrderRecord | None:
+        changes = {column: value for column, value in (
+            ("state", state), ("reason", reason), ("triggered_at", triggered_at),
+            ("filled_at", filled_at), ("fill_price", fill_price)) if value is not None}
+        changes["updated_at"] = utcnow()
+        row = self._cur.one(
+            f"UPDATE orders SET {', '.join(f'{c} = %s' for c in changes)}"
+            " WHERE id = %s AND run_id = %s AND state = 'open' RETURNING *",
+            (*codec.columns(self._d, changes), order_id, self.portfolio.run_id))
+        # trade_id: the caller knows the trade it wrote (none is read back here).
+        return None if row is None else codec.record_from(OrderRecord, row, trade_id=None)
+
+    def add_order_events(self, events: Sequence[OrderEvent]) -> None:
+        if not events:
+            return
+        now = utcnow()
+        rows = [codec.fields_of(e, skip=("id",), run_id=self.portfolio.run_id,
+                                created_at=now) for e in events]
+        self._cur.many(codec.insert("order_events", rows[0]),
+                       [codec.columns(self._d, r) for r in rows])
+
+    def mark_bars_done(self, step: int) -> None:
+        self._cur.run("UPDATE portfolios SET bars_done = %s WHERE run_id = %s",
+                      (step, self.portfolio.run_id))
+        self.bars_done = step
+

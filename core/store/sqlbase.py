@@ -1,0 +1,82 @@
+"""What every SQL aggregate of the store stands on: a transaction and a dialect.
+
+Queries are written once with `%s` placeholders; a Dialect supplies what differs (value
+encoding, row locking, the admission lock, how a unique violation looks). Both stores
+use INSERT ... ON CONFLICT and RETURNING, which PostgreSQL and SQLite >= 3.35 share.
+Each aggregate (models, runs, ledger, ...) is a mixin on SqlAccess; core.store.sql
+composes them into the one SqlStore that PostgreSQL and SQLite subclass.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from decimal import Decimal
+from typing import Any, Protocol
+
+from core.errors import NotFound
+from core.store import codec
+from core.store.codec import Row
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def insert(cur: Cursor, d: Dialect, table: str, values: Mapping[str, Any],
+           tail: str = "") -> int:
+    """Insert one row of `values` (column: value, each encoded by its type); `tail` may
+    add ON CONFLICT. Returns the number of rows inserted."""
+    return cur.run(codec.insert(table, values, tail), codec.columns(d, values))
+
+
+def insert_row(cur: Cursor, d: Dialect, table: str, values: Mapping[str, Any],
+               tail: str) -> Row | None:
+    """insert, with a `tail` that ends RETURNING: the row (None: ON CONFLICT skipped it)."""
+    return cur.one(codec.insert(table, values, tail), codec.columns(d, values))
+
+
+class Cursor(Protocol):
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+
+class Dialect(Protocol):
+    for_update: str
+    for_share: str
+
+    def money(self, value: Decimal | None) -> Any: ...
+    def json(self, value: Any) -> Any: ...
+    def time(self, value: dt.datetime | None) -> Any: ...
+    def day(self, value: dt.date) -> Any: ...
+    def lock_admission(self, cur: Cursor) -> None: ...
+    def sum_money(self, expr: str) -> str: ...
+    def date_of(self, expr: str) -> str: ...
+    def is_unique_violation(self, exc: BaseException) -> bool: ...
+
+
+class SqlAccess(ABC):
+    """A database's transactions and dialect, which PostgreSQL and SQLite supply."""
+
+    dialect: Dialect
+
+    @abstractmethod
+    def _tx(self, write: bool = False) -> AbstractContextManager[Cursor]:
+        """A transaction; `write` ones take the database's write lock where it has one."""
+
+    def _owned_row(self, table: str, what: str, row_id: int, user_id: str | None) -> Row:
+        """The row of that id; NotFound when missing or when it belongs to another user
+        (`user_id` None: anyone's)."""
+        with self._tx() as cur:
+            row = cur.one(f"SELECT * FROM {table} WHERE id = %s", (row_id,))
+        if row is None or (user_id is not None and row["user_id"] != user_id):
+            raise NotFound(f"{what} {row_id} not found")
+        return row
+
+    def ping(self) -> None:
+        with self._tx() as cur:
+            cur.one("SELECT 1 AS ok")
