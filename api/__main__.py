@@ -6,6 +6,7 @@ import argparse
 
 import uvicorn
 
+from api.main import create_app
 from api.settings import ApiProcessSettings
 from core.environment import settings_or_exit
 from core.logs import configure_logging
@@ -20,7 +21,10 @@ def main() -> None:
     # Checked here, before uvicorn starts its workers: a bad setting is one line.
     settings = settings_or_exit("api", ApiProcessSettings.from_env)
     configure_logging("api", level=settings.core.log_level)
-    uvicorn.run("api.main:create_app", factory=True, host=args.host, port=args.port,
+    # One process: this app, from the settings just read; several: each worker builds
+    # its own from the environment, once.
+    app = create_app(settings=settings) if args.workers == 1 else "api.main:create_app"
+    uvicorn.run(app, factory=args.workers > 1, host=args.host, port=args.port,
                 workers=args.workers, log_config=None, access_log=False, proxy_headers=True,
                 forwarded_allow_ips="*", timeout_graceful_shutdown=10,
                 loop="uvloop", http="httptools")

@@ -23,10 +23,7 @@ from api.sse import EventHub
 from controller.factory import open_executor
 from controller.reconciler import Limits, Reconciler
 from core import calendar
-from core.environment import read_settings
 from core.eventlog import open_event_log
-from core.logs import configure_logging
-from core.settings import CoreSettings
 from core.store import open_store
 
 log = logging.getLogger(__name__)
@@ -42,7 +39,7 @@ def build_services(settings: ApiProcessSettings) -> Services:
     if api.migrate_on_start:
         store.migrate()
     event_log = open_event_log(core)
-    executor = open_executor(ctl, core)
+    executor = open_executor(ctl, core, settings.k8s)
     embedded = api.embedded_controller
     if embedded is None:
         embedded = ctl.executor == "local"
@@ -56,9 +53,11 @@ def build_services(settings: ApiProcessSettings) -> Services:
                     resync_seconds=ctl.resync_seconds)
 
 
-def create_app(services: Services | None = None) -> FastAPI:
+def create_app(services: Services | None = None, *,
+               settings: ApiProcessSettings | None = None) -> FastAPI:
     """The app; services are built from TICKRUN_* settings at start-up unless given."""
-    settings = None if services else ApiProcessSettings.from_env()
+    if services is None and settings is None:
+        settings = ApiProcessSettings.from_env()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -87,8 +86,3 @@ def create_app(services: Services | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=api.max_body_bytes)
     app.add_middleware(RequestMetrics)
     return app
-
-
-def app_from_env() -> FastAPI:
-    configure_logging("api", level=read_settings(CoreSettings).log_level)
-    return create_app()

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from controller.kubernetes.settings import KubernetesSettings
 from controller.settings import ControllerSettings
 from core.environment import check_environment, read_settings
 from core.settings import CoreSettings
@@ -70,10 +71,13 @@ class ApiProcessSettings:
     core: CoreSettings
     ctl: ControllerSettings
     spend: SpendSettings
+    k8s: KubernetesSettings | None  # with the Kubernetes executor only
 
     @classmethod
     def from_env(cls) -> ApiProcessSettings:
         """SettingsError (one line) for an unknown, missing or invalid variable."""
         check_environment()
+        ctl = read_settings(ControllerSettings)
+        k8s = read_settings(KubernetesSettings) if ctl.executor == "kubernetes" else None
         return cls(api=read_settings(ApiSettings), core=read_settings(CoreSettings),
-                   ctl=read_settings(ControllerSettings), spend=read_settings(SpendSettings))
+                   ctl=ctl, spend=read_settings(SpendSettings), k8s=k8s)

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from controller.executor import Executor
+from controller.kubernetes.settings import KubernetesSettings
 from controller.local import LocalExecutor
 from controller.settings import ControllerSettings
 from core.settings import CoreSettings
 
 
-def open_executor(settings: ControllerSettings, core: CoreSettings) -> Executor:
+def open_executor(settings: ControllerSettings, core: CoreSettings,
+                  k8s: KubernetesSettings | None = None) -> Executor:
     if settings.executor == "kubernetes":
         from controller.kubernetes.executor import KubernetesExecutor
-        from controller.kubernetes.settings import KubernetesSettings
 
-        executor: Executor = KubernetesExecutor(KubernetesSettings())
+        if k8s is None:
+            raise ValueError("the Kubernetes executor needs its settings (TICKRUN_K8S_*)")
+        executor: Executor = KubernetesExecutor(k8s)
         return executor
     env = {"TICKRUN_DATABASE_URL": core.database_url.get_secret_value()}
     if core.redis_url is not None:

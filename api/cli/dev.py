@@ -11,15 +11,16 @@ from pathlib import Path
 
 import uvicorn
 
+from api.main import create_app
 from api.settings import ApiProcessSettings
-from core.environment import read_settings, settings_or_exit
+from core.environment import settings_or_exit
 from core.logs import configure_logging
-from core.settings import CoreSettings
 
 
-def dev_environment(data_dir: Path) -> str:
+def dev_environment(data_dir: Path) -> tuple[str, ApiProcessSettings]:
     """Point every TICKRUN_* setting this process and its runners read at the embedded
-    default (unless already set); returns the dev token, kept in data_dir (mode 0600)."""
+    default (unless already set); returns the dev token, kept in data_dir (mode 0600),
+    and the settings, read once here for the whole process."""
     data_dir.mkdir(parents=True, exist_ok=True)
     token_file = data_dir / "dev-token"
     if not token_file.exists():
@@ -37,21 +38,21 @@ def dev_environment(data_dir: Path) -> str:
         os.environ.setdefault(key, value)
     os.environ["TICKRUN_DEV_TOKEN"] = token
     # A misspelt or invalid TICKRUN_* variable: one line and exit 78, before anything starts.
-    settings_or_exit("dev", ApiProcessSettings.from_env)
-    return token
+    return token, settings_or_exit("dev", ApiProcessSettings.from_env)
 
 
-def server(host: str, port: int, *, log_level: str = "info") -> uvicorn.Server:
-    config = uvicorn.Config("api.main:create_app", factory=True, host=host, port=port,
+def server(settings: ApiProcessSettings, host: str, port: int, *,
+           log_level: str = "info") -> uvicorn.Server:
+    config = uvicorn.Config(create_app(settings=settings), host=host, port=port,
                             log_level=log_level, log_config=None, access_log=False,
                             timeout_graceful_shutdown=5)
     return uvicorn.Server(config)
 
 
 def run_dev(host: str, port: int, data_dir: Path) -> None:
-    dev_environment(data_dir)
-    configure_logging("api", json=False, level=read_settings(CoreSettings).log_level)
-    server(host, port).run()
+    _, settings = dev_environment(data_dir)
+    configure_logging("api", json=False, level=settings.core.log_level)
+    server(settings, host, port).run()
 
 
 def free_port() -> int:
@@ -64,10 +65,10 @@ class BackgroundServer:
     """The dev server on a thread, for `tickrun demo`."""
 
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
-        self.token = dev_environment(data_dir)
+        self.token, settings = dev_environment(data_dir)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._server = server("127.0.0.1", self.port, log_level="warning")
+        self._server = server(settings, "127.0.0.1", self.port, log_level="warning")
         self._thread = threading.Thread(target=self._server.run, name="dev-server", daemon=True)
 
     def __enter__(self) -> BackgroundServer:
