@@ -24,6 +24,7 @@ from core.errors import (
     Superseded,
 )
 from core.eventlog import EventLog, EventType
+from core.eventlog.payloads import log_data, phase_progress
 from core.exitcodes import EXIT_NO_RETRY, EXIT_OK, EXIT_RETRY, EXIT_SUPERSEDED
 from core.lifecycle import Lifecycle
 from core.logs import run_context
@@ -115,7 +116,7 @@ def _play(run: Run, deps: RunnerDeps) -> int:
     except ProviderUnavailable as exc:
         # The days fetched so far are cached; the Job's next pod goes on from them.
         log.warning("market data: %s; the next attempt resumes the fetch", exc)
-        publisher.publish(EventType.LOG, {"level": "warning", "message": str(exc)})
+        publisher.publish(EventType.LOG, log_data("warning", str(exc)))
         publisher.finish(1.0)
         return EXIT_RETRY
     try:
@@ -133,7 +134,7 @@ def _play(run: Run, deps: RunnerDeps) -> int:
     except Exception as exc:
         # The trades stay; a new pod resumes from the checkpoint.
         log.exception("session failed at a step; a retry resumes from the checkpoint")
-        publisher.publish(EventType.LOG, {"level": "error", "message": f"runner error: {exc}"})
+        publisher.publish(EventType.LOG, log_data("error", f"runner error: {exc}"))
         publisher.finish(1.0)
         return EXIT_RETRY
     finally:
@@ -153,16 +154,18 @@ def _play(run: Run, deps: RunnerDeps) -> int:
 
 
 def _stop_reason(deps: RunnerDeps) -> str | None:
-    """A signal names itself; a stop seen in the run's status keeps the reason whoever
-    asked gave (None keeps it: "stop requested", "stopped: Job deleted")."""
+    """A signal names itself; a run that was `stopping` before this runner played a
+    step keeps the reason whoever asked gave (None keeps it: "stop requested",
+    "stopped: Job deleted")."""
     name = deps.stop.signal_name
     return f"stopped ({name})" if name and name.startswith("SIG") else None
 
 
 def _stop_intended(run_id: int, deps: RunnerDeps) -> bool:
-    """SIGINT is a person's stop, and so is a status the loop saw as `stopping`. A
-    SIGTERM is a stop only once the run says `stopping` (the API, or the controller
-    seeing its Job deleted, says so); otherwise it is a disruption."""
+    """SIGINT is a person's stop, and so is a run `stopping` before it played a step
+    (no signal). A SIGTERM is a stop only once the run says `stopping` (the API, or the
+    controller seeing its Job deleted, says so); otherwise it is a disruption. The one
+    read of the run's status a stop needs (runner.shutdown)."""
     if deps.stop.signal_name in (None, "SIGINT"):
         return True
     deadline = time.monotonic() + deps.settings.stop_intent_wait_seconds
@@ -180,9 +183,8 @@ def _interrupted(run_id: int, deps: RunnerDeps, publisher: EventPublisher) -> in
     steps = deps.store.get_run(run_id).steps_done
     log.warning("%s without a stop request (eviction or pod deletion); the next attempt "
                 "resumes at step %d", deps.stop.signal_name, steps)
-    publisher.publish(EventType.LOG, {"level": "warning", "message":
-                                      f"runner interrupted at step {steps}; the next "
-                                      "attempt resumes there"})
+    publisher.publish(EventType.LOG, log_data(
+        "warning", f"runner interrupted at step {steps}; the next attempt resumes there"))
     publisher.flush()
     return EXIT_RETRY
 
@@ -245,11 +247,11 @@ def _load_bars(run: Run, timeline: Timeline, deps: RunnerDeps,
         note = (f"fetching {p.interval.value} bars of {p.symbol} from {source}: "
                 f"{p.days_done}/{p.days_total} days")
         Lifecycle(deps.store).note(run.id, RunStatus.RUNNING, note)
-        publisher.progress({"step": run.steps_done, "total": len(timeline), "phase": note})
-        publisher.publish(EventType.LOG, {"level": "info", "message": note,
-                                          "phase": "fetching_data", "symbol": p.symbol,
-                                          "days_done": p.days_done,
-                                          "days_total": p.days_total, "bars": p.bars})
+        publisher.progress(phase_progress(step=run.steps_done, total=len(timeline),
+                                          phase=note))
+        publisher.publish(EventType.LOG, log_data(
+            "info", note, phase="fetching_data", symbol=p.symbol, days_done=p.days_done,
+            days_total=p.days_total, bars=p.bars))
 
     provider = market_data_for(run.spec, deps.store, deps.settings.data_dir,
                                deps.market_data, on_fetch=fetching)

@@ -29,7 +29,6 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from core import margin
 from core.bars import Bar
@@ -70,15 +69,6 @@ class OrderChange:
 
     event: OrderEvent
     order: OrderRecord
-
-    def to_json(self) -> dict[str, Any]:
-        """The `order` event: what happened (placed, triggered, filled, cancelled,
-        expired, refused), at which step and bar, and the order as it is after it."""
-        e = self.event
-        return {"event": e.kind.value, "order_id": e.order_id, "step": e.step,
-                "bar_time": None if e.bar_time is None else e.bar_time.isoformat(),
-                "price": None if e.price is None else str(e.price), "reason": e.reason,
-                "order": self.order.to_json()}
 
 
 JournalItem = Trade | OrderChange

@@ -315,16 +315,16 @@ def test_an_abandoned_decision_keeps_its_tool_trades_and_cannot_trade_late(
     session = session_for(store, event_log, run, llm_settings(fake, api_key),
                           decision_timeout_seconds=0.5)
     # A decider whose own deadline is longer than the loop's: the loop abandons it.
-    session.decider = LlmDecider(run=run, model=session.model, deadline_seconds=10,
-                                 settings=llm_settings(fake, api_key))
-    session._play_step(0)
+    session.deciding.decider = LlmDecider(run=run, model=session.model, deadline_seconds=10,
+                                          settings=llm_settings(fake, api_key))
+    session.play_step(0)
     first = store.get_decision(run.id, 0)
     assert first is not None and (first.action, first.outcome) == ("buy", "timeout")
     assert "1 trade(s) made through tools" in str(first.reasoning)
     # Wait for the abandoned call itself to end (its thread is the decider pool's only
     # one), not for a while: by then its late second buy has come and been handled.
-    assert session._pool is not None
-    session._pool.shutdown(wait=True)
+    assert session.deciding._pool is not None
+    session.deciding._pool.shutdown(wait=True)
     late = fake.requests[1]  # the call the loop abandoned: its answer, a buy of 2, came
     assert late.answered_at is not None and late.answered_at - late.received_at >= 1.5
     assert [(t.step, t.seq, t.quantity) for t in store.list_trades(run.id)] == [

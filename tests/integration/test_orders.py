@@ -36,11 +36,12 @@ from core.records import (
 from core.spec import RunSpec
 from core.status import RunStatus
 from core.store import Store
+from runner.broker import StepClosed
 from runner.deciders import DecisionResult, StepContext
 from runner.deciders.baselines import BuyAndHold, SmaCrossover
 from runner.events import EventPublisher
 from runner.marketdata import market_data_for, timeline_for
-from runner.session import Ending, Session, StepClosed
+from runner.session import Ending, Session
 from runner.settings import RunnerSettings
 from runner.shutdown import StopSignal
 from tests.factories import daily_spec, intraday_spec, make_run, run_status
@@ -148,7 +149,7 @@ def replays_change_nothing(store: Store, session: Session) -> None:
     ledger stays exactly as it is (no order placed, filled or ended twice)."""
     before = ledger(store, session.run.id)
     for step in range(len(session.timeline)):
-        session._play_step(step, recorded_before=True)
+        session.play_step(step, maybe_played=True)
     assert ledger(store, session.run.id) == before
 
 
@@ -405,10 +406,10 @@ def test_the_tools_broker_places_lists_and_cancels(store: Store, event_log: Even
 
 def test_a_closed_tools_broker_refuses_every_late_call(store: Store,
                                                        event_log: EventLog) -> None:
-    from runner.session import DeciderBroker, RunBroker
+    from runner.broker import DeciderBroker, StepOrders
 
     session = daily_session(store, event_log, Scripted({}), {"MSFT": [FLAT, FLAT]})
-    inner = RunBroker(session.trading, session.run.id, 0, {"MSFT": D(100)}, day(0), day(1))
+    inner = StepOrders(session.trading, session.run.id, 0, {"MSFT": D(100)}, day(0), day(1))
     broker = DeciderBroker(inner)
     broker.close()
     for call in (lambda: broker.place(limit(Side.BUY, 1, "90")),
@@ -568,7 +569,7 @@ def test_a_step_played_again_after_a_crash_neither_places_nor_fills_twice(
 def test_a_stopped_run_cancels_its_open_orders(store: Store, event_log: EventLog) -> None:
     session = daily_session(store, event_log, Scripted({0: act(limit(Side.BUY, 1, "50"))}),
                             {"MSFT": [FLAT, FLAT, FLAT]})
-    session._play_step(0)
+    session.play_step(0)
     # The result is written with the final status, which cancels what is still open.
     assert session.result(Ending.STOPPED)["orders"] == {"cancelled": 1}
     run_status(store).transition(session.run.id, RunStatus.STOPPING)

@@ -111,7 +111,7 @@ def test_a_stop_abandons_a_slow_decision_within_the_bound(store: Store,
 def test_a_decision_over_the_timeout_is_a_hold(store: Store, event_log: EventLog) -> None:
     session = session_for(store, event_log, SlowDecider(seconds=0.5),
                           decision_timeout_seconds=0.1)
-    session._play_step(0)
+    session.play_step(0)
     decision = store.get_decision(session.run.id, 0)
     assert decision is not None and decision.action == "hold" and decision.outcome == "timeout"
     session.close()
@@ -265,7 +265,7 @@ def test_a_step_reads_the_same_at_its_thousandth_trade_as_at_its_first(
     rows_per_step: list[int] = []
     for step in range(len(session.timeline)):
         reads.clear()
-        session._play_step(step)
+        session.play_step(step)
         rows_per_step.append(sum(n for _, n in reads))
         for sql, rows in reads:
             assert rows <= 5, (step, sql, rows)  # no query returns more than the window

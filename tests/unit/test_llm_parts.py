@@ -28,12 +28,12 @@ from core.records import (
 )
 from core.spec import RunSpec
 from core.status import RunStatus
+from runner.broker import DeciderBroker, StepClosed
 from runner.deciders.base import StepContext
 from runner.deciders.llm import LlmParams
 from runner.deciders.llm_prompt import step_message, system_prompt
 from runner.deciders.llm_tools import CalculatorError, build_tools, calculate
 from runner.llm_settings import LlmSettings, Provider
-from runner.session import DeciderBroker, StepClosed
 
 KEYS = ("TICKRUN_LLM_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY", "TICKRUN_LLM_PROVIDER",
         "TICKRUN_LLM_BASE_URL")
