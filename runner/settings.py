@@ -26,7 +26,9 @@ class RunnerSettings(BaseSettings):
                     "SIGTERM without it is a disruption (eviction, pod deleted): exit 1 and "
                     "let the Job's next pod resume")
     status_check_seconds: float = Field(
-        default=2.0, gt=0, description="How often the loop re-reads the run's status")
+        default=2.0, gt=0,
+        description="How often an LLM run re-reads its spend and its user's spend of the "
+                    "day (a stop comes as SIGTERM: runner.shutdown)")
     recent_trades: int = Field(default=20, ge=0, description="Trades shown to the decider")
     store_outage_seconds: float = Field(
         default=120.0, ge=0,

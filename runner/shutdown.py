@@ -1,5 +1,22 @@
 """SIGTERM/SIGINT: stop at the next step boundary, within a bounded budget.
 
+The runner learns of a stop from one channel: a signal. Every stop is delivered as one:
+`POST /v1/runs/{id}/stop` (core.lifecycle.request_stop) marks the run `stopping` and
+deletes its workload, and so does the reconciler for a `stopping` run whose workload is
+still alive; the kubelet then sends SIGTERM (Kubernetes), or the local executor does
+(controller/local.py, adopted runners included). The loop never polls the database for
+a stop. What each channel means:
+
+- SIGTERM: stop at the step boundary. Whether it is a stop or a disruption (eviction,
+  node drain, pod deleted) the run's status says, read once the loop has stopped
+  (runner.app._stop_intended): `stopping` (or final) is a stop and the runner saves
+  `stopped`; still `running` after `stop_intent_wait_seconds` is a disruption, and the
+  runner exits 1 for the Job's next pod to resume.
+- SIGINT: a person at a terminal: a stop.
+- A run already `stopping` when the runner starts (read as it takes the run) stops
+  before its first step.
+- The LLM budget (runner.budget) ends a run at a step boundary by itself.
+
 The handler only records the request; the session loop sees it between steps (and an
 in-flight decision is abandoned after a short bound). A watchdog ends the process if
 saving the partial result overruns the budget, so the kubelet's SIGKILL never comes
