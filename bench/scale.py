@@ -200,7 +200,7 @@ def _wait_wave_ended(stack: Any, store: Any, ids: list[int], timeout: float) -> 
 def _per_change_ms(before: dict[str, Any], after: dict[str, Any]) -> float | None:
     """Time in passes over what changed, per run id handled: what one change costs."""
     def total(m: dict[str, Any], name: str) -> float:
-        return sum(v for _, v in m.get(name, []))
+        return float(sum(v for _, v in m.get(name, [])))
 
     changes = (total(after, "tickrun_controller_run_changes_total")
                - total(before, "tickrun_controller_run_changes_total"))
