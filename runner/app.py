@@ -270,7 +270,7 @@ def _spend_guard(run: Run, model: Model, decider: Decider, deps: RunnerDeps
     daily = daily_limit_of(deps.store, run.user_id, deps.spend.user_daily_cost_usd)
     log.info("LLM budget %s, daily limit %s", budget.to_json(), daily)
     return SpendGuard(deps.store, run, budget, daily, llm=model.llm,
-                      refresh_seconds=deps.settings.status_check_seconds)
+                      refresh_seconds=deps.settings.spend_check_seconds)
 
 
 def _decider(run: Run, deps: RunnerDeps) -> tuple[Decider, str | None]:

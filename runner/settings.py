@@ -25,7 +25,7 @@ class RunnerSettings(BaseSettings):
         description="After SIGTERM, how long to wait for the run to say `stopping`; a "
                     "SIGTERM without it is a disruption (eviction, pod deleted): exit 1 and "
                     "let the Job's next pod resume")
-    status_check_seconds: float = Field(
+    spend_check_seconds: float = Field(
         default=2.0, gt=0,
         description="How often an LLM run re-reads its spend and its user's spend of the "
                     "day (a stop comes as SIGTERM: runner.shutdown)")
