@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -23,7 +22,7 @@ from core.eventlog.sqlite_log import SqliteEventLog
 from core.lifecycle import Lifecycle
 from core.records import Decision, Run
 from core.status import RunStatus
-from core.store import Store, open_store
+from core.store import Store
 from core.store.sqlite import SqliteStore
 from tests.factories import daily_spec, make_model, run_status
 
@@ -53,14 +52,6 @@ class ScriptedExecutor(Executor):
 
     def workload_run_ids(self) -> set[int]:
         return set(self.states)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(f"sqlite:///{tmp_path / 'r.db'}")
-    s.migrate()
-    yield s
-    s.close()
 
 
 def reconciler(store: Store, executor: Executor, per_user: int = 2) -> Reconciler:
