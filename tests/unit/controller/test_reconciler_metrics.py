@@ -10,7 +10,6 @@ from core.status import RunStatus
 from core.store import Store
 from tests.factories import run_status
 from tests.unit.controller.test_reconciler import ScriptedExecutor, queued, reconciler
-from tests.unit.controller.test_reconciler import store as store  # the fixture
 
 
 def count(name: str, **labels: str) -> float:
