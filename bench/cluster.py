@@ -206,19 +206,26 @@ def _runs(stack: Any, pg: Any) -> dict[str, Any]:
                    + '"}') as api, api.client("bench-user") as c:
         model_id = c.post("/v1/models", json={"signature": "bench"}).json()["id"]
         events = stack.backend.event_log()
+        phase = time.monotonic()
         starts, timelines = _start_latency(stack, c, events, model_id)
+        phases = {"starts": round(time.monotonic() - phase, 1)}
         slowest = max(timelines, key=lambda t: t["first_progress"] or 0)
         print(f"slowest start: {slowest}", file=sys.stderr, flush=True)
         result.update({"start_p50_s": round(percentile(starts, 50), 2),
                        "start_p99_s": round(percentile(starts, 99), 2),
                        "start_max_s": round(max(starts), 2), "start_runs": len(starts),
                        "slowest_start": slowest})
+        phase = time.monotonic()
         with stack.api() as slow_api, slow_api.client("bench-user") as slow:
             stops = _stop_latency(slow, model_id)
+        phases["stops"] = round(time.monotonic() - phase, 1)
         result.update({"stop_p50_s": round(percentile(stops, 50), 2),
                        "stop_p99_s": round(percentile(stops, 99), 2), "stop_runs": len(stops)})
+        phase = time.monotonic()
         result.update(_status_lag(c, events, model_id))
+        phases["concurrent"] = round(time.monotonic() - phase, 1)
     stack.stop_controllers()
+    result["phase_seconds"] = phases  # where the bench's own time went
     return result
 
 
