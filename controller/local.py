@@ -122,6 +122,8 @@ class LocalExecutor(Executor):
     def close(self) -> None:
         """Stop every runner: in the embedded default they live and die with the server."""
         with self._lock:
+            for workload in self._workloads.values():
+                workload.stopping = True  # the server is going: none is restarted
             procs = [w.process for w in self._workloads.values()
                      if w.process is not None and w.process.poll() is None]
         for proc in procs:

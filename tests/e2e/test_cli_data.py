@@ -103,6 +103,8 @@ def test_demo_says_its_bars_are_synthetic(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "synthetic bars (seeded random, not market data)" in done.stderr  # the announcement
     assert "synthetic bars (seeded random, not market data)" in done.stdout  # the summary
+    # The server's exit stops the runner it no longer needs; it is not restarted.
+    assert "restart" not in done.stderr and "exited with" not in done.stderr, done.stderr
 
 
 # -- fetches from the fake Massive/Polygon server -------------------------------------------
