@@ -314,10 +314,14 @@ class Reconciler:
                           workloads: set[int] | None = None) -> None:
         """Workloads of runs that ended (kept until their TTL, not asked about again)
         or that have no run at all (deleted)."""
-        if not settled:
+        # A final run settled already needs nothing: most watch events of a finished
+        # Job (its pod ending, going) ask for no set of every workload.
+        pending = {run_id for run_id, status in settled.items()
+                   if status is None or run_id not in self._finished}
+        if not pending:
             return
         workloads = self.executor.workload_run_ids() if workloads is None else workloads
-        for run_id in settled.keys() & workloads:
+        for run_id in pending & workloads:
             status = settled.get(run_id)
             if status is None:
                 log.warning("workload of run %d has no run; deleting it", run_id)
