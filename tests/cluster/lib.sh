@@ -44,3 +44,8 @@ lock() {
 
 log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+# A step that fails under `set -e` says which one and where, so a CI log that ends at
+# "generating the cluster's PKI" says why it ended there.
+set -E
+trap 'rc=$?; log "error: ${0##*/}:$LINENO: \"$BASH_COMMAND\" exited $rc"' ERR
