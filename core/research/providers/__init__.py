@@ -1,0 +1,1 @@
+"""Research providers: Massive (Polygon) and Alpaca through their official clients."""
