@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any, Protocol, overload
 
 from core.bars import Bar
+from core.research.pit import bar_end
 from core.records import Model, Order, OrderRecord, Portfolio, Refusal, Run, Trade
 
 
@@ -65,6 +66,11 @@ class StepContext:
 
     def price(self, symbol: str) -> Decimal:
         return self.history[symbol][-1].close
+
+    @property
+    def as_of(self) -> dt.datetime:
+        """The end of the bar being decided on (UTC): no answer may know later."""
+        return bar_end(self.run.spec.interval, self.bar_time)
 
 
 class LazyTrades(Sequence[Trade]):

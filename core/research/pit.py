@@ -1,0 +1,22 @@
+"""Point in time: the instant a decision is made as of.
+
+A decision on a bar is made when that bar has closed: a minute bar starting at 09:30
+ends at 09:31; a daily bar ends at its session's close (16:00 New York, 13:00 on a half
+day). Every research answer ends there: an item known one second later is the future.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from core.calendar import session_close
+from core.research.items import NEW_YORK
+
+MINUTE = dt.timedelta(minutes=1)
+
+
+def bar_end(interval: str, bar_time: dt.datetime) -> dt.datetime:
+    """The end of the bar starting at `bar_time` (timezone-aware), in UTC."""
+    if interval == "1m":
+        return (bar_time + MINUTE).astimezone(dt.UTC)
+    return session_close(bar_time.astimezone(NEW_YORK).date()).astimezone(dt.UTC)
