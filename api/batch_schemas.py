@@ -172,6 +172,10 @@ class CompareRow(BaseModel):
     benchmark_return_pct: float | None = Field(
         description="Buy-and-hold of the same symbol over the same steps")
     excess_return_pct: float | None = Field(description="return_pct - benchmark_return_pct")
+    lookahead: str | None = Field(
+        default=None, description="What the agent's tools could know: clean, 'N items' "
+                                  "answered before they were known, or possible (an outside "
+                                  "tool not point-in-time); null until the run has a result")
 
 
 class ModelSummary(BaseModel):
@@ -185,6 +189,9 @@ class ModelSummary(BaseModel):
     total_cost: Decimal
     tokens_in: int
     tokens_out: int
+    lookahead_runs: int = Field(
+        default=0, description="Runs whose look-ahead is not clean: their means may use "
+                               "the future")
 
 
 class CompareOut(BaseModel):

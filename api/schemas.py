@@ -357,6 +357,37 @@ class DecisionOut(BaseModel):
                    close_all=d.close_all)
 
 
+class AuditedItemOut(BaseModel):
+    step: int
+    bar_time: dt.datetime
+    as_of: dt.datetime = Field(description="The end of the bar decided on")
+    tool: str
+    kind: str = Field(description="items (news), filings or actions")
+    label: str
+    known_at: dt.datetime | None = Field(description="When the item became knowable; "
+                                                     "null: undated (a violation)")
+    seconds_before_as_of: float | None
+    ok: bool
+
+
+class OutsideCallOut(BaseModel):
+    step: int
+    tool: str
+    server: str | None
+
+
+class AuditOut(BaseModel):
+    run_id: int
+    lookahead: str = Field(description="clean, 'N items' (known after their bar's end) "
+                                       "or possible (an outside tool not point-in-time)")
+    dated_items: int
+    violations: int
+    outside_calls: int
+    research_calls: int
+    items: list[AuditedItemOut]
+    outside: list[OutsideCallOut]
+
+
 class ResultOut(BaseModel):
     run_id: int
     status: RunStatus

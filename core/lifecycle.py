@@ -24,6 +24,7 @@ from core.errors import IllegalTransition
 from core.eventlog import EventLog, EventType
 from core.eventlog.payloads import result_data, status_data
 from core.records import Decision, OrderState, Run
+from core.research.audit import LookaheadAudit
 from core.spec import DataSource, RunSpec
 from core.spend import DailyLimit
 from core.status import RunStatus
@@ -89,7 +90,8 @@ def run_result(store: Store, run: Run, ending: str, *, decider: str | None = Non
     """The result of a run from its ledger, streamed a page at a time. The runner adds
     the buy-and-hold benchmark (it has the bars); the controller, finishing for a
     runner that died, cannot, and says so with `from_ledger`."""
-    tally = DecisionTally.of(store.iter_decisions(run.id))
+    audit = LookaheadAudit(run.spec.interval)
+    tally = DecisionTally.of(audit.passing(store.iter_decisions(run.id)))
     summary = performance.summarize(run.spec.initial_cash, tally.equity,
                                     store.iter_trades(run.id),
                                     performance.periods_per_year(run.spec.mode.value))
@@ -109,6 +111,10 @@ def run_result(store: Store, run: Run, ending: str, *, decider: str | None = Non
         "decisions_by_outcome": tally.outcomes,
         "benchmark": benchmark,
         "data": data or data_label(run.spec),
+        # What the agent's tools could know: clean, "N items" past their bar, or
+        # "possible" (an outside tool that does not answer as of the bar).
+        "lookahead": audit.verdict,
+        "research": audit.summary(),
     })
     summary["orders"] = final_order_counts(store.count_orders(run.id))
     if from_ledger:

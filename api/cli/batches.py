@@ -23,7 +23,7 @@ POLL_SECONDS = 1.0
 # The compare columns, in the order of the table and of the CSV's header row.
 COLUMNS = ("rank", "run_id", "model", "symbol", "session", "status", "return_pct",
            "benchmark_return_pct", "excess_return_pct", "max_drawdown_pct", "sharpe",
-           "trades", "win_rate", "tokens_in", "tokens_out", "cost")
+           "trades", "win_rate", "tokens_in", "tokens_out", "cost", "lookahead")
 
 
 @app.command("create")
@@ -176,14 +176,15 @@ def _print_table(report: dict[str, Any]) -> None:
     title = f"batch {report['batch_id']}" + (f" ({report['name']})" if report["name"] else "")
     table = Table("#", "run", "model", "symbol", "session", "status", "return %",
                   "b&h %", "excess %", "max dd %", "Sharpe", "trades", "win rate", "tokens",
-                  "cost $", title=title, box=None)
+                  "cost $", "look-ahead", title=title, box=None)
     for r in report["rows"]:
         table.add_row(str(r["rank"]), str(r["run_id"]), r["model"], r["symbol"], r["session"],
                       r["status"], *(_num(r[k]) for k in (
                           "return_pct", "benchmark_return_pct", "excess_return_pct",
                           "max_drawdown_pct", "sharpe")),
                       _num(r["trades"]), _num(r["win_rate"]),
-                      f"{(r['tokens_in'] or 0) + (r['tokens_out'] or 0):,}", _num(r["cost"]))
+                      f"{(r['tokens_in'] or 0) + (r['tokens_out'] or 0):,}", _num(r["cost"]),
+                      r.get("lookahead") or "-")
     out.print(table)
     models = Table("model", "runs", "mean return %", "mean excess %", "cost $",
                    title="by model", box=None)

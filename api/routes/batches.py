@@ -156,7 +156,7 @@ def _row(run: Run, signature: str) -> CompareRow:
         tokens_out=result.get("tokens_out"), cost=None if cost is None else Decimal(cost),
         benchmark_return_pct=bench_ret,
         excess_return_pct=None if ret is None or bench_ret is None
-        else round(ret - bench_ret, 4))
+        else round(ret - bench_ret, 4), lookahead=result.get("lookahead"))
 
 
 def _by_model(rows: Sequence[CompareRow]) -> list[ModelSummary]:
@@ -171,7 +171,8 @@ def _by_model(rows: Sequence[CompareRow]) -> list[ModelSummary]:
             mean_excess_return_pct=round(sum(excess) / len(excess), 4) if excess else None,
             total_cost=sum((r.cost or Decimal(0) for r in mine), Decimal(0)),
             tokens_in=sum(r.tokens_in or 0 for r in mine),
-            tokens_out=sum(r.tokens_out or 0 for r in mine)))
+            tokens_out=sum(r.tokens_out or 0 for r in mine),
+            lookahead_runs=sum(1 for r in mine if r.lookahead not in (None, "clean"))))
     out.sort(key=lambda m: (m.mean_return_pct is None, -(m.mean_return_pct or 0.0),
                             m.model_id))
     return out

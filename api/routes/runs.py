@@ -15,6 +15,7 @@ from api.errors import ApiProblem, problems
 from api.idempotency import IdempotencyKey, mark_replayed, request_hash
 from api.paging import CursorQuery, decode_cursor, keyset_page
 from api.schemas import (
+    AuditOut,
     DecisionOut,
     OrderDetailOut,
     OrderOut,
@@ -31,6 +32,7 @@ from core.errors import NotFound
 from core.marketdata.resolve import resolve_data_source
 from core.marketdata.sessions import new_york_date
 from core.records import OrderState, Run, TradeStatus
+from core.research.audit import LookaheadAudit
 from core.spec import DeciderKind, Mode, RunSpec, replay_mismatch
 from core.status import RunStatus
 from core.store import RunFilter
@@ -284,6 +286,17 @@ def list_decisions(run_id: RunId, who: CallerDep, svc: ServicesDep,
     svc.store.get_run(run_id, who.user_id)
     decisions = svc.store.list_decisions(run_id, after_step=after_step, limit=limit)
     return [DecisionOut.of(d) for d in decisions]
+
+
+@router.get("/{run_id}/audit", response_model=AuditOut, responses=ONE_RUN)
+def audit_run(run_id: RunId, who: CallerDep, svc: ServicesDep) -> AuditOut:
+    """The look-ahead audit: every dated item a research tool answered (news, filings,
+    corporate actions) with the instant it became knowable against the end of the bar
+    decided on, and every call to an outside tool that does not answer as of the bar.
+    `lookahead` is `clean`, `N items` (answered before they were known) or `possible`."""
+    run = svc.store.get_run(run_id, who.user_id)
+    audit = LookaheadAudit.of(run.spec.interval, svc.store.iter_decisions(run.id))
+    return AuditOut(run_id=run.id, **audit.report())
 
 
 @router.get("/{run_id}/result", response_model=ResultOut, responses=ONE_RUN)

@@ -68,6 +68,8 @@ class RunResult(TypedDict):
     benchmark: Benchmark | None
     data: dict[str, Any]  # core.lifecycle.data_label, and the runner's data quality
     orders: dict[str, int]  # by final state
+    lookahead: str  # clean, "N items", possible: core.research.audit
+    research: dict[str, Any]  # the audit's counts (dated items, violations, outside calls)
     from_ledger: NotRequired[bool]  # the controller's, for a runner that died
     budget: NotRequired[dict[str, Any]]  # a run an LLM played: limits and spend
     final_short_value: NotRequired[str]  # what is short at the last close played

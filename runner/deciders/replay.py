@@ -6,16 +6,19 @@ its tools (an LLM run), the orders the ledger holds for that step in seq order (
 trades, for a run from before orders were recorded). A replay on the same data gives
 the same trades with no model call: how users reproduce and compare runs. A cancel
 names an order of the source run: it cancels this run's order of the same key (step,
-seq); cancels made through tools are not replayed.
+seq); cancels made through tools are not replayed. The answers of the source's research
+and outside tools are carried into the replay's decisions, never asked for again.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal
+from typing import Any
 
 from core.errors import InvalidSpec
 from core.records import Order
+from core.research.audit import DATED_LISTS
 from core.spec import RunSpec, replay_mismatch
 from core.store import Store
 from runner.deciders.base import DecisionResult, StepContext
@@ -44,8 +47,14 @@ class ReplayDecider:
             action=recorded.action, orders=list(orders), outcome=recorded.outcome,
             reasoning=f"replay of run {self.source_run_id}: {recorded.reasoning or ''}".strip(),
             cancels=self._own_orders(ctx.run.id, recorded.cancels),
-            close_all=recorded.close_all,
+            close_all=recorded.close_all, tool_calls=self._research_seen(recorded.tool_calls),
         )
+
+    def _research_seen(self, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """What the source step's research and outside tools answered, as recorded (no
+        provider is asked again): the replay's audit reads what its source saw."""
+        return [{**call, "replayed_from": self.source_run_id} for call in calls
+                if call.get("name") in DATED_LISTS or "server" in call]
 
     def _tool_orders(self, step: int) -> list[Order]:
         # The ledger's NUMERIC comes back as 10.000000: replay the order as sent.
