@@ -11,6 +11,11 @@ on a half day) on XNYS sessions (core.calendar); daily bars are stamped midnight
 York. Knobs: gaps, days without data, splits (raw prices before the split date are
 ratio x adjusted). `FakeMarketServer` is the HTTP side both fakes share: scripted
 failures, every request recorded (thread-safe), start/close or a `with` block.
+
+`Market.research` (`Research`) is the research truth: news articles (both fakes serve
+them, each in its provider's shape), financial reports, splits and dividends (Polygon's
+reference endpoints). FakePolygon serves GET /v2/reference/news, /vX/reference/financials,
+/v3/reference/splits and /v3/reference/dividends: the paths the `massive` client calls.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
@@ -95,6 +100,7 @@ class Market:
         self._gaps: dict[tuple[str, dt.date], set[dt.time]] = {}
         self._empty: set[tuple[str, dt.date]] = set()
         self._splits: dict[str, dict[dt.date, Decimal]] = {}
+        self.research = Research()
 
     # -- knobs -------------------------------------------------------------------------
     def gap(self, symbol: str, day: dt.date, *times: dt.time) -> None:
@@ -193,6 +199,176 @@ def json_number(value: Decimal) -> int | float:
     """A Decimal as a JSON number with the same digits (a float's repr is the shortest
     string that round-trips, so 153.27 is written 153.27)."""
     return int(value) if value == value.to_integral_value() else float(value)
+
+
+# -- research: news, financial reports, corporate actions ------------------------------
+
+# A news article's publication time as a test gives it: an aware datetime (rendered as
+# each provider writes it), a string (sent verbatim, parseable or not), or None (absent).
+Published = dt.datetime | str | None
+
+
+@dataclass(frozen=True)
+class FakeNews:
+    id: str
+    published: Published
+    # The instant the provider files the article under (its range filters and sort use
+    # it): the parsed `published`, unless a test says otherwise (an article whose date
+    # field is missing or garbled while the provider still indexes it).
+    indexed_at: dt.datetime | None
+    tickers: tuple[str, ...]
+    title: str
+    description: str | None
+    publisher: str | None
+    url: str | None
+    author: str | None
+    keywords: tuple[str, ...]
+    content: str
+
+
+@dataclass(frozen=True)
+class FakeFinancials:
+    """One report of Polygon's financials endpoint: figures {statement: {item: value}}."""
+
+    tickers: tuple[str, ...]
+    company_name: str
+    cik: str
+    fiscal_year: int
+    fiscal_period: str  # Q1..Q4, FY, TTM
+    timeframe: str  # quarterly, annual, ttm
+    start_date: dt.date | None
+    end_date: dt.date
+    filing_date: dt.date | None
+    acceptance_datetime: dt.datetime | str | None  # datetime: rendered as EDGAR's
+    source_filing_url: str | None
+    figures: Mapping[str, Mapping[str, Decimal]]
+
+
+@dataclass(frozen=True)
+class FakeSplit:
+    id: str
+    ticker: str
+    execution_date: dt.date
+    split_from: Decimal
+    split_to: Decimal
+
+
+@dataclass(frozen=True)
+class FakeDividend:
+    id: str
+    ticker: str
+    ex_dividend_date: dt.date
+    cash_amount: Decimal
+    currency: str
+    declaration_date: dt.date | None
+    record_date: dt.date | None
+    pay_date: dt.date | None
+    frequency: int
+    dividend_type: str
+
+
+class Research:
+    """What the research endpoints serve. Configure it before requests arrive."""
+
+    def __init__(self) -> None:
+        self.news: list[FakeNews] = []
+        self.financials: list[FakeFinancials] = []
+        self.splits: list[FakeSplit] = []
+        self.dividends: list[FakeDividend] = []
+
+    def add_news(self, id: str, published_utc: Published, tickers: Iterable[str], title: str,
+                 description: str | None = None, publisher: str | None = "Benzinga",
+                 url: str | None = None, *, author: str | None = None,
+                 keywords: Iterable[str] = (), content: str = "",
+                 indexed_at: dt.datetime | None = None) -> FakeNews:
+        """An article. `published_utc`: see `Published`; `indexed_at` (default: the
+        parsed `published_utc`) is what the providers' filters and sorting compare, so
+        an article without one is found by no time window."""
+        if isinstance(published_utc, dt.datetime) and published_utc.tzinfo is None:
+            raise ValueError("published_utc must be timezone-aware")
+        item = FakeNews(
+            id=id, published=published_utc,
+            indexed_at=(indexed_at or _parsed_instant(published_utc)),
+            tickers=tuple(tickers), title=title, description=description,
+            publisher=publisher, url=url if url is not None else f"https://news.example/{id}",
+            author=author, keywords=tuple(keywords), content=content)
+        self.news.append(item)
+        return item
+
+    def add_financials(self, ticker: str, fiscal_year: int, fiscal_period: str,
+                       end_date: dt.date, filing_date: dt.date | None,
+                       acceptance_datetime: dt.datetime | str | None = None,
+                       figures: Mapping[str, Mapping[str, Decimal | int | str]] | None = None,
+                       *, start_date: dt.date | None = None,
+                       source_filing_url: str | None = "",
+                       timeframe: str | None = None,
+                       tickers: Iterable[str] | None = None) -> FakeFinancials:
+        """A report. `figures`: {"income_statement": {"revenues": 1000, ...}, ...};
+        `source_filing_url`: "" derives one of this report's own (give reports of one
+        filing, a 10-K's FY and Q4, the same URL), None leaves it out; `timeframe`
+        follows the period (FY: annual, TTM: ttm, else quarterly)."""
+        if timeframe is None:
+            timeframe = {"FY": "annual", "TTM": "ttm"}.get(fiscal_period, "quarterly")
+        if source_filing_url == "":
+            report_key = f"{ticker}|{fiscal_year}|{fiscal_period}|{filing_date}"
+            accession = f"{_digest(report_key) % 10**10:010d}"
+            source_filing_url = ("https://api.polygon.io/v1/reference/sec/filings/"
+                                 f"{accession}-{fiscal_year % 100:02d}-000001")
+        report = FakeFinancials(
+            tickers=tuple(tickers) if tickers is not None else (ticker,),
+            company_name=f"{ticker} Inc.", cik=f"{_digest(f'cik|{ticker}') % 10**10:010d}",
+            fiscal_year=fiscal_year, fiscal_period=fiscal_period, timeframe=timeframe,
+            start_date=start_date, end_date=end_date, filing_date=filing_date,
+            acceptance_datetime=acceptance_datetime, source_filing_url=source_filing_url,
+            figures={statement: {key: Decimal(value) for key, value in items.items()}
+                     for statement, items in (figures or {}).items()})
+        self.financials.append(report)
+        return report
+
+    def add_split(self, ticker: str, execution_date: dt.date,
+                  split_from: Decimal | int | str, split_to: Decimal | int | str, *,
+                  id: str | None = None) -> FakeSplit:
+        """A split (split_from shares become split_to); bars are not affected (that is
+        `Market.split`)."""
+        split = FakeSplit(id or _polygon_id(f"split|{ticker}|{execution_date}"), ticker,
+                          execution_date, Decimal(split_from), Decimal(split_to))
+        self.splits.append(split)
+        return split
+
+    def add_dividend(self, ticker: str, ex_dividend_date: dt.date,
+                     cash_amount: Decimal | int | str, *, currency: str = "USD",
+                     declaration_date: dt.date | None = None,
+                     record_date: dt.date | None = None, pay_date: dt.date | None = None,
+                     frequency: int = 4, dividend_type: str = "CD",
+                     id: str | None = None) -> FakeDividend:
+        dividend = FakeDividend(
+            id or _polygon_id(f"dividend|{ticker}|{ex_dividend_date}"), ticker,
+            ex_dividend_date, Decimal(cash_amount), currency, declaration_date, record_date,
+            pay_date, frequency, dividend_type)
+        self.dividends.append(dividend)
+        return dividend
+
+
+def _parsed_instant(value: Published) -> dt.datetime | None:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC)
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+
+
+def _polygon_id(text: str) -> str:
+    """An id shaped like Polygon's reference ids ("E" and 64 hex digits)."""
+    return "E" + hashlib.blake2b(text.encode(), digest_size=32).hexdigest()
+
+
+def rfc3339(instant: dt.datetime) -> str:
+    """UTC with a Z, to the second, as both providers write their times."""
+    return instant.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- the HTTP side both fakes share ----------------------------------------------------
@@ -379,13 +555,24 @@ POLYGON_LIMIT_DEFAULT = 5_000
 
 
 class FakePolygon(FakeMarketServer):
-    """GET /v2/aggs/ticker/{T}/range/1/{minute|day}/{from}/{to}?adjusted&sort&limit.
+    """GET /v2/aggs/ticker/{T}/range/1/{minute|day}/{from}/{to}?adjusted&sort&limit, and
+    the research listings of the market's `Research`: /v2/reference/news,
+    /vX/reference/financials, /v3/reference/splits, /v3/reference/dividends.
 
     Auth: `Authorization: Bearer KEY` or `?apiKey=KEY`; none or another key is a 401
     with Polygon's body. `entitled=False` answers 403 NOT_AUTHORIZED (a plan without
     this data). from/to are New York dates (whole days) or Unix milliseconds
     (inclusive). A page holds min(limit, page_size) bars; `next_url` (absolute, on this
     server) carries a cursor, and the client sends it back without other parameters.
+
+    The listings take `ticker`, their field filters (`published_utc` on news, an
+    RFC 3339 instant or a date; `filing_date`, `period_of_report_date` and `timeframe` on
+    financials; `execution_date` on splits; `ex_dividend_date`, `declaration_date`,
+    `record_date`, `pay_date` on dividends; each also as `.gt/.gte/.lt/.lte`), `sort`
+    (one of those fields), `order` (asc/desc) and `limit` (default 10; at most 1000, or
+    100 for financials: more is a 400). An item without the filtered field matches no
+    filter on it. Pages are min(limit, page_size) items; `next_url` as above. Unknown
+    parameters are ignored.
     """
 
     name = "fake-polygon"
@@ -401,6 +588,9 @@ class FakePolygon(FakeMarketServer):
         refused = self._authorize(incoming)
         if refused is not None:
             return refused
+        listing = _LISTINGS.get(incoming.path)
+        if listing is not None:
+            return self._listing(listing, incoming)
         found = _AGGS.fullmatch(incoming.path)
         if found is None:
             return 404, {}, body({"status": "NOT_FOUND", "request_id": self.request_id(),
@@ -452,6 +642,30 @@ class FakePolygon(FakeMarketServer):
         return {"offset": 0, "adjusted": adjusted == "true", "sort": sort,
                 "limit": min(limit, POLYGON_LIMIT_MAX)}
 
+    def _listing(self, listing: _Listing, incoming: Incoming) -> Answer:
+        params = incoming.params
+        try:
+            if "cursor" in params:
+                state = decode_cursor(params["cursor"])
+                query, offset = dict(state["query"]), int(state["offset"])
+            else:
+                query = {k: v for k, v in params.items() if k != "apiKey"}
+                offset = 0
+            rows, limit = listing.select(self.market.research, query)
+        except (ValueError, KeyError, TypeError) as exc:
+            return 400, {}, body({"status": "ERROR", "request_id": self.request_id(),
+                                  "error": str(exc) or "Could not parse the request"})
+        size = min(limit, self.page_size)
+        page = rows[offset:offset + size]
+        payload: dict[str, Any] = {"results": [listing.render(row) for row in page],
+                                   "status": "OK", "request_id": self.request_id(),
+                                   "count": len(page)}
+        if offset + size < len(rows):
+            cursor = encode_cursor({"query": query, "offset": offset + size})
+            payload["next_url"] = (f"http://{incoming.host}{listing.path}?"
+                                   f"{urlencode({'cursor': cursor})}")
+        return 200, {}, body(payload)
+
     def _page(self, found: re.Match[str], query: Mapping[str, Any], start: dt.datetime,
               end: dt.datetime, host: str) -> dict[str, Any]:
         ticker = found["ticker"]
@@ -490,3 +704,171 @@ def _polygon_bar(bar: FakeBar) -> dict[str, Any]:
             "o": json_number(bar.open), "c": json_number(bar.close),
             "h": json_number(bar.high), "l": json_number(bar.low), "t": millis,
             "n": bar.trades}
+
+
+# -- Massive / Polygon: the research listings -----------------------------------------
+
+_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "": lambda value, bound: bool(value == bound),
+    "gt": lambda value, bound: bool(value > bound),
+    "gte": lambda value, bound: bool(value >= bound),
+    "lt": lambda value, bound: bool(value < bound),
+    "lte": lambda value, bound: bool(value <= bound),
+}
+
+
+def _query_date(text: str) -> dt.date:
+    if not _DATE.fullmatch(text):
+        raise ValueError(f"Could not parse the date {text!r}: use YYYY-MM-DD")
+    return dt.date.fromisoformat(text)
+
+
+def _query_instant(text: str) -> dt.datetime:
+    """published_utc's filter values: an RFC 3339 instant, or a date (midnight UTC)."""
+    if _DATE.fullmatch(text):
+        return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(0), dt.UTC)
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"Could not parse the time {text!r}: use RFC 3339") from None
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+
+
+@dataclass(frozen=True)
+class _Field:
+    value: Callable[[Any], Any]  # of a row; None: the row has none
+    parse: Callable[[str], Any]  # a query value
+
+
+@dataclass(frozen=True)
+class _Listing:
+    path: str
+    rows: Callable[[Research], Sequence[Any]]
+    fields: Mapping[str, _Field]  # filterable and sortable
+    has_ticker: Callable[[Any, str], bool]
+    default_sort: str
+    limit_max: int
+    render: Callable[[Any], dict[str, Any]]
+
+    def select(self, research: Research, query: Mapping[str, str]) -> tuple[list[Any], int]:
+        """The rows the query selects, sorted, and its page limit."""
+        limit = int(query.get("limit", 10))
+        if not 1 <= limit <= self.limit_max:
+            raise ValueError(f"limit must be between 1 and {self.limit_max}")
+        sort = query.get("sort", self.default_sort)
+        order = query.get("order", "desc")
+        if sort not in self.fields or order not in ("asc", "desc"):
+            raise ValueError(f"Could not sort by {sort!r} {order!r}")
+        rows = list(self.rows(research))
+        for key, text in query.items():
+            if key == "ticker":
+                rows = [row for row in rows if self.has_ticker(row, text)]
+                continue
+            name, _, operator = key.partition(".")
+            spec = self.fields.get(name)
+            if spec is None or operator not in _OPERATORS:
+                continue  # not a filter of this listing: ignored, as Polygon does
+            bound, compare = spec.parse(text), _OPERATORS[operator]
+            rows = [row for row in rows
+                    if (value := spec.value(row)) is not None and compare(value, bound)]
+        key_of = self.fields[sort].value
+        dated = sorted((row for row in rows if key_of(row) is not None), key=key_of,
+                       reverse=order == "desc")
+        return dated + [row for row in rows if key_of(row) is None], limit
+
+
+def _news_json(item: FakeNews) -> dict[str, Any]:
+    rendered: dict[str, Any] = {
+        "id": item.id, "title": item.title, "author": item.author or "Staff",
+        "article_url": item.url, "tickers": list(item.tickers),
+        "keywords": list(item.keywords)}
+    if item.publisher is not None:
+        slug = re.sub(r"[^a-z0-9]+", "", item.publisher.lower()) or "publisher"
+        rendered["publisher"] = {
+            "name": item.publisher, "homepage_url": f"https://www.{slug}.com/",
+            "logo_url": f"https://s3.polygon.io/public/assets/news/logos/{slug}.svg",
+            "favicon_url": f"https://s3.polygon.io/public/assets/news/favicons/{slug}.ico"}
+    if isinstance(item.published, dt.datetime):
+        rendered["published_utc"] = rfc3339(item.published)
+    elif item.published is not None:
+        rendered["published_utc"] = item.published
+    if item.description is not None:
+        rendered["description"] = item.description
+    return rendered
+
+
+def _unit(key: str) -> str:
+    if key.endswith("earnings_per_share"):
+        return "USD / shares"
+    return "shares" if key.endswith("average_shares") else "USD"
+
+
+def _financials_json(report: FakeFinancials) -> dict[str, Any]:
+    accepted = report.acceptance_datetime
+    rendered: dict[str, Any] = {
+        "start_date": report.start_date.isoformat() if report.start_date else None,
+        "end_date": report.end_date.isoformat(), "timeframe": report.timeframe,
+        "fiscal_period": report.fiscal_period, "fiscal_year": str(report.fiscal_year),
+        "cik": report.cik, "sic": "3571", "tickers": list(report.tickers),
+        "company_name": report.company_name,
+        "financials": {
+            statement: {key: {"label": key.replace("_", " ").title(),
+                              "value": json_number(value), "unit": _unit(key),
+                              "order": 100 * (position + 1)}
+                        for position, (key, value) in enumerate(items.items())}
+            for statement, items in report.figures.items()}}
+    if report.filing_date is not None:
+        rendered["filing_date"] = report.filing_date.isoformat()
+    if isinstance(accepted, dt.datetime):
+        # EDGAR's acceptance time, New York wall clock, as Polygon documents it
+        rendered["acceptance_datetime"] = accepted.astimezone(NEW_YORK).strftime("%Y%m%d%H%M%S")
+    elif accepted is not None:
+        rendered["acceptance_datetime"] = accepted
+    if report.source_filing_url is not None:
+        rendered["source_filing_url"] = report.source_filing_url
+        rendered["source_filing_file_url"] = f"{report.source_filing_url}/xbrl.xml"
+    return {k: v for k, v in rendered.items() if v is not None}
+
+
+def _split_json(split: FakeSplit) -> dict[str, Any]:
+    return {"execution_date": split.execution_date.isoformat(), "id": split.id,
+            "split_from": json_number(split.split_from),
+            "split_to": json_number(split.split_to), "ticker": split.ticker}
+
+
+def _dividend_json(dividend: FakeDividend) -> dict[str, Any]:
+    rendered: dict[str, Any] = {
+        "cash_amount": json_number(dividend.cash_amount), "currency": dividend.currency,
+        "dividend_type": dividend.dividend_type,
+        "ex_dividend_date": dividend.ex_dividend_date.isoformat(),
+        "frequency": dividend.frequency, "id": dividend.id, "ticker": dividend.ticker}
+    for name in ("declaration_date", "record_date", "pay_date"):
+        day = getattr(dividend, name)
+        if day is not None:
+            rendered[name] = day.isoformat()
+    return rendered
+
+
+def _date_field(name: str) -> _Field:
+    return _Field(lambda row: getattr(row, name), _query_date)
+
+
+_LISTINGS: dict[str, _Listing] = {listing.path: listing for listing in (
+    _Listing("/v2/reference/news", lambda research: research.news,
+             {"published_utc": _Field(lambda row: row.indexed_at, _query_instant)},
+             lambda row, ticker: ticker in row.tickers, "published_utc", 1000, _news_json),
+    _Listing("/vX/reference/financials", lambda research: research.financials,
+             {"filing_date": _date_field("filing_date"),
+              "period_of_report_date": _date_field("end_date"),
+              "timeframe": _Field(lambda row: row.timeframe, str)},
+             lambda row, ticker: ticker in row.tickers, "period_of_report_date", 100,
+             _financials_json),
+    _Listing("/v3/reference/splits", lambda research: research.splits,
+             {"execution_date": _date_field("execution_date")},
+             lambda row, ticker: row.ticker == ticker, "execution_date", 1000, _split_json),
+    _Listing("/v3/reference/dividends", lambda research: research.dividends,
+             {name: _date_field(name) for name in ("ex_dividend_date", "declaration_date",
+                                                   "record_date", "pay_date")},
+             lambda row, ticker: row.ticker == ticker, "ex_dividend_date", 1000,
+             _dividend_json),
+)}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from abc import ABC, abstractmethod
 
-from core.research.items import CorporateAction, Filing, NewsItem
+from core.research.items import NEW_YORK, CorporateAction, Filing, NewsItem
 
 
 class ResearchProvider(ABC):
@@ -33,3 +33,38 @@ class ResearchProvider(ABC):
     def actions(self, symbol: str, first: dt.date, last: dt.date) -> list[CorporateAction]:
         """Splits and dividends of `symbol` whose ex-date falls on first..last."""
         raise NotImplementedError(f"{self.source} serves no corporate actions")
+
+
+# -- helpers the providers share -------------------------------------------------------
+
+
+def news_window(first: dt.date, last: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """New York dates first..last as UTC instants [start, end): the first day's New York
+    midnight, and the day after last's."""
+    start = dt.datetime.combine(first, dt.time(0), NEW_YORK)
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(0), NEW_YORK)
+    return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+
+
+def news_in_window(items: list[NewsItem], start: dt.datetime, end: dt.datetime
+                   ) -> list[NewsItem]:
+    """The items published in [start, end) and the undated ones, each once (by provider
+    id), oldest first, the undated last."""
+    found: dict[str, NewsItem] = {}
+    for item in items:
+        if item.published_at is None or start <= item.published_at < end:
+            found.setdefault(item.provider_id, item)
+    return sorted(found.values(), key=lambda i: (i.published_at is None,
+                                                 i.published_at or start, i.provider_id))
+
+
+def parse_instant(value: object) -> dt.datetime | None:
+    """An RFC 3339 time as UTC (one without an offset: UTC); None when absent or
+    unparseable (an undated item, never answered)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
