@@ -58,6 +58,12 @@ class NoMarketData(InvalidSpec):
     change that."""
 
 
+class NoResearchData(InvalidSpec):
+    """Research (news, filings, corporate actions) for days that were never fetched, and
+    no provider to fetch them from: the message names the `tickrun data fetch` that
+    fills them."""
+
+
 class ProviderRefused(TickrunError):
     """A market data provider refused the request for good (a wrong key, a plan without
     the data, a malformed request): do not retry."""

@@ -1,14 +1,17 @@
-"""/v1/data: the market data bar cache, for operators.
+"""/v1/data: the market data caches (bars; research: news, filings, corporate actions),
+for operators.
 
-GET /v1/data/bars says what the cache holds (market data is not private: any caller may
-read it); POST /v1/data/fetches fills it ahead of runs (admin only), synchronously, so
-the answer says what was fetched. `tickrun data fetch` does the same in-process.
+GET /v1/data/bars and /v1/data/research say what the caches hold (market data is not
+private: any caller may read it); POST /v1/data/fetches fills them ahead of runs (admin
+only), synchronously, so the answer says what was fetched. `tickrun data fetch` does the
+same in-process.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -21,14 +24,22 @@ from api.deps import CallerDep, ServicesDep, is_operator
 from api.errors import ApiProblem, problems
 from api.schemas import JsonDate, StorableBody
 from core import calendar
-from core.errors import InvalidSpec, NoMarketData, ProviderRefused, ProviderUnavailable
+from core.errors import (
+    InvalidSpec,
+    NoMarketData,
+    NoResearchData,
+    ProviderRefused,
+    ProviderUnavailable,
+)
 from core.marketdata.cache import BarCache, Progress
 from core.marketdata.providers import Interval
 from core.marketdata.sessions import require_closed
 from core.marketdata.settings import MarketDataSettings, ProviderName
+from core.research.cache import Progress as ResearchProgressFn
+from core.research.cache import ResearchCache, ResearchProgress, reach
 from core.spec import Symbol
 from core.store import Store
-from core.store.base import CachedSeries
+from core.store.base import CachedSeries, ResearchKind, ResearchSeries
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/data", tags=["data"], responses=problems(401))
@@ -43,19 +54,44 @@ class NotConfigured(InvalidSpec):
     """No provider (or not the one asked for) has its keys set."""
 
 
+# The research each provider serves (core.research.providers: the provider's `serves`).
+RESEARCH_SERVED: dict[ProviderName, tuple[ResearchKind, ...]] = {
+    "polygon": (ResearchKind.NEWS, ResearchKind.FILINGS, ResearchKind.ACTIONS),
+    "alpaca": (ResearchKind.NEWS,),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ResearchWindow:
+    """The New York days of one kind of research to fill (core.research.cache.reach):
+    news over the range; filings from a year before it; actions from a year before it
+    to 90 days after (days not over yet are fetched, never marked fetched)."""
+
+    kind: ResearchKind
+    first: dt.date
+    last: dt.date
+
+    @property
+    def days(self) -> int:
+        return (self.last - self.first).days + 1
+
+
 @dataclass(frozen=True, slots=True)
 class FetchPlan:
     source: ProviderName
     symbol: str
     interval: Interval
     days: list[dt.date]
+    research: tuple[ResearchWindow, ...] = ()
 
 
 def plan_fetch(symbol: str, start: dt.date, end: dt.date, interval: Interval,
                source: ProviderName | None, settings: MarketDataSettings, *,
+               research: Sequence[ResearchKind] = (),
                now: dt.datetime | None = None) -> FetchPlan:
-    """The sessions to fetch and the provider to ask; InvalidSpec when the request cannot
-    be served as asked (NotConfigured when no provider can)."""
+    """The sessions to fetch, the research windows and the provider to ask; InvalidSpec
+    when the request cannot be served as asked (NotConfigured when no provider can, or
+    the provider serves not the research asked for)."""
     try:
         symbol = _SYMBOL.validate_python(symbol.strip().upper())
     except ValidationError as exc:
@@ -74,7 +110,15 @@ def plan_fetch(symbol: str, start: dt.date, end: dt.date, interval: Interval,
         raise InvalidSpec(f"at most {MAX_MINUTE_SESSIONS} sessions of minute bars per fetch: "
                           f"{start} to {end} holds {len(days)}; split it")
     require_closed(days[-1:], now)  # else it would be cached incomplete for good
-    return FetchPlan(_provider(source, settings), symbol, interval, days)
+    provider = _provider(source, settings)
+    kinds = [ResearchKind(k) for k in dict.fromkeys(research)]
+    unserved = [k.value for k in kinds if k not in RESEARCH_SERVED[provider]]
+    if unserved:
+        served = ", ".join(k.value for k in RESEARCH_SERVED[provider])
+        raise InvalidSpec(f"{provider} serves no {' or '.join(unserved)} (only {served}); "
+                          "polygon serves news, filings and corporate actions")
+    windows = tuple(ResearchWindow(k, *reach(k, start, end)) for k in kinds)
+    return FetchPlan(provider, symbol, interval, days, windows)
 
 
 def _years_before(day: dt.date, years: int) -> dt.date:
@@ -105,17 +149,28 @@ HOW_TO_CONFIGURE = f"{HOW_TO['polygon']}, or {HOW_TO['alpaca']}"
 
 
 @dataclass(frozen=True, slots=True)
+class ResearchFetched:
+    window: ResearchWindow
+    days_fetched: int
+    items_fetched: int  # what the provider sent for the days fetched
+
+
+@dataclass(frozen=True, slots=True)
 class Fetched:
     plan: FetchPlan
     days_fetched: int
     bars: int
+    research: tuple[ResearchFetched, ...] = ()
+
 
 
 def fetch(store: Store, settings: MarketDataSettings, plan: FetchPlan, *,
-          on_progress: Progress | None = None) -> Fetched:
-    """Fill the cache for the plan's days (only those not cached: a second fetch of the
-    same range asks the provider nothing). Raises NoMarketData, ProviderRefused or
-    ProviderUnavailable with messages that never hold a key."""
+          on_progress: Progress | None = None,
+          on_research_progress: ResearchProgressFn | None = None) -> Fetched:
+    """Fill the caches for the plan's days, then its research windows (only what was
+    not fetched before: a second fetch of the same range asks the provider nothing).
+    Raises NoMarketData, NoResearchData, ProviderRefused or ProviderUnavailable with
+    messages that never hold a key."""
     from core.marketdata.providers.factory import build_provider  # loads provider clients
 
     try:
@@ -125,7 +180,8 @@ def fetch(store: Store, settings: MarketDataSettings, plan: FetchPlan, *,
     cache = BarCache(store, plan.source, provider)
     try:
         fetched = cache.fill(plan.symbol, plan.interval, plan.days, on_progress=on_progress)
-    except (NoMarketData, ProviderRefused, ProviderUnavailable) as exc:
+        research = _fetch_research(store, settings, plan, on_research_progress)
+    except (NoMarketData, NoResearchData, ProviderRefused, ProviderUnavailable) as exc:
         clean = redact(str(exc), settings)
         if clean == str(exc):
             raise
@@ -134,7 +190,33 @@ def fetch(store: Store, settings: MarketDataSettings, plan: FetchPlan, *,
             again.delay = exc.delay
         raise again from None
     bars = sum(1 for _ in cache.load(plan.symbol, plan.interval, plan.days))
-    return Fetched(plan, fetched, bars)
+    return Fetched(plan, fetched, bars, research)
+
+
+def _fetch_research(store: Store, settings: MarketDataSettings, plan: FetchPlan,
+                    on_progress: ResearchProgressFn | None) -> tuple[ResearchFetched, ...]:
+    if not plan.research:
+        return ()
+    from core.research.providers.factory import build_research_provider
+
+    try:
+        provider = build_research_provider(plan.source, settings)
+    except ProviderRefused as exc:  # a key set but blank
+        raise NotConfigured(str(exc)) from None
+    cache = ResearchCache(store, plan.source, provider)
+    done: list[ResearchFetched] = []
+    for window in plan.research:
+        received = [0]
+
+        def progress(p: ResearchProgress, received: list[int] = received) -> None:
+            received[0] = p.items
+            if on_progress is not None:
+                on_progress(p)
+
+        days = cache.fill(window.kind, plan.symbol, window.first, window.last,
+                          on_progress=progress)
+        done.append(ResearchFetched(window, days, received[0]))
+    return tuple(done)
 
 
 def redact(text: str, settings: MarketDataSettings) -> str:
@@ -170,8 +252,30 @@ class BarCacheOut(BaseModel):
         description="One row per source, symbol and interval, by symbol, interval, source")
 
 
+class ResearchSeriesOut(BaseModel):
+    source: str = Field(description="The provider the items came from", examples=["polygon"])
+    kind: ResearchKind
+    symbol: str
+    first_day: dt.date = Field(description="First New York day fetched")
+    last_day: dt.date = Field(description="Last New York day fetched")
+    days: int = Field(description="Days fetched (gaps are possible between first and last)")
+    items: int = Field(description="Items dated on those days (news: published; filings: "
+                                   "filed; actions: ex-date)")
+    fetched_at: dt.datetime = Field(description="When the latest of these days was fetched")
+
+    @classmethod
+    def of(cls, s: ResearchSeries) -> ResearchSeriesOut:
+        return cls(source=s.source, kind=s.kind, symbol=s.symbol, first_day=s.first_day,
+                   last_day=s.last_day, days=s.days, items=s.items, fetched_at=s.fetched_at)
+
+
+class ResearchCacheOut(BaseModel):
+    items: list[ResearchSeriesOut] = Field(
+        description="One row per source, kind and symbol, by symbol, kind, source")
+
+
 FETCH_EXAMPLE: dict[str, Any] = {"symbol": "AAPL", "start": "2025-06-02", "end": "2025-06-30",
-                 "interval": "1m", "source": "polygon"}
+                 "interval": "1m", "source": "polygon", "research": ["news", "filings"]}
 
 
 class FetchCreate(StorableBody):
@@ -185,6 +289,30 @@ class FetchCreate(StorableBody):
                                            f"1d: at most {MAX_DAILY_YEARS} years")
     source: ProviderName | None = Field(
         default=None, description="Unset: the configured default provider")
+    research: list[ResearchKind] = Field(
+        default_factory=list, max_length=3,
+        description="Research to fetch too, after the bars: `news` of the range; `filings` "
+                    "(10-Q, 10-K) filed from a year before `start` to `end`; `actions` "
+                    "(splits, dividends) with ex-dates from a year before `start` to 90 "
+                    "days after `end`. polygon serves all three, alpaca news only")
+
+
+class ResearchFetchOut(BaseModel):
+    kind: ResearchKind
+    first: dt.date = Field(description="First New York day of the window")
+    last: dt.date = Field(description="Last New York day of the window")
+    days: int = Field(description="Days in the window")
+    days_fetched: int = Field(description="Days this request asked the provider for (days "
+                                          "not over yet are asked every time); the others "
+                                          "were fetched already")
+    items_fetched: int = Field(description="Items the provider sent for those days (each "
+                                           "is stored once)")
+
+    @classmethod
+    def of(cls, r: ResearchFetched) -> ResearchFetchOut:
+        w = r.window
+        return cls(kind=w.kind, first=w.first, last=w.last, days=w.days,
+                   days_fetched=r.days_fetched, items_fetched=r.items_fetched)
 
 
 class FetchOut(BaseModel):
@@ -195,6 +323,9 @@ class FetchOut(BaseModel):
     days_fetched: int = Field(description="Sessions this request fetched from the provider; "
                                           "the others were cached already")
     bars: int = Field(description="Bars the cache holds for the range now")
+    research: list[ResearchFetchOut] | None = Field(
+        default=None, description="Present when the request asked for research: one entry "
+                                  "per kind, in the order asked")
 
 
 def admin(who: CallerDep, svc: ServicesDep) -> Caller:
@@ -220,23 +351,36 @@ def list_cached_bars(who: CallerDep, svc: ServicesDep, source: SourceQuery = Non
     return BarCacheOut(items=[CachedSeriesOut.of(s) for s in series])
 
 
-@router.post("/fetches", response_model=FetchOut, responses=problems(
+@router.get("/research", response_model=ResearchCacheOut, responses=problems(422))
+def list_cached_research(who: CallerDep, svc: ServicesDep, source: SourceQuery = None,
+                         symbol: SymbolQuery = None) -> ResearchCacheOut:
+    """What the research cache holds: per source, kind and symbol, the days fetched and
+    the items dated on them."""
+    series = svc.store.research_summary(source=source,
+                                        symbol=symbol.upper() if symbol else None)
+    return ResearchCacheOut(items=[ResearchSeriesOut.of(s) for s in series])
+
+
+@router.post("/fetches", response_model=FetchOut, response_model_exclude_none=True,
+             responses=problems(
     400, 403, 413, 422, 502, 503, why={
         403: "Not an operator: fetching spends the provider account's quota",
         422: "The body does not validate (`errors` lists each problem), or it cannot be "
              "served: no session in the range, in the future or today before the close, "
              f"over {MAX_MINUTE_SESSIONS} sessions of minutes or {MAX_DAILY_YEARS} years of "
-             "days, the provider is not configured (the detail says how to configure it), "
-             "or the provider has no bars (an unknown or delisted symbol)",
+             "days, the provider is not configured (the detail says how to configure it) "
+             "or serves not the research asked for, or the provider has no bars (an "
+             "unknown or delisted symbol)",
         502: "The provider refused the request (a wrong key, a plan without the data); "
              "the detail gives its reason",
         503: "The provider or the database does not answer; retry after Retry-After "
              "seconds (days already fetched stay cached)"}))
 def create_fetch(body: FetchCreate, who: AdminDep, svc: ServicesDep) -> FetchOut:
-    """Fill the bar cache for a symbol and date range now; the days already cached are
-    not fetched again. Runs of these sessions then read the cache."""
+    """Fill the bar cache (and, asked, the research cache) for a symbol and date range
+    now; the days already cached are not fetched again. Runs of these sessions then read
+    the cache."""
     plan = plan_fetch(body.symbol, body.start, body.end, body.interval, body.source,
-                      svc.market_data)
+                      svc.market_data, research=body.research)
     try:
         done = fetch(svc.store, svc.market_data, plan)
     except ProviderRefused as exc:
@@ -248,5 +392,10 @@ def create_fetch(body: FetchCreate, who: AdminDep, svc: ServicesDep) -> FetchOut
         raise ApiProblem(422, str(exc)) from exc
     log.info("%s fetched %d of %d %s day(s) of %s from %s", who.user_id, done.days_fetched,
              len(plan.days), plan.interval.value, plan.symbol, plan.source)
+    for r in done.research:
+        log.info("%s fetched %d of %d day(s) of %s %s from %s", who.user_id, r.days_fetched,
+                 r.window.days, plan.symbol, r.window.kind.value, plan.source)
     return FetchOut(source=plan.source, symbol=plan.symbol, interval=plan.interval,
-                    days=len(plan.days), days_fetched=done.days_fetched, bars=done.bars)
+                    days=len(plan.days), days_fetched=done.days_fetched, bars=done.bars,
+                    research=[ResearchFetchOut.of(r) for r in done.research]
+                    if plan.research else None)

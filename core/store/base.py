@@ -18,13 +18,14 @@ from core.store.ledger_tx import LedgerTx
 from core.store.models import ModelStore
 from core.store.orders import OrderStore
 from core.store.prices import CachedSeries, PriceBar, PriceStore
+from core.store.research import ResearchKind, ResearchSeries, ResearchStore
 from core.store.retention import RetentionStore
 from core.store.runs import RunFilter, RunStore
 from core.store.schedules import ScheduleStore
 from core.store.spend import SpendStore
 
-__all__ = ["BatchRun", "CachedSeries", "Database", "LedgerTx", "PriceBar", "RunFilter",
-           "Store"]
+__all__ = ["BatchRun", "CachedSeries", "Database", "LedgerTx", "PriceBar", "ResearchKind",
+           "ResearchSeries", "RunFilter", "Store"]
 
 
 class Database(ABC):
@@ -52,5 +53,5 @@ class Database(ABC):
 
 
 class Store(Database, ModelStore, RunStore, BatchStore, ScheduleStore, LedgerStore,
-            OrderStore, RetentionStore, SpendStore, PriceStore):
+            OrderStore, RetentionStore, SpendStore, PriceStore, ResearchStore):
     """Every aggregate's interface: what `store.get_run(...)` and its kin reach."""

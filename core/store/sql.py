@@ -13,6 +13,7 @@ from core.store.ledger import LedgerSql
 from core.store.models import ModelsSql
 from core.store.orders import OrdersSql
 from core.store.prices import PricesSql
+from core.store.research import ResearchSql
 from core.store.retention import RetentionSql
 from core.store.runs import RunsSql
 from core.store.schedules import SchedulesSql
@@ -23,5 +24,5 @@ __all__ = ["Cursor", "Dialect", "SqlStore", "utcnow"]
 
 
 class SqlStore(ModelsSql, RunsSql, BatchesSql, SchedulesSql, LedgerSql, OrdersSql,
-               RetentionSql, SpendSql, PricesSql, SqlAccess, Store):
+               RetentionSql, SpendSql, PricesSql, ResearchSql, SqlAccess, Store):
     """Store semantics on top of `_tx`, which subclasses supply per database."""

@@ -239,3 +239,64 @@ def test_today_is_fetched_only_after_its_close() -> None:
     with pytest.raises(InvalidSpec, match="in the future"):
         plan_fetch("AAPL", day, dt.date(2025, 3, 4), Interval.DAY, None, NO_PROVIDER,
                    now=after)
+
+
+# -- research: news, filings, corporate actions ---------------------------------------------
+def test_a_fetch_with_research_fills_the_research_cache_once(
+        backend: Backend, polygon: FakePolygon) -> None:
+    research = polygon.market.research
+    research.add_news("n1", dt.datetime(2025, 3, 4, 14, 0, tzinfo=dt.UTC), ["AAPL"], "Apple")
+    research.add_news("n2", dt.datetime(2025, 3, 6, 14, 0, tzinfo=dt.UTC), ["AAPL"], "Again")
+    research.add_financials("AAPL", 2025, "Q1", dt.date(2024, 12, 28), dt.date(2025, 1, 31),
+                            None, {"income_statement": {"revenues": "124300000000"}})
+    research.add_dividend("AAPL", dt.date(2025, 2, 10), "0.25",
+                          declaration_date=dt.date(2025, 1, 30))
+    body = fetch_body(interval="1d", research=["news", "filings", "actions"])
+    with data_api(backend, polygon_settings(polygon)) as api, operator(api) as op, \
+            api.client() as user:
+        r = op.post("/v1/data/fetches", json=body)
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        assert (answer["days_fetched"], answer["bars"]) == (5, 5)
+        assert answer["research"] == [
+            {"kind": "news", "first": "2025-03-03", "last": "2025-03-07", "days": 5,
+             "days_fetched": 5, "items_fetched": 2},
+            {"kind": "filings", "first": "2024-03-03", "last": "2025-03-07", "days": 370,
+             "days_fetched": 370, "items_fetched": 1},
+            {"kind": "actions", "first": "2024-03-03", "last": "2025-06-05", "days": 460,
+             "days_fetched": 460, "items_fetched": 1}]
+        asked = polygon.request_count
+        again = op.post("/v1/data/fetches", json=body).json()
+        assert [(k["days_fetched"], k["items_fetched"]) for k in again["research"]] == \
+            [(0, 0)] * 3
+        assert polygon.request_count == asked  # served by the caches
+        # Research is not asked unless named.
+        assert "research" not in op.post("/v1/data/fetches", json=fetch_body(
+            interval="1d")).json()
+
+        listed = user.get("/v1/data/research", params={"symbol": "aapl"}).json()["items"]
+        assert [(s["source"], s["kind"], s["symbol"], s["first_day"], s["last_day"],
+                 s["days"], s["items"]) for s in listed] == [
+            ("polygon", "actions", "AAPL", "2024-03-03", "2025-06-05", 460, 1),
+            ("polygon", "filings", "AAPL", "2024-03-03", "2025-03-07", 370, 1),
+            ("polygon", "news", "AAPL", "2025-03-03", "2025-03-07", 5, 2)]
+        assert user.get("/v1/data/research", params={"source": "alpaca"}).json() == \
+            {"items": []}
+        problem(user.get("/v1/data/research", params={"symbol": "NOT A TICKER"}), 422)
+
+
+def test_research_a_provider_does_not_serve_or_does_not_know_is_422(
+        sqlite_url: str, tmp_path: Any) -> None:
+    backend = Backend(sqlite_url, None, "x", tmp_path / "logs")
+    alpaca = MarketDataSettings(polygon_api_key=None, alpaca_api_key_id=SecretStr("id"),
+                                alpaca_api_secret_key=SecretStr("secret"),
+                                market_data_provider=None)
+    with data_api(backend, alpaca) as api, operator(api) as op:
+        body = problem(op.post("/v1/data/fetches", json=fetch_body(
+            research=["news", "filings"])), 422)
+        assert "alpaca serves no filings (only news)" in body["detail"]
+        body = problem(op.post("/v1/data/fetches", json=fetch_body(research=["weather"])),
+                       422)
+        assert body["errors"][0]["loc"][:2] == ["body", "research"]
+        paths = httpx.get(f"{api.url}/openapi.json").json()["paths"]
+    assert set(paths["/v1/data/research"]["get"]["responses"]) >= {"200", "401", "422"}
