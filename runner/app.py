@@ -44,6 +44,7 @@ from runner.events import EventPublisher
 from runner.llm_ratelimit import RateLimiter
 from runner.llm_settings import LlmSettings
 from runner.marketdata import Timeline, market_data_for, timeline_for
+from runner.research import run_research
 from runner.session import Ending, Session
 from runner.settings import RunnerSettings
 from runner.shutdown import StopSignal
@@ -229,9 +230,13 @@ def _prepare(run: Run, deps: RunnerDeps, publisher: EventPublisher) -> Session:
     bars = _load_bars(run, timeline, deps, publisher)
     log.info("playing %s %s with %s on %s bars from step %d of %d", run.spec.mode.value,
              ",".join(run.spec.symbols), decider.name, data, run.steps_done, len(timeline))
+    # Only an agent reads research; the baselines and a replay never ask.
+    research = (run_research(run.spec.data, deps.store, deps.market_data)
+                if decider.name == DeciderKind.LLM.value else None)
     return Session(store=deps.store, publisher=publisher, run=run, model=model,
                    decider=decider, timeline=timeline, bars=bars, stop=deps.stop,
-                   settings=deps.settings, guard=_spend_guard(run, model, decider, deps))
+                   settings=deps.settings, guard=_spend_guard(run, model, decider, deps),
+                   research=research)
 
 
 def _load_bars(run: Run, timeline: Timeline, deps: RunnerDeps,

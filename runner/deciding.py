@@ -24,6 +24,7 @@ from runner.budget import SpendGuard
 from runner.deciders import Decider, DeciderFailed, DecisionResult, StepContext
 from runner.deciders.base import LazyTrades
 from runner.prices import RunPrices
+from runner.research import RunResearch
 from runner.settings import RunnerSettings
 from runner.shutdown import StopSignal
 
@@ -41,6 +42,7 @@ class Deciding:
     settings: RunnerSettings
     attempt: int
     guard: SpendGuard | None = None
+    research: RunResearch | None = None
     _pool: cf.ThreadPoolExecutor | None = dataclasses.field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -59,7 +61,7 @@ class Deciding:
             bar_time=self.prices.time(step), history=self.prices.history(step),
             portfolio=portfolio, recent_trades=LazyTrades(self._recent_trades),
             broker=tools, stop_requested=lambda: self.stop.requested,
-            over_budget=self._budget_check, open_orders=open_orders)
+            over_budget=self._budget_check, open_orders=open_orders, research=self.research)
         began = time.perf_counter()
         result = self._decide(ctx)
         latency = time.perf_counter() - began

@@ -26,6 +26,7 @@ from runner.deciding import Deciding
 from runner.events import EventPublisher
 from runner.marketdata import Timeline
 from runner.prices import RunPrices
+from runner.research import RunResearch
 from runner.result import session_result
 from runner.settings import RunnerSettings
 from runner.shutdown import StopSignal
@@ -46,7 +47,8 @@ class Session:
     def __init__(self, *, store: Store, publisher: EventPublisher, run: Run, model: Model,
                  decider: Decider, timeline: Timeline, bars: dict[str, list[Bar]],
                  stop: StopSignal, settings: RunnerSettings,
-                 guard: SpendGuard | None = None) -> None:
+                 guard: SpendGuard | None = None,
+                 research: RunResearch | None = None) -> None:
         self.store = store
         self.run = run
         self.model = model
@@ -67,7 +69,7 @@ class Session:
         self.prices = RunPrices(timeline, bars, run.spec.fill)
         self.deciding = Deciding(store=store, run=run, model=model, decider=decider,
                                  prices=self.prices, stop=stop, settings=settings,
-                                 attempt=self.attempt, guard=guard)
+                                 attempt=self.attempt, guard=guard, research=research)
         self.steps = StepPlayer(store=store, run=run, trading=self.trading,
                                 prices=self.prices, deciding=self.deciding,
                                 publisher=publisher, attempt=self.attempt)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 
 from core.calendar import session_close
-from core.research.items import NEW_YORK
 
 MINUTE = dt.timedelta(minutes=1)
 
@@ -19,4 +18,6 @@ def bar_end(interval: str, bar_time: dt.datetime) -> dt.datetime:
     """The end of the bar starting at `bar_time` (timezone-aware), in UTC."""
     if interval == "1m":
         return (bar_time + MINUTE).astimezone(dt.UTC)
-    return session_close(bar_time.astimezone(NEW_YORK).date()).astimezone(dt.UTC)
+    # A daily bar's time is its session's date at midnight: UTC on the runner's
+    # timeline, New York from a provider; both fall on the session's UTC date.
+    return session_close(bar_time.astimezone(dt.UTC).date()).astimezone(dt.UTC)

@@ -13,10 +13,13 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol, overload
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
 from core.bars import Bar
 from core.research.pit import bar_end
+
+if TYPE_CHECKING:
+    from runner.research import RunResearch
 from core.records import Model, Order, OrderRecord, Portfolio, Refusal, Run, Trade
 
 
@@ -63,6 +66,8 @@ class StepContext:
     over_budget: Callable[[int, Decimal | None], str | None] = lambda tokens, cost: None
     # The run's open orders when the step's bar was settled (fills on it are done).
     open_orders: Sequence[OrderRecord] = ()
+    # News, filings and corporate actions of the run's data source; None: it has none.
+    research: RunResearch | None = None
 
     def price(self, symbol: str) -> Decimal:
         return self.history[symbol][-1].close

@@ -39,6 +39,7 @@ from core.records import (
     Trade,
 )
 from runner.deciders.base import StepContext
+from runner.deciders.research_tools import research_tools
 
 MAX_EXPRESSION_CHARS = 200
 MAX_EXPONENT = 64
@@ -244,7 +245,8 @@ def build_tools(ctx: StepContext, *, max_lookback: int,
                 on_action: Callable[[str], None] = lambda action: None) -> list[BaseTool]:
     """The run's tools for its current step: market orders (buy, sell, short, cover),
     resting orders (limit, stop, stop-limit), cancel_order, open_orders, close_all,
-    portfolio, price_history and calculator.
+    portfolio, price_history and calculator; news and fundamentals where the run's data
+    source serves them (runner.deciders.research_tools).
 
     `on_trade` hears of every trade the tools made (filled or refused); `on_action` of
     every other change to the ledger: a resting order placed (its side), a cancel
@@ -384,6 +386,9 @@ def build_tools(ctx: StepContext, *, max_lookback: int,
         return StructuredTool.from_function(func=answer, name=fn.__name__,
                                             args_schema=schema, description=description)
 
+    research = ([tool(fn, schema, text) for fn, schema, text
+                 in research_tools(ctx, ctx.research, known)]
+                if ctx.research is not None else [])
     now = "Market order at this step's fill price:"
     return [
         tool(buy, OpenArgs, f"{now} buy shares."),
@@ -402,4 +407,5 @@ def build_tools(ctx: StepContext, *, max_lookback: int,
         tool(price_history, HistoryArgs,
              f"OHLCV bars of a symbol up to now (at most {max_lookback})."),
         tool(calculator, CalculatorArgs, "Evaluate an arithmetic expression exactly."),
+        *research,  # last: the order tools' schemas stay first, as the prompt cache saw them
     ]

@@ -9,7 +9,7 @@ from core.records import Decision
 from core.research.audit import LookaheadAudit
 
 OPEN = dt.datetime(2025, 6, 2, 13, 30, tzinfo=dt.UTC)  # 09:30 New York
-DAY = dt.datetime(2025, 6, 2, 4, 0, tzinfo=dt.UTC)  # a daily bar: New York midnight
+DAY = dt.datetime(2025, 6, 2, tzinfo=dt.UTC)  # a daily bar: its session date at midnight
 
 
 def decision(step: int, bar_time: dt.datetime, calls: list[dict[str, Any]],
@@ -77,3 +77,15 @@ def test_other_tools_and_refusals_are_not_dated_items() -> None:
                                                      "reason": "not configured"}}]
     audit = LookaheadAudit.of("1m", [decision(0, OPEN, calls)])
     assert audit.verdict == "clean" and audit.items == []
+
+
+def test_a_daily_bar_ends_at_its_sessions_close_however_its_midnight_is_stamped() -> None:
+    from core.research.pit import bar_end
+
+    close = dt.datetime(2025, 6, 2, 20, 0, tzinfo=dt.UTC)
+    assert bar_end("1d", DAY) == close  # the runner's timeline: midnight UTC
+    assert bar_end("1d", dt.datetime(2025, 6, 2, 4, 0, tzinfo=dt.UTC)) == close  # New York
+    # A Monday (midnight UTC is Sunday evening in New York) and a half day.
+    assert bar_end("1d", dt.datetime(2025, 3, 3, tzinfo=dt.UTC)).hour == 21
+    assert bar_end("1d", dt.datetime(2024, 11, 29, tzinfo=dt.UTC)).hour == 18
+    assert bar_end("1m", OPEN) == OPEN + dt.timedelta(minutes=1)
