@@ -52,6 +52,7 @@ from runner import telemetry
 from runner.deciders.base import DeciderFailed, DecisionResult, StepContext
 from runner.deciders.llm_prompt import step_message, system_prompt
 from runner.deciders.llm_tools import build_tools
+from runner.deciders.mcp_tools import McpServers, OutsideTools, outside_fields
 from runner.llm_prices import ModelPrice, PriceTable, quantize_cost
 from runner.llm_ratelimit import RateLimiter, local_limiter
 from runner.llm_settings import LlmSettings, Provider
@@ -79,6 +80,8 @@ class LlmParams(BaseModel):
                               description="Bars per symbol shown in the step message")
     max_lookback: int = Field(default=390, ge=1, le=10_000,
                               description="Most bars price_history returns")
+    mcp_servers: McpServers = Field(default_factory=list,
+                                    description="Outside tools: MCP servers (streamable HTTP)")
 
 
 class StepAbandoned(Exception):
@@ -187,7 +190,9 @@ class LlmDecider:
         self.deadline_seconds = min(deadline_seconds, limit) if limit else deadline_seconds
         # The stable part of every request, sent first and byte-identical at every step,
         # so the provider's prompt cache can serve it (the step's context follows it).
-        self.system = system_prompt(run, model, max_tool_calls=self.params.max_tool_calls)
+        self.system = system_prompt(run, model, max_tool_calls=self.params.max_tool_calls,
+                                    outside=self.params.mcp_servers)
+        self._outside = OutsideTools(self.params.mcp_servers, run_id=run.id)
         self.price = PriceTable.load(settings.prices).price(self.model_name)
         self._poll = poll_seconds
         self._clock = clock
@@ -219,6 +224,8 @@ class LlmDecider:
         tools = {t.name: t for t in build_tools(ctx, max_lookback=self.params.max_lookback,
                                                  on_trade=tally.trades.append,
                                                  on_action=tally.actions.add)}
+        for tool in await self._outside.tools(ctx, time_left=lambda: deadline - self._clock()):
+            tools.setdefault(tool.name, tool)  # tickrun's own names come first
         bound = chat.bind_tools(list(tools.values()))
         messages: list[BaseMessage] = [
             SystemMessage(self.system),
@@ -241,7 +248,7 @@ class LlmDecider:
                                                  "result": {"status": "not_executed"}})
                         return self._done(ctx, tally, note)
                     self._check_time(ctx, deadline)
-                    messages.append(self._run_tool(tools[call["name"]], call, tally))
+                    messages.append(await self._run_tool(tools[call["name"]], call, tally))
             return self._done(ctx, tally, f"stopped at the limit of {budget} tool calls")
         except StepAbandoned as failure:
             telemetry.LLM_FAILURES.labels(failure.error).inc()
@@ -260,17 +267,25 @@ class LlmDecider:
                   result.outcome, tally.tokens_in, tally.tokens_out, len(tally.tool_calls))
         return result
 
-    def _run_tool(self, tool: BaseTool, call: ToolCall, tally: _Tally) -> ToolMessage:
+    async def _run_tool(self, tool: BaseTool, call: ToolCall, tally: _Tally) -> ToolMessage:
+        """tickrun's own tools run here, on this thread; async ones (outside tools: MCP)
+        are awaited on this loop."""
         began = time.perf_counter()
+        outside = outside_fields(tool)  # an outside tool's server and point_in_time
         try:
-            output = tool.invoke(call["args"])
+            if getattr(tool, "coroutine", None) is not None:
+                output = await tool.ainvoke(call["args"])
+            else:
+                output = tool.invoke(call["args"])
         except (ValidationError, ToolException) as exc:
             raise StepAbandoned("error", "malformed_tool_call",
                                 f"tool call {call['name']}({_short(call['args'])}) has bad "
                                 f"arguments: {_first_line(exc)}") from exc
-        telemetry.LLM_TOOL_CALLS.labels(tool.name).inc()
+        # Outside tools' names are the model's: one label for them all.
+        telemetry.LLM_TOOL_CALLS.labels("mcp" if outside else tool.name).inc()
         tally.tool_calls.append({"name": tool.name, "args": call["args"], "result": output,
-                                 "ms": round((time.perf_counter() - began) * 1000, 3)})
+                                 "ms": round((time.perf_counter() - began) * 1000, 3),
+                                 **outside})
         return ToolMessage(json.dumps(output), tool_call_id=call["id"], name=tool.name)
 
     def _check_time(self, ctx: StepContext, deadline: float) -> None:

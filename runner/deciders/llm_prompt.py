@@ -2,10 +2,11 @@
 
 The system prompt carries the mode, symbols, fill rule, fees, the order types and how
 they fill (core.orders), the margin of shorts (core.margin), what is refused, and the
-model's own custom_rules and custom_instructions. The step message shows bars up to
-and including this step only (the context never holds later ones), the portfolio, the
-open orders, and the recent trades with their refusals, so the agent learns from what
-was refused.
+model's own custom_rules and custom_instructions, and one line per outside (MCP) server
+naming its tools and whether they answer as of the bar's end. The step message shows
+bars up to and including this step only (the context never holds later ones), the
+portfolio, the open orders, and the recent trades with their refusals, so the agent
+learns from what was refused.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from core.records import Model, OrderOrigin, OrderRecord, Run, Trade
 from core.spec import FillRule, Mode
 from runner.deciders.base import StepContext
 from runner.deciders.llm_tools import number
+from runner.deciders.mcp_tools import SEPARATOR, McpServer
 
 
-def system_prompt(run: Run, model: Model, *, max_tool_calls: int) -> str:
+def system_prompt(run: Run, model: Model, *, max_tool_calls: int,
+                  outside: Sequence[McpServer] = ()) -> str:
     spec = run.spec
     symbols = ", ".join(spec.symbols)
     if spec.mode is Mode.INTRADAY:
@@ -72,6 +75,7 @@ def system_prompt(run: Run, model: Model, *, max_tool_calls: int) -> str:
         "time_in_force?, stop_loss?), cancel_order(order_id), open_orders(), close_all(), "
         "portfolio(), price_history(symbol, lookback), calculator(expression). At most "
         f"{max_tool_calls} tool calls per step.",
+        *_outside(outside),
         "Each step: act with the tools or do nothing (hold), then answer with one or two "
         "sentences of reasoning.",
     ]
@@ -80,6 +84,21 @@ def system_prompt(run: Run, model: Model, *, max_tool_calls: int) -> str:
     if model.custom_instructions:
         lines += ["", "Instructions from the account owner:", model.custom_instructions.strip()]
     return "\n".join(lines)
+
+
+def _outside(servers: Sequence[McpServer]) -> list[str]:
+    """One line per outside server: its tools' names, and whether they can look ahead."""
+    if not servers:
+        return []
+    lines = ["Outside tools (from other servers; they count toward that limit):"]
+    for s in servers:
+        tools = f"- {s.name}{SEPARATOR}<tool>: outside tools of server {s.name}"
+        lines.append(
+            f"{tools}, point-in-time: they answer with what was known at the current bar's "
+            "end." if s.point_in_time else
+            f"{tools}, NOT point-in-time: an answer may hold what became known after the "
+            "current bar, which you could not have known then; do not trade on that.")
+    return lines
 
 
 def step_message(ctx: StepContext, *, context_bars: int) -> str:
