@@ -10,9 +10,17 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from runner.llm_prices import PriceOverrides
 
@@ -84,6 +92,20 @@ class LlmSettings(BaseSettings):
         description='JSON {"model": {"input": .., "cached_input": .., "output": ..}}, USD per '
                     "million tokens: adds to or overrides runner/data/llm_prices.toml, which "
                     "costs the answers a provider does not price itself (OpenAI)")
+
+    mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts (host or host:port, comma-separated) whose MCP servers a model's "
+                    "mcp_servers may name; a server elsewhere is left out of the run (logged). "
+                    "Empty: no outside tools. A model chooses the URL and which MCP_* "
+                    "variables it sends there, so only servers the operator trusts qualify")
+
+    @field_validator("mcp_allowed_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [h.strip().lower() for h in value.split(",") if h.strip()]
+        return value
 
     @model_validator(mode="after")
     def _resolve_provider_and_key(self) -> LlmSettings:

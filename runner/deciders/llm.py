@@ -186,13 +186,18 @@ class LlmDecider:
         self.params = LlmParams.model_validate(model.parameters or {})
         self.settings = settings
         self.model_name = settings.model_name(model.llm)
+        # The provider's sampling seed: a repeat of a batch cell (its own seed) is
+        # reproducible where the model honours it (OpenAI; some OpenRouter models).
+        self.seed = run.spec.seed
         limit = self.params.decision_timeout_seconds
         self.deadline_seconds = min(deadline_seconds, limit) if limit else deadline_seconds
         # The stable part of every request, sent first and byte-identical at every step,
         # so the provider's prompt cache can serve it (the step's context follows it).
+        # Only the servers on hosts the operator allows (TICKRUN_LLM_MCP_ALLOWED_HOSTS).
+        self._outside = OutsideTools(self.params.mcp_servers, run_id=run.id,
+                                     allowed_hosts=settings.mcp_allowed_hosts)
         self.system = system_prompt(run, model, max_tool_calls=self.params.max_tool_calls,
-                                    outside=self.params.mcp_servers)
-        self._outside = OutsideTools(self.params.mcp_servers, run_id=run.id)
+                                    outside=self._outside.servers)
         self.price = PriceTable.load(settings.prices).price(self.model_name)
         self._poll = poll_seconds
         self._clock = clock
@@ -468,7 +473,7 @@ class LlmDecider:
         loop = asyncio.new_event_loop()
         http = openai.DefaultAsyncHttpxClient(timeout=s.request_timeout_seconds)
         headers = {"X-Title": s.app_title} if s.provider is Provider.OPENROUTER else None
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"seed": self.seed}
         if self.params.temperature is not None:
             options["temperature"] = self.params.temperature
         if self.params.max_tokens is not None:

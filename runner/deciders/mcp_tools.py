@@ -138,6 +138,15 @@ class McpServer(BaseModel):
         return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
 
 
+def _allowed(server: McpServer, hosts: Sequence[str]) -> bool:
+    """The server's host (or host:port) is one the operator allows: a model picks the
+    URL and which MCP_* secrets go there, so only trusted servers may be named."""
+    parts = urlsplit(server.url)
+    host = (parts.hostname or "").lower()
+    allowed = {h.lower() for h in hosts}
+    return host in allowed or f"{host}:{parts.port}" in allowed
+
+
 def _unique_names(servers: list[McpServer]) -> list[McpServer]:
     names = [s.name for s in servers]
     twice = sorted({n for n in names if names.count(n) > 1})
@@ -181,8 +190,14 @@ class OutsideTools:
     """The outside tools of one run (one decider)."""
 
     def __init__(self, servers: Sequence[McpServer], *, run_id: int,
+                 allowed_hosts: Sequence[str] = (),
                  environ: Mapping[str, str] | None = None) -> None:
-        self.servers = tuple(servers)
+        self.servers = tuple(s for s in servers if _allowed(s, allowed_hosts))
+        for server in servers:
+            if server not in self.servers:
+                log.warning("MCP server %r at %s: its host is not in "
+                            "TICKRUN_LLM_MCP_ALLOWED_HOSTS; its tools are absent from this run",
+                            server.name, server.where)
         self.run_id = run_id
         env = os.environ if environ is None else environ
         self._headers: dict[str, dict[str, str]] = {}

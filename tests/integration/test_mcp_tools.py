@@ -31,6 +31,7 @@ from core.spec import DeciderKind, RunSpec
 from core.store import Store
 from runner.deciders.factory import build_decider
 from runner.deciders.mcp_tools import META_AS_OF, META_RUN_ID
+from runner.llm_settings import LlmSettings
 from runner.session import Ending
 from runner.shutdown import StopSignal
 from tests.factories import daily_spec, intraday_spec
@@ -125,6 +126,14 @@ def research_key(monkeypatch: pytest.MonkeyPatch) -> str:
     return value
 
 
+# The operator's allow-list: the test's servers listen on this machine.
+ALLOWED = ["127.0.0.1"]
+
+
+def allowed_llm(fake: FakeOpenAI, api_key: str) -> LlmSettings:
+    return llm_settings(fake, api_key, mcp_allowed_hosts=ALLOWED)
+
+
 def unreachable_url() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -169,7 +178,7 @@ def test_every_call_carries_the_bars_end_and_the_record_says_which_server_answer
         return Reply.call("research__news", symbol="AAPL")
 
     fake.script("researcher", script)
-    session = session_for(store, event_log, run, llm_settings(fake, api_key), stop=stop)
+    session = session_for(store, event_log, run, allowed_llm(fake, api_key), stop=stop)
     assert play(session) is Ending.STOPPED
 
     decisions = [d for d in store.list_decisions(run.id, limit=100) if d.step < STEPS]
@@ -243,7 +252,7 @@ def test_an_unreachable_server_leaves_the_run_playing_with_tickruns_own_tools(
         return Reply.text("Holding.")
 
     fake.script("stubborn", script)
-    session = session_for(store, event_log, run, llm_settings(fake, api_key))
+    session = session_for(store, event_log, run, allowed_llm(fake, api_key))
     assert play(session) is Ending.COMPLETED
 
     assert all(not any(t.startswith("gone__") for t in tools) for tools in offered)
@@ -276,7 +285,7 @@ def test_a_server_that_does_not_answer_in_time_is_an_answer_not_a_failed_step(
         return Reply.call("research__news", symbol="MSFT")
 
     fake.script("patient", script)
-    session = session_for(store, event_log, run, llm_settings(fake, api_key))
+    session = session_for(store, event_log, run, allowed_llm(fake, api_key))
     began = time.monotonic()
     assert play(session) is Ending.COMPLETED
     assert time.monotonic() - began < SLOW_SECONDS  # the run did not wait for the answer
@@ -307,7 +316,7 @@ def test_a_bad_server_entry_is_refused_before_the_run_plays(
     run = llm_run(store, "openai/any", parameters={"mcp_servers": [entry]})
     model = store.get_model(run.model_id)
     with pytest.raises(InvalidSpec, match=f"bad llm parameters .*mcp_servers.*{why}"):
-        build_decider(DeciderKind.LLM, run, model, store, llm=llm_settings(fake, api_key))
+        build_decider(DeciderKind.LLM, run, model, store, llm=allowed_llm(fake, api_key))
 
 
 def test_server_names_are_unique(store: Store, fake: FakeOpenAI, api_key: str) -> None:
@@ -316,5 +325,37 @@ def test_server_names_are_unique(store: Store, fake: FakeOpenAI, api_key: str) -
     run = llm_run(store, "openai/any", parameters={"mcp_servers": twice})
     with pytest.raises(InvalidSpec, match="server names must be unique: news"):
         build_decider(DeciderKind.LLM, run, store.get_model(run.model_id), store,
-                      llm=llm_settings(fake, api_key))
+                      llm=allowed_llm(fake, api_key))
 
+
+
+def test_a_server_on_a_host_the_operator_does_not_allow_is_never_called(
+        store: Store, event_log: EventLog, fake: FakeOpenAI, api_key: str,
+        research: Research, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model picks the URL and which MCP_* secrets go there: only hosts the operator
+    lists in TICKRUN_LLM_MCP_ALLOWED_HOSTS qualify (none by default)."""
+    monkeypatch.setenv("TICKRUN_LLM_MCP_ALLOWED_HOSTS", " MCP.example.com, 10.0.0.7:8443 ")
+    assert LlmSettings().mcp_allowed_hosts == ["mcp.example.com", "10.0.0.7:8443"]
+    run = llm_run(store, "openai/fenced", _days_spec(), parameters={
+        "mcp_servers": [server("research", research.url, point_in_time=True)]})
+    offered: list[list[str]] = []
+
+    def script(request: ChatRequest) -> Reply:
+        offered.append(request.tools)
+        return Reply.text("Holding.")
+
+    fake.script("fenced", script)
+    for allowed in ([], ["mcp.example.com", "127.0.0.2"]):
+        caplog.clear()
+        session = session_for(store, event_log, run if not allowed else llm_run(
+            store, "openai/fenced", _days_spec(), parameters={
+                "mcp_servers": [server("research", research.url)]}),
+            llm_settings(fake, api_key, mcp_allowed_hosts=allowed))
+        assert play(session) is Ending.COMPLETED
+        assert any("not in TICKRUN_LLM_MCP_ALLOWED_HOSTS" in r.getMessage()
+                   for r in caplog.records)
+    assert offered and all(not any(t.startswith("research__") for t in tools)
+                           for tools in offered)
+    assert "research__" not in fake.requests[0].text_of("system")
+    assert research.calls == []
