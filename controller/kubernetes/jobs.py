@@ -114,6 +114,9 @@ def runner_container(run: Run, settings: KubernetesSettings) -> dict[str, Any]:
     }
     if settings.runner_metrics_port:
         container["ports"] = [{"name": "metrics", "containerPort": settings.runner_metrics_port}]
+    if settings.mcp_secret:
+        # MCP servers' header values: a model names the MCP_* variable, never the value.
+        container["envFrom"] = [{"secretRef": {"name": settings.mcp_secret, "optional": True}}]
     return container
 
 

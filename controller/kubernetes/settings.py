@@ -63,6 +63,10 @@ class KubernetesSettings(BaseSettings):
         default=SecretRef(name="tickrun-market-data", key="alpaca-api-secret-key",
                           optional=True),
         description="Secret holding TICKRUN_ALPACA_API_SECRET_KEY (Alpaca market data)")
+    mcp_secret: str | None = Field(
+        default=None,
+        description="Secret whose keys (each named MCP_*) become run pods' environment: the "
+                    "header values of the MCP servers models name (envFrom, optional)")
     runner_env: dict[str, str] = Field(
         default_factory=dict,
         description="Non-secret runner settings (TICKRUN_RUNNER_*, TICKRUN_LLM_BASE_URL, "

@@ -381,3 +381,14 @@ def test_retention_cronjob_prunes_with_the_database_secret_only_when_enabled() -
         out = helm("template", "rel", str(CHART), "--set", "retention.enabled=true",
                    "--set", wrong, check=False)
         assert out.returncode != 0, wrong
+
+
+def test_the_mcp_secret_is_named_in_the_settings_only_when_given() -> None:
+    def settings(*args: str) -> dict[str, Any]:
+        [config] = [d for d in render(*args) if d["kind"] == "ConfigMap"
+                    and d["metadata"]["name"].endswith("-settings")]
+        return dict(config["data"])
+
+    assert "TICKRUN_K8S_MCP_SECRET" not in settings()
+    assert settings("--set", "secrets.mcp.existingSecret=tickrun-mcp")[
+        "TICKRUN_K8S_MCP_SECRET"] == "tickrun-mcp"

@@ -127,3 +127,16 @@ def test_label_values_are_sanitized() -> None:
     assert label_value("-abc-") == "abc"
     job = build_job(a_run(user_id="user@example.com"), KubernetesSettings())
     assert job["metadata"]["annotations"]["tickrun.io/user-id"] == "user@example.com"
+
+
+def test_mcp_header_values_come_from_the_operators_secret_only_when_named(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The MCP servers' header values reach run pods as the MCP_* keys of one Secret
+    (envFrom, optional): the Job names the Secret, never a value; none without it."""
+    container = build_job(a_run(), KubernetesSettings())["spec"]["template"]["spec"][
+        "containers"][0]
+    assert "envFrom" not in container
+    monkeypatch.setenv("TICKRUN_K8S_MCP_SECRET", "tickrun-mcp")
+    container = build_job(a_run(), KubernetesSettings())["spec"]["template"]["spec"][
+        "containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": "tickrun-mcp", "optional": True}}]
