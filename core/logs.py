@@ -49,7 +49,8 @@ def configure_logging(component: str, *, level: str = "INFO", json: bool = True)
     root.setLevel(level)
     # Per-request INFO lines from HTTP clients (the OpenAI client uses httpx2) come from
     # threads without the run context: one line per LLM call, without run_id.
-    for noisy in ("httpx", "httpx2", "httpcore", "openai", "urllib3", "kubernetes"):
+    # (mcp: two INFO lines per outside tool call)
+    for noisy in ("httpx", "httpx2", "httpcore", "openai", "urllib3", "kubernetes", "mcp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
