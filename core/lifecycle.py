@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from core import performance
-from core.errors import IllegalTransition
+from core import contamination, metrics, performance
+from core.errors import IllegalTransition, NotFound
 from core.eventlog import EventLog, EventType
 from core.eventlog.payloads import result_data, status_data
 from core.records import Decision, OrderState, Run
 from core.research.audit import LookaheadAudit
-from core.spec import DataSource, RunSpec
+from core.spec import DataSource, DeciderKind, RunSpec
 from core.spend import DailyLimit
 from core.status import RunStatus
 from core.store import Store
@@ -83,6 +83,12 @@ class DecisionTally:
             self.unknown_cost += 1
         self.outcomes[d.outcome] = self.outcomes.get(d.outcome, 0) + 1
 
+    def usage(self) -> metrics.LlmUsage:
+        """The spend for the metrics: the cost is unknown (None) when a decision's is."""
+        return metrics.LlmUsage(tokens_in=self.tokens_in, tokens_out=self.tokens_out,
+                                cost=None if self.unknown_cost else self.cost,
+                                decisions=sum(self.outcomes.values()))
+
 
 def run_result(store: Store, run: Run, ending: str, *, decider: str | None = None,
                benchmark: dict[str, Any] | None = None, data: dict[str, Any] | None = None,
@@ -92,16 +98,17 @@ def run_result(store: Store, run: Run, ending: str, *, decider: str | None = Non
     runner that died, cannot, and says so with `from_ledger`."""
     audit = LookaheadAudit(run.spec.interval)
     tally = DecisionTally.of(audit.passing(store.iter_decisions(run.id)))
-    summary = performance.summarize(run.spec.initial_cash, tally.equity,
-                                    store.iter_trades(run.id),
-                                    performance.periods_per_year(run.spec.mode.value))
+    trades = performance.TradeTally.of(store.iter_trades(run.id))
+    per_year = performance.periods_per_year(run.spec.mode.value)
+    summary = performance.summary_of(run.spec.initial_cash, tally.equity, trades, per_year)
     cash = run.spec.initial_cash if tally.cash is None else tally.cash
+    played_by = decider or run.decider or run.spec.decider
     summary.update({
         "ending": ending,
         "steps_done": len(tally.equity),
         "steps_total": run.steps_total,
         "final_cash": str(cash.quantize(performance.Q)),
-        "decider": decider or run.decider or run.spec.decider,
+        "decider": played_by,
         "decider_reason": run.decider_reason,
         "tokens_in": tally.tokens_in,
         "tokens_out": tally.tokens_out,
@@ -115,11 +122,39 @@ def run_result(store: Store, run: Run, ending: str, *, decider: str | None = Non
         # "possible" (an outside tool that does not answer as of the bar).
         "lookahead": audit.verdict,
         "research": audit.summary(),
+        "metrics": metrics.of_tally([run.spec.initial_cash, *tally.equity], trades, per_year,
+                                    tally.usage()),
+        "contamination": run_contamination(store, run, played_by),
     })
     summary["orders"] = final_order_counts(store.count_orders(run.id))
     if from_ledger:
         summary["from_ledger"] = True
     return summary
+
+
+def run_contamination(store: Store, run: Run, decider: str | None
+                      ) -> contamination.ContaminationMark | None:
+    """Whether the run's sessions lie inside its model's training data (core.contamination);
+    None for a run no LLM played. A replay carries the mark of the run it replays (its
+    trades are that run's), which the source's own model decides."""
+    try:
+        for _ in range(5):  # a replay of a replay...: a few hops at most
+            if decider != DeciderKind.REPLAY:
+                break
+            run = store.get_run(int(str(run.spec.decider_params["source_run_id"])))
+            decider = run.decider or run.spec.decider
+        if decider != DeciderKind.LLM:
+            return None
+        model = store.get_model(run.model_id)
+    except (NotFound, KeyError, ValueError):
+        return None
+    try:
+        days = run.spec.session_days()
+    except Exception as exc:  # the result is written all the same
+        log.warning("run %d: sessions unknown (%s); its dates stand for them", run.id, exc)
+        days = []
+    return contamination.mark(model.llm, model.parameters,
+                              days or [run.spec.first_day, run.spec.last_day])
 
 
 def final_order_counts(counts: dict[OrderState, int]) -> dict[str, int]:

@@ -32,9 +32,17 @@ def max_drawdown(equity: Sequence[float]) -> float:
     return -worst
 
 
+def step_returns(equity: Sequence[float]) -> list[float]:
+    """The simple return of each step (b / a - 1), skipping a step from a non-positive
+    equity (no return is defined there)."""
+    return [b / a - 1 for a, b in itertools.pairwise(equity) if a > 0]
+
+
 def sharpe(equity: Sequence[float], periods_per_year: int) -> float | None:
-    returns = [b / a - 1 for a, b in itertools.pairwise(equity) if a > 0]
-    if len(returns) < 2:
+    """Mean over sample standard deviation (n - 1) of the step returns, times
+    sqrt(periods_per_year); None under two returns or when they do not vary."""
+    returns = step_returns(equity)
+    if len(returns) < 2 or max(returns) == min(returns):
         return None
     mean = sum(returns) / len(returns)
     var = sum((r - mean) ** 2 for r in returns) / (len(returns) - 1)
@@ -60,6 +68,14 @@ class TradeTally:
     shorts: int = 0  # filled short sales
     covers: int = 0  # filled covers, margin calls' included
     margin_calls: int = 0  # covers a margin call made
+    # Realized P&L of the closing trades (against the position's average price, fees
+    # on both legs included): the sum of the gains and of the losses (positive).
+    gross_profit: Decimal = Decimal(0)
+    gross_loss: Decimal = Decimal(0)
+    notional: Decimal = Decimal(0)  # quantity x price of every fill
+    fees: Decimal = Decimal(0)  # of every fill
+    # Whether any position was open after the last fill of each step that had fills.
+    exposure: dict[int, bool] = field(default_factory=dict)
 
     @classmethod
     def of(cls, trades: Iterable[Trade]) -> TradeTally:
@@ -73,14 +89,19 @@ class TradeTally:
             self.refused += 1
             return
         self.filled += 1
+        self.notional += t.quantity * t.price
+        self.fees += t.fees
+        self._fill(t)
+        self.exposure[t.step] = self.holding()
+
+    def _fill(self, t: Trade) -> None:
         if t.side is Side.BUY:
             self.qty[t.symbol] = self.qty.get(t.symbol, Decimal(0)) + t.quantity
             self.cost[t.symbol] = (self.cost.get(t.symbol, Decimal(0))
                                    + t.quantity * t.price + t.fees)
         elif t.side is Side.SELL and self.qty.get(t.symbol):
             avg = self.cost[t.symbol] / self.qty[t.symbol]
-            self.closes += 1
-            self.wins += int(t.price * t.quantity - t.fees > avg * t.quantity)
+            self._close(t.price * t.quantity - t.fees - avg * t.quantity)
             self.cost[t.symbol] -= avg * t.quantity
             self.qty[t.symbol] -= t.quantity
         elif t.side is Side.SHORT:
@@ -93,10 +114,30 @@ class TradeTally:
             self.margin_calls += int((t.reason or "").startswith(MARGIN_CALL))
             if self.short_qty.get(t.symbol):
                 avg = self.proceeds[t.symbol] / self.short_qty[t.symbol]
-                self.closes += 1
-                self.wins += int(avg * t.quantity > t.price * t.quantity + t.fees)
+                self._close(avg * t.quantity - t.price * t.quantity - t.fees)
                 self.proceeds[t.symbol] -= avg * t.quantity
                 self.short_qty[t.symbol] -= t.quantity
+
+    def _close(self, pnl: Decimal) -> None:
+        self.closes += 1
+        self.wins += int(pnl > 0)
+        if pnl > 0:
+            self.gross_profit += pnl
+        else:
+            self.gross_loss -= pnl
+
+    def holding(self) -> bool:
+        """Any position open (long or short) after the fills so far."""
+        return any(self.qty.values()) or any(self.short_qty.values())
+
+    def exposed_steps(self, steps: int) -> int:
+        """How many of the first `steps` steps ended with a position open: a step
+        without fills keeps the state of the step before it."""
+        held, count = False, 0
+        for step in range(steps):
+            held = self.exposure.get(step, held)
+            count += held
+        return count
 
     @property
     def win_rate(self) -> float | None:
@@ -111,9 +152,14 @@ def win_rate(trades: Iterable[Trade]) -> float | None:
 
 def summarize(initial_cash: Decimal, equity: Sequence[Decimal], trades: Iterable[Trade],
               periods_per_year: int) -> dict[str, Any]:
+    return summary_of(initial_cash, equity, TradeTally.of(trades), periods_per_year)
+
+
+def summary_of(initial_cash: Decimal, equity: Sequence[Decimal], tally: TradeTally,
+               periods_per_year: int) -> dict[str, Any]:
+    """summarize() from a ledger already tallied (one pass serves the metrics too)."""
     curve = [float(initial_cash)] + [float(e) for e in equity]
     final = equity[-1] if equity else initial_cash
-    tally = TradeTally.of(trades)
     return {
         "final_equity": str(final.quantize(Q)),
         "return_pct": round((float(final) / float(initial_cash) - 1) * 100, 4),

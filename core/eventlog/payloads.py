@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, NotRequired, TypedDict
 
+from core.contamination import ContaminationMark
+from core.metrics import RunMetrics
 from core.records import Decision, OrderEvent, OrderRecord, Trade
 from core.status import RunStatus
 
@@ -70,6 +72,10 @@ class RunResult(TypedDict):
     orders: dict[str, int]  # by final state
     lookahead: str  # clean, "N items", possible: core.research.audit
     research: dict[str, Any]  # the audit's counts (dated items, violations, outside calls)
+    metrics: RunMetrics  # core.metrics: the standard figures of the run, from its ledger
+    # Whether its sessions lie inside its model's training data (core.contamination);
+    # None for a run no LLM played.
+    contamination: ContaminationMark | None
     from_ledger: NotRequired[bool]  # the controller's, for a runner that died
     budget: NotRequired[dict[str, Any]]  # a run an LLM played: limits and spend
     final_short_value: NotRequired[str]  # what is short at the last close played
