@@ -37,6 +37,8 @@ else:
 JsonObject = dict[StorableText, JsonValue]
 
 MAX_CASH = Decimal("1000000000000")
+MAX_SEED = 2**31 - 1
+MAX_REPEATS = 20
 # Margin of short positions (core.margin): Reg T's initial 50%; FINRA rule 4210's 30%
 # maintenance for shorts of stocks of $5 and more (25% is its minimum for longs only).
 INITIAL_MARGIN = Decimal("0.5")
@@ -52,7 +54,16 @@ class DeciderKind(StrEnum):
     LLM = "llm"
     BUY_AND_HOLD = "buy_and_hold"
     SMA_CROSSOVER = "sma_crossover"
+    RANDOM = "random"  # seeded coin flips: the floor a model must beat
     REPLAY = "replay"
+
+    @property
+    def is_baseline(self) -> bool:
+        """A deterministic rule (given its seed) that a batch plays beside the models."""
+        return self in BASELINE_DECIDERS
+
+
+BASELINE_DECIDERS = (DeciderKind.BUY_AND_HOLD, DeciderKind.SMA_CROSSOVER, DeciderKind.RANDOM)
 
 
 class FillRule(StrEnum):
@@ -112,8 +123,19 @@ class RunSpec(BaseModel):
                     "max_cost_usd. Unset: parameters.budget.max_tokens of the model, else "
                     "TICKRUN_RUNNER_MAX_TOKENS")
     # Strict: a JSON `true` or "7" is not a seed (the schema says integer).
-    seed: int = Field(default=0, ge=0, le=2**31 - 1, strict=True,
-                      description="Synthetic data seed")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, strict=True,
+                      description="The run's seed: of synthetic bars, of the random "
+                                  "decider, and the LLM provider's sampling seed (honoured "
+                                  "by some models). A batch gives each repeat its own")
+    repeat: int = Field(
+        default=0, ge=0, le=MAX_REPEATS - 1, strict=True,
+        description="Which repeat of its batch cell this run is (0 first); its seed is the "
+                    "batch's seed + repeat. A label: it changes nothing the run does")
+    baseline: bool = Field(
+        default=False, strict=True,
+        description="A baseline a batch played beside its models (buy_and_hold, "
+                    "sma_crossover or random, on the same bars and options), not a model's "
+                    "run; it belongs to the batch's first model. A label, as `repeat`")
     initial_margin: Decimal = Field(
         default=INITIAL_MARGIN, gt=0, le=1, max_digits=5, decimal_places=4,
         description="Short sales: a short is refused when, after it, equity would be under "
@@ -127,12 +149,19 @@ class RunSpec(BaseModel):
         default=False, strict=True,
         description="Intraday runs: after the last bar's decision, cancel the open orders "
                     "and close every position at that bar's close")
+    blind: bool = Field(
+        default=False, strict=True,
+        description="The agent sees neither the tickers nor the calendar: pseudonyms "
+                    "(STOCK_A...) and times counted from the first bar, in the prompt and "
+                    "every tool answer; no research or outside tools. Set against open runs "
+                    "of the same model, it tells memory of the period from trading")
 
     # Options added after the first release, left out of the stored spec while they
     # keep their default: a runner of the previous release (a rolling upgrade) reads
     # specs with extra="forbid" and would refuse one that names them.
     NEWER_OPTIONS: ClassVar[tuple[str, ...]] = (
-        "initial_margin", "maintenance_margin", "flat_at_close")
+        "initial_margin", "maintenance_margin", "flat_at_close", "repeat", "baseline",
+        "blind")
 
     @model_validator(mode="after")
     def _dates_fit_mode(self) -> RunSpec:
@@ -151,6 +180,9 @@ class RunSpec(BaseModel):
         if self.maintenance_margin > self.initial_margin:
             raise ValueError(f"maintenance_margin {self.maintenance_margin} is above "
                              f"initial_margin {self.initial_margin}")
+        if self.baseline and not (self.decider is not None and self.decider.is_baseline):
+            raise ValueError("a baseline run plays buy_and_hold, sma_crossover or random "
+                             "(give `decider`)")
         if self.flat_at_close and self.mode is not Mode.INTRADAY:
             raise ValueError("flat_at_close is for intraday runs (a daily backtest has no "
                              "session close to be flat at)")

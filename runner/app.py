@@ -230,9 +230,10 @@ def _prepare(run: Run, deps: RunnerDeps, publisher: EventPublisher) -> Session:
     bars = _load_bars(run, timeline, deps, publisher)
     log.info("playing %s %s with %s on %s bars from step %d of %d", run.spec.mode.value,
              ",".join(run.spec.symbols), decider.name, data, run.steps_done, len(timeline))
-    # Only an agent reads research; the baselines and a replay never ask.
+    # Only an agent reads research (the baselines and a replay never ask), and not in a
+    # blind run (research is dated by nature).
     research = (run_research(run.spec.data, deps.store, deps.market_data)
-                if decider.name == DeciderKind.LLM.value else None)
+                if decider.name == DeciderKind.LLM.value and not run.spec.blind else None)
     return Session(store=deps.store, publisher=publisher, run=run, model=model,
                    decider=decider, timeline=timeline, bars=bars, stop=deps.stop,
                    settings=deps.settings, guard=_spend_guard(run, model, decider, deps),

@@ -50,12 +50,14 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from core.records import Model, Run, Trade
 from runner import telemetry
 from runner.deciders.base import DeciderFailed, DecisionResult, StepContext
+from runner.deciders.blind import Blinding
 from runner.deciders.llm_prompt import step_message, system_prompt
 from runner.deciders.llm_tools import build_tools
 from runner.deciders.mcp_tools import McpServers, OutsideTools, outside_fields
 from runner.llm_prices import ModelPrice, PriceTable, quantize_cost
 from runner.llm_ratelimit import RateLimiter, local_limiter
 from runner.llm_settings import LlmSettings, Provider
+from runner.marketdata import timeline_for
 
 log = logging.getLogger(__name__)
 
@@ -193,11 +195,16 @@ class LlmDecider:
         self.deadline_seconds = min(deadline_seconds, limit) if limit else deadline_seconds
         # The stable part of every request, sent first and byte-identical at every step,
         # so the provider's prompt cache can serve it (the step's context follows it).
+        # A blind run hides its tickers and dates (runner.deciders.blind); outside tools'
+        # answers could not be blinded, so it has none.
+        self.blinding = (Blinding.of(run, timeline_for(run.spec).times[0])
+                         if run.spec.blind else None)
         # Only the servers on hosts the operator allows (TICKRUN_LLM_MCP_ALLOWED_HOSTS).
-        self._outside = OutsideTools(self.params.mcp_servers, run_id=run.id,
-                                     allowed_hosts=settings.mcp_allowed_hosts)
+        self._outside = OutsideTools(
+            self.params.mcp_servers if self.blinding is None else [], run_id=run.id,
+            allowed_hosts=settings.mcp_allowed_hosts)
         self.system = system_prompt(run, model, max_tool_calls=self.params.max_tool_calls,
-                                    outside=self._outside.servers)
+                                    outside=self._outside.servers, blinding=self.blinding)
         self.price = PriceTable.load(settings.prices).price(self.model_name)
         self._poll = poll_seconds
         self._clock = clock
@@ -228,13 +235,15 @@ class LlmDecider:
         tally = _Tally(price=self.price)
         tools = {t.name: t for t in build_tools(ctx, max_lookback=self.params.max_lookback,
                                                  on_trade=tally.trades.append,
-                                                 on_action=tally.actions.add)}
+                                                 on_action=tally.actions.add,
+                                                 blinding=self.blinding)}
         for tool in await self._outside.tools(ctx, time_left=lambda: deadline - self._clock()):
             tools.setdefault(tool.name, tool)  # tickrun's own names come first
         bound = chat.bind_tools(list(tools.values()))
         messages: list[BaseMessage] = [
             SystemMessage(self.system),
-            HumanMessage(step_message(ctx, context_bars=self.params.context_bars))]
+            HumanMessage(step_message(ctx, context_bars=self.params.context_bars,
+                                      blinding=self.blinding))]
         budget = self.params.max_tool_calls
         try:
             for _ in range(budget + 1):

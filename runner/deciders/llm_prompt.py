@@ -18,15 +18,30 @@ from core.bars import Bar
 from core.records import Model, OrderOrigin, OrderRecord, Run, Trade
 from core.spec import FillRule, Mode
 from runner.deciders.base import StepContext
+from runner.deciders.blind import Blinding
 from runner.deciders.llm_tools import number
 from runner.deciders.mcp_tools import SEPARATOR, McpServer
 
 
 def system_prompt(run: Run, model: Model, *, max_tool_calls: int,
-                  outside: Sequence[McpServer] = ()) -> str:
+                  outside: Sequence[McpServer] = (), blinding: Blinding | None = None) -> str:
+    """The run's rules; for a blind run, with pseudonyms for its symbols and no calendar
+    date anywhere (runner.deciders.blind)."""
+    prompt = _system_prompt(run, model, max_tool_calls=max_tool_calls, outside=outside,
+                            blind=blinding is not None)
+    return prompt if blinding is None else blinding.text(prompt)
+
+
+def _system_prompt(run: Run, model: Model, *, max_tool_calls: int,
+                   outside: Sequence[McpServer], blind: bool) -> str:
     spec = run.spec
     symbols = ", ".join(spec.symbols)
-    if spec.mode is Mode.INTRADAY:
+    if blind:
+        cadence = (f"A {'regular US session' if spec.mode is Mode.INTRADAY else 'daily backtest'}"
+                   f" whose symbols and dates are hidden: {run.steps_total} steps, one "
+                   f"decision per {'one-minute' if spec.mode is Mode.INTRADAY else 'daily'} "
+                   "bar; times are counted from the first bar (minute +N or day +N).")
+    elif spec.mode is Mode.INTRADAY:
         cadence = (f"Intraday session on {spec.date}: one decision per one-minute bar of the "
                    f"regular US session (09:30-16:00 America/New_York), {run.steps_total} "
                    "steps.")
@@ -101,7 +116,14 @@ def _outside(servers: Sequence[McpServer]) -> list[str]:
     return lines
 
 
-def step_message(ctx: StepContext, *, context_bars: int) -> str:
+def step_message(ctx: StepContext, *, context_bars: int,
+                 blinding: Blinding | None = None) -> str:
+    """The step's context; for a blind run, every ticker and time in it blinded."""
+    message = _step_message(ctx, context_bars=context_bars)
+    return message if blinding is None else blinding.text(message)
+
+
+def _step_message(ctx: StepContext, *, context_bars: int) -> str:
     when = ctx.bar_time.isoformat()
     lines = [f"Step {ctx.step + 1} of {ctx.steps_total}, bar time {when}."]
     for symbol, bars in ctx.history.items():

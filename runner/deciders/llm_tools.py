@@ -39,6 +39,7 @@ from core.records import (
     Trade,
 )
 from runner.deciders.base import StepContext
+from runner.deciders.blind import Blinding
 from runner.deciders.research_tools import research_tools
 
 MAX_EXPRESSION_CHARS = 200
@@ -62,7 +63,7 @@ TimeInForceText = Annotated[str, WithJsonSchema({"type": "string", "enum": TIMES
 # Short descriptions: the rules (fills, margin, time in force) are in the system prompt
 # once; every tool's schema goes with every model call.
 _REASON = "Why, in one sentence"
-_SYMBOL = "Ticker of this run, e.g. AAPL"
+_SYMBOL = "A symbol of this run, as the prompt names it"
 _QUANTITY = "Number of shares (whole, positive)"
 _STOP_LOSS = "Buy or short only: once it fills, a stop order at this price protects it"
 
@@ -110,7 +111,7 @@ class ReasonArgs(BaseModel):
 
 
 class HistoryArgs(BaseModel):
-    symbol: str = Field(description="Ticker of this run")
+    symbol: str = Field(description=_SYMBOL)
     lookback: int = Field(description="How many bars, ending with the current one")
 
 
@@ -242,7 +243,8 @@ def _choice(name: str, value: str, known: Sequence[str]) -> str:
 # -- the tools of one step ---------------------------------------------------------------
 def build_tools(ctx: StepContext, *, max_lookback: int,
                 on_trade: Callable[[Trade], None],
-                on_action: Callable[[str], None] = lambda action: None) -> list[BaseTool]:
+                on_action: Callable[[str], None] = lambda action: None,
+                blinding: Blinding | None = None) -> list[BaseTool]:
     """The run's tools for its current step: market orders (buy, sell, short, cover),
     resting orders (limit, stop, stop-limit), cancel_order, open_orders, close_all,
     portfolio, price_history and calculator; news and fundamentals where the run's data
@@ -255,6 +257,8 @@ def build_tools(ctx: StepContext, *, max_lookback: int,
     broker = ctx.broker
 
     def known(symbol: str) -> str:
+        if blinding is not None:  # a blind run's agent names its pseudonyms
+            symbol = blinding.ticker(symbol)
         symbol = symbol.strip().upper()
         if symbol not in symbols:
             raise Rejected(f"{symbol!r} is not traded in this run; symbols: {symbols}")
@@ -380,15 +384,17 @@ def build_tools(ctx: StepContext, *, max_lookback: int,
              description: str) -> BaseTool:
         def answer(**kwargs: Any) -> dict[str, Any]:
             try:
-                return fn(**kwargs)
+                said = fn(**kwargs)
             except Rejected as exc:
-                return _rejected(str(exc))
+                said = _rejected(str(exc))
+            return said if blinding is None else dict(blinding.answer(said))
         return StructuredTool.from_function(func=answer, name=fn.__name__,
                                             args_schema=schema, description=description)
 
+    # Research answers are dated by nature: a blind run has none.
     research = ([tool(fn, schema, text) for fn, schema, text
                  in research_tools(ctx, ctx.research, known)]
-                if ctx.research is not None else [])
+                if ctx.research is not None and blinding is None else [])
     now = "Market order at this step's fill price:"
     return [
         tool(buy, OpenArgs, f"{now} buy shares."),
