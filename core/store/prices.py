@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from core.store import codec
-from core.store.sqlbase import SqlAccess, insert, utcnow
+from core.store.sqlbase import SqlAccess, equal_to, insert, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,25 +117,19 @@ class PricesSql(SqlAccess, PriceStore):
 
     def cached_days(self, source: str, symbol: str, interval: str, first: dt.date,
                     last: dt.date) -> set[dt.date]:
-        d = self.dialect
-        with self._tx() as cur:
-            rows = cur.all(
-                "SELECT day FROM price_days WHERE source = %s AND symbol = %s"
-                " AND interval = %s AND day >= %s AND day <= %s",
-                (source, symbol, interval, d.day(first), d.day(last)),
-            )
-        return {codec.day(r["day"]) for r in rows}
+        return self._days_between(
+            "price_days", {"source": source, "symbol": symbol, "interval": interval},
+            first, last)
 
     def cache_summary(self, *, source: str | None = None,
                       symbol: str | None = None) -> list[CachedSeries]:
-        wanted = {"source": source, "symbol": symbol}
-        where = " AND ".join(f"{k} = %s" for k, v in wanted.items() if v) or "TRUE"
+        where, params = equal_to({"source": source, "symbol": symbol})
         with self._tx() as cur:
             rows = cur.all(
                 "SELECT source, symbol, interval, MIN(day) AS first_day, MAX(day) AS last_day,"
                 " COUNT(*) AS days, SUM(bars) AS bars, MAX(fetched_at) AS fetched_at"
                 f" FROM price_days WHERE {where}"
                 " GROUP BY source, symbol, interval ORDER BY symbol, interval, source",
-                [v for v in wanted.values() if v],
+                params,
             )
         return [codec.record_from(CachedSeries, r) for r in rows]

@@ -21,7 +21,7 @@ from typing import Any
 
 from core.research.items import NEW_YORK, CorporateAction, Filing, NewsItem
 from core.store import codec
-from core.store.sqlbase import Cursor, SqlAccess, insert, utcnow
+from core.store.sqlbase import Cursor, SqlAccess, equal_to, insert, utcnow
 
 __all__ = ["ResearchKind", "ResearchSeries", "ResearchSql", "ResearchStore", "searchable"]
 
@@ -269,25 +269,21 @@ class ResearchSql(SqlAccess, ResearchStore):
     # -- what was fetched -----------------------------------------------------------------
     def research_days(self, source: str, kind: ResearchKind, symbol: str, first: dt.date,
                       last: dt.date) -> set[dt.date]:
-        d = self.dialect
-        with self._tx() as cur:
-            rows = cur.all(
-                "SELECT day FROM research_days WHERE source = %s AND kind = %s"
-                " AND symbol = %s AND day >= %s AND day <= %s",
-                (source, ResearchKind(kind).value, symbol, d.day(first), d.day(last)))
-        return {codec.day(r["day"]) for r in rows}
+        return self._days_between(
+            "research_days",
+            {"source": source, "kind": ResearchKind(kind).value, "symbol": symbol},
+            first, last)
 
     def research_summary(self, *, source: str | None = None,
                          symbol: str | None = None) -> list[ResearchSeries]:
-        wanted = {"source": source, "symbol": symbol}
-        where = " AND ".join(f"{k} = %s" for k, v in wanted.items() if v) or "TRUE"
+        where, params = equal_to({"source": source, "symbol": symbol})
         with self._tx() as cur:
             rows = cur.all(
                 "SELECT source, kind, symbol, MIN(day) AS first_day, MAX(day) AS last_day,"
                 " COUNT(*) AS days, SUM(items) AS items, MAX(fetched_at) AS fetched_at"
                 f" FROM research_days WHERE {where}"
                 " GROUP BY source, kind, symbol ORDER BY symbol, kind, source",
-                [v for v in wanted.values() if v])
+                params)
         return [codec.record_from(ResearchSeries, r, days=int(r["days"]),
                                   items=int(r["items"] or 0)) for r in rows]
 

@@ -38,6 +38,13 @@ def insert_row(cur: Cursor, d: Dialect, table: str, values: Mapping[str, Any],
     return cur.one(codec.insert(table, values, tail), codec.columns(d, values))
 
 
+def equal_to(wanted: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    """A condition that the columns given a value (not None, not empty) equal it, TRUE
+    when none is, and its parameters."""
+    given = {column: value for column, value in wanted.items() if value}
+    return " AND ".join(f"{column} = %s" for column in given) or "TRUE", list(given.values())
+
+
 class Cursor(Protocol):
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
@@ -76,6 +83,16 @@ class SqlAccess(ABC):
         if row is None or (user_id is not None and row["user_id"] != user_id):
             raise NotFound(f"{what} {row_id} not found")
         return row
+
+    def _days_between(self, table: str, key: Mapping[str, Any], first: dt.date,
+                      last: dt.date) -> set[dt.date]:
+        """The days first..last of `table`'s rows whose columns equal `key`'s values."""
+        d = self.dialect
+        where = " AND ".join(f"{column} = %s" for column in key)
+        with self._tx() as cur:
+            rows = cur.all(f"SELECT day FROM {table} WHERE {where} AND day >= %s AND day <= %s",
+                           (*key.values(), d.day(first), d.day(last)))
+        return {codec.day(r["day"]) for r in rows}
 
     def ping(self) -> None:
         with self._tx() as cur:

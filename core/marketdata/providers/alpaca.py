@@ -13,14 +13,19 @@ What the client does on its own, and how it is steered here:
 - requests waits forever for an answer unless told otherwise: the adapter sets the
   connect/read timeouts on every request;
 - every other non-2xx raises `APIError` (its `status_code` and the JSON body's message).
+
+`session` does this steering and the mapping of failures for any of alpaca-py's data
+clients: the research provider's news client (core.research.providers.alpaca) uses it too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import requests
@@ -34,6 +39,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="websockets.legacy is deprecated",
                             category=DeprecationWarning)
     from alpaca.common.exceptions import APIError
+    from alpaca.common.rest import RESTClient
     from alpaca.data.enums import Adjustment, DataFeed
     from alpaca.data.historical import StockHistoricalDataClient
     from alpaca.data.requests import StockBarsRequest
@@ -54,6 +60,7 @@ KEY_SETTINGS = "TICKRUN_ALPACA_API_KEY_ID and TICKRUN_ALPACA_API_SECRET_KEY"
 FEED_SETTING = "TICKRUN_ALPACA_FEED"
 NEW_YORK = ZoneInfo("America/New_York")
 _UNITS = {Interval.MINUTE: TimeFrameUnit.Minute, Interval.DAY: TimeFrameUnit.Day}
+Client = TypeVar("Client", bound=RESTClient)
 
 
 class _PolicyAdapter(HTTPAdapter):
@@ -91,57 +98,68 @@ class AlpacaProvider(BarProvider):
     def fetch(self, symbol: str, interval: Interval, first: dt.date,
               last: dt.date) -> list[Bar]:
         what = f"{symbol} {interval.value} bars {first}..{last} (feed {self._feed.value})"
-        client = self._client()
-        try:
-            raw = client.get_stock_bars(_request(symbol, interval, first, last, self._feed))
-        except APIError as exc:
-            raise self._failed(exc, what) from None
-        except (requests.JSONDecodeError, ValueError) as exc:  # not JSON, or no "bars"
-            raise ProviderUnavailable(f"alpaca sent a malformed answer for {what}: {exc}"
-                                      ) from exc
-        except requests.RequestException as exc:  # RetryError, ConnectionError, Timeout...
-            raise ProviderUnavailable(
-                f"alpaca did not answer within {self._deadline_seconds:g} s: "
-                f"{gave_up(exc)}") from exc
-        finally:
-            client._session.close()
-        if not isinstance(raw, dict):  # raw_data=True: {symbol: [bar, ...]}
-            raise ProviderUnavailable(f"alpaca's client returned {type(raw).__name__}")
-        return [_bar(bar, what) for bar in raw.get(symbol) or []]
-
-    def _client(self) -> StockHistoricalDataClient:
         client = StockHistoricalDataClient(
             api_key=self._key_id.get_secret_value(),
             secret_key=self._secret_key.get_secret_value(),
             url_override=self._data_url, raw_data=True)
-        # The client's own loop retries 429/504 only while its counter is above zero.
-        client._retry = 0
-        client._retry_codes = []
-        timeout = (min(CONNECT_TIMEOUT, self._deadline_seconds),
-                   min(READ_TIMEOUT, self._deadline_seconds))
-        adapter = _PolicyAdapter(retry_policy(self._deadline_seconds), timeout)
-        client._session.mount("https://", adapter)
-        client._session.mount("http://", adapter)
-        return client
-
-    def _failed(self, exc: APIError, what: str) -> ProviderRefused | ProviderUnavailable:
-        status = exc.status_code
-        reason = _reason(exc)
-        if status in (429,) or (status is not None and status >= 500):
-            # not a status the policy retries (501...), or retried by no one: transient
-            return ProviderUnavailable(f"alpaca answered {status} for {what} ({reason})")
-        if status == 401:
-            advice = f"check {KEY_SETTINGS}"
-        elif status == 403:
-            advice = (f"check {KEY_SETTINGS}, and that the account's data plan covers feed "
+        advice_403 = (f"check {KEY_SETTINGS}, and that the account's data plan covers feed "
                       f"{self._feed.value} ({FEED_SETTING})")
-        else:
-            advice = "the request is malformed or names data alpaca does not serve"
-        message = f"alpaca refused the request for {what} ({status}: {reason}): {advice}"
-        for secret in (self._key_id.get_secret_value(), self._secret_key.get_secret_value()):
-            if secret:
-                message = message.replace(secret, "[redacted]")
-        return ProviderRefused(message)
+        with session(client, what, self._deadline_seconds, (self._key_id, self._secret_key),
+                     advice_403):
+            raw = client.get_stock_bars(_request(symbol, interval, first, last, self._feed))
+        if not isinstance(raw, dict):  # raw_data=True: {symbol: [bar, ...]}
+            raise ProviderUnavailable(f"alpaca's client returned {type(raw).__name__}")
+        return [_bar(bar, what) for bar in raw.get(symbol) or []]
+
+
+@contextmanager
+def session(client: Client, what: str, deadline_seconds: float,
+            secrets: Sequence[SecretStr], advice_403: str) -> Iterator[Client]:
+    """`client` (built with raw_data=True) steered for one call within
+    `deadline_seconds`: its own retry loop off, the call's retry policy and timeouts
+    mounted on its requests session, which is closed afterwards. The call's failures
+    come out as ProviderRefused / ProviderUnavailable about `what`, with `secrets`
+    redacted; `advice_403` is what a refusal with 403 tells the operator to check."""
+    # The client's own loop retries 429/504 only while its counter is above zero.
+    client._retry = 0
+    client._retry_codes = []
+    timeout = (min(CONNECT_TIMEOUT, deadline_seconds), min(READ_TIMEOUT, deadline_seconds))
+    adapter = _PolicyAdapter(retry_policy(deadline_seconds), timeout)
+    client._session.mount("https://", adapter)
+    client._session.mount("http://", adapter)
+    try:
+        yield client
+    except APIError as exc:
+        raise refusal(exc, what, secrets, advice_403) from None
+    except (requests.JSONDecodeError, ValueError) as exc:  # not JSON, or not the shape
+        raise ProviderUnavailable(f"alpaca sent a malformed answer for {what}: {exc}"
+                                  ) from exc
+    except requests.RequestException as exc:  # RetryError, ConnectionError, Timeout...
+        raise ProviderUnavailable(
+            f"alpaca did not answer within {deadline_seconds:g} s: {gave_up(exc)}") from exc
+    finally:
+        client._session.close()
+
+
+def refusal(exc: APIError, what: str, secrets: Sequence[SecretStr],
+            advice_403: str) -> ProviderRefused | ProviderUnavailable:
+    """The error an APIError about `what` stands for, `secrets` redacted from it."""
+    status = exc.status_code
+    reason = _reason(exc)
+    if status in (429,) or (status is not None and status >= 500):
+        # not a status the policy retries (501...), or retried by no one: transient
+        return ProviderUnavailable(f"alpaca answered {status} for {what} ({reason})")
+    if status == 401:
+        advice = f"check {KEY_SETTINGS}"
+    elif status == 403:
+        advice = advice_403
+    else:
+        advice = "the request is malformed or names data alpaca does not serve"
+    message = f"alpaca refused the request for {what} ({status}: {reason}): {advice}"
+    for secret in (s.get_secret_value() for s in secrets):
+        if secret:
+            message = message.replace(secret, "[redacted]")
+    return ProviderRefused(message)
 
 
 def _request(symbol: str, interval: Interval, first: dt.date, last: dt.date,

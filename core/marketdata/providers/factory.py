@@ -16,17 +16,28 @@ def build_provider(name: ProviderName, settings: MarketDataSettings) -> BarProvi
     if name == "polygon":
         from core.marketdata.providers.polygon import PolygonProvider
 
-        key = _required(name, [("TICKRUN_POLYGON_API_KEY", settings.polygon_api_key)])[0]
-        return PolygonProvider(key, settings.polygon_base_url, deadline)
+        return PolygonProvider(polygon_key(settings), settings.polygon_base_url, deadline)
     if name == "alpaca":
         from core.marketdata.providers.alpaca import AlpacaProvider
 
-        key_id, secret = _required(name, [
-            ("TICKRUN_ALPACA_API_KEY_ID", settings.alpaca_api_key_id),
-            ("TICKRUN_ALPACA_API_SECRET_KEY", settings.alpaca_api_secret_key)])
+        key_id, secret = alpaca_keys(settings)
         return AlpacaProvider(key_id, secret, settings.alpaca_data_url, settings.alpaca_feed,
                               deadline)
     raise ProviderRefused(f"unknown market data provider {name!r}: polygon or alpaca")
+
+
+def polygon_key(settings: MarketDataSettings) -> SecretStr:
+    """Polygon's API key, or ProviderRefused naming its setting (also for research)."""
+    return _required("polygon", [("TICKRUN_POLYGON_API_KEY", settings.polygon_api_key)])[0]
+
+
+def alpaca_keys(settings: MarketDataSettings) -> tuple[SecretStr, SecretStr]:
+    """Alpaca's key id and secret key, or ProviderRefused naming the settings still to
+    set (also for research)."""
+    key_id, secret = _required("alpaca", [
+        ("TICKRUN_ALPACA_API_KEY_ID", settings.alpaca_api_key_id),
+        ("TICKRUN_ALPACA_API_SECRET_KEY", settings.alpaca_api_secret_key)])
+    return key_id, secret
 
 
 def _required(name: str, values: list[tuple[str, SecretStr | None]]) -> list[SecretStr]:

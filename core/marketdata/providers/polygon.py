@@ -12,12 +12,17 @@ What the client does on its own, and how it is steered here:
 - a page body that is not JSON would make the client end the listing silently (it
   catches ValueError): the JSON module handed to it raises a non-ValueError instead,
   and it parses prices straight to Decimal (no float on the way).
+
+`session` builds such a client for one call and maps its failures; the research provider
+(core.research.providers.polygon) uses it too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -47,7 +52,7 @@ class MalformedAnswer(Exception):
     swallows ValueError while decoding a page and ends the listing as if complete."""
 
 
-class _ExactJson:
+class ExactJson:
     """The JSON module massive decodes with (its `custom_json`)."""
 
     @staticmethod
@@ -71,54 +76,58 @@ class PolygonProvider(BarProvider):
 
     def fetch(self, symbol: str, interval: Interval, first: dt.date,
               last: dt.date) -> list[Bar]:
-        client = self._client()
-        try:
+        what = f"{symbol} {interval.value} bars {first}..{last}"
+        with session(self._api_key, self._base_url, self._deadline_seconds, what) as client:
             # Dates (not timestamps) select whole New York days, extended hours included.
             aggs = client.list_aggs(symbol, 1, _TIMESPANS[interval], first.isoformat(),
                                     last.isoformat(), adjusted=True, sort="asc",
                                     limit=PAGE_LIMIT)
             return [_bar(agg) for agg in aggs]
-        except BadResponse as exc:
-            raise self._refused(str(exc), _what(symbol, interval, first, last)) from None
-        except HTTPError as exc:
-            raise ProviderUnavailable(
-                f"polygon did not answer within {self._deadline_seconds:g} s: "
-                f"{gave_up(exc)}") from exc
-        except MalformedAnswer as exc:
-            raise ProviderUnavailable(
-                f"polygon sent {exc} for {_what(symbol, interval, first, last)}") from exc
-        finally:
-            client.client.clear()  # close this fetch's connections
-
-    def _client(self) -> Any:
-        timeout = self._deadline_seconds
-        return RESTClient(
-            api_key=self._api_key.get_secret_value(),
-            base=self._base_url,
-            connect_timeout=min(CONNECT_TIMEOUT, timeout),
-            read_timeout=min(READ_TIMEOUT, timeout),
-            pagination=True,
-            custom_json=_ExactJson,
-            # replaces the client's own Retry (3 tries, 0.1 s backoff, no deadline)
-            connection_pool_kw={"retries": retry_policy(self._deadline_seconds)},
-        )
-
-    def _refused(self, body: str, what: str) -> ProviderRefused:
-        status, reason = _error_of(body)
-        if status == "NOT_AUTHORIZED":
-            advice = f"the plan of the key in {KEY_SETTING} does not include this data"
-        elif "key" in reason.lower():
-            advice = f"check {KEY_SETTING}"
-        else:
-            advice = "the request is malformed or names data polygon does not serve"
-        detail = f"{status}: {reason}" if status not in ("", "ERROR") else reason
-        message = f"polygon refused the request for {what} ({detail}): {advice}"
-        key = self._api_key.get_secret_value()
-        return ProviderRefused(message.replace(key, "[redacted]") if key else message)
 
 
-def _what(symbol: str, interval: Interval, first: dt.date, last: dt.date) -> str:
-    return f"{symbol} {interval.value} bars {first}..{last}"
+@contextmanager
+def session(api_key: SecretStr, base_url: str, deadline_seconds: float,
+            what: str) -> Iterator[Any]:
+    """A client for one call about `what` within `deadline_seconds`: its urllib3 pools
+    (the client's and its `vx` sub-client's) retry by the call's policy and are closed
+    afterwards; its failures (also while a listing is iterated) come out as
+    ProviderRefused / ProviderUnavailable, the key redacted."""
+    client = RESTClient(
+        api_key=api_key.get_secret_value(),
+        base=base_url,
+        connect_timeout=min(CONNECT_TIMEOUT, deadline_seconds),
+        read_timeout=min(READ_TIMEOUT, deadline_seconds),
+        pagination=True,
+        custom_json=ExactJson,
+        # replaces the client's own Retry (3 tries, 0.1 s backoff, no deadline)
+        connection_pool_kw={"retries": retry_policy(deadline_seconds)},
+    )
+    try:
+        yield client
+    except BadResponse as exc:
+        raise _refused(str(exc), what, api_key) from None
+    except HTTPError as exc:
+        raise ProviderUnavailable(
+            f"polygon did not answer within {deadline_seconds:g} s: {gave_up(exc)}") from exc
+    except MalformedAnswer as exc:
+        raise ProviderUnavailable(f"polygon sent {exc} for {what}") from exc
+    finally:
+        client.client.clear()  # close this call's connections
+        client.vx.client.clear()
+
+
+def _refused(body: str, what: str, api_key: SecretStr) -> ProviderRefused:
+    status, reason = _error_of(body)
+    if status == "NOT_AUTHORIZED":
+        advice = f"the plan of the key in {KEY_SETTING} does not include this data"
+    elif "key" in reason.lower():
+        advice = f"check {KEY_SETTING}"
+    else:
+        advice = "the request is malformed or names data polygon does not serve"
+    detail = f"{status}: {reason}" if status not in ("", "ERROR") else reason
+    message = f"polygon refused the request for {what} ({detail}): {advice}"
+    key = api_key.get_secret_value()
+    return ProviderRefused(message.replace(key, "[redacted]") if key else message)
 
 
 def _error_of(body: str) -> tuple[str, str]:

@@ -3,8 +3,9 @@
 One call is one `NewsClient.get_news` (GET {data url}/v1beta1/news?symbols=...): the
 client follows `next_page_token` itself, 50 articles a page (the API's maximum, fixed by
 the client). Each call builds its own client so that its requests session carries that
-call's retry policy and deadline, as for bars (core.marketdata.providers.alpaca: the
-client's own fixed-wait 429 loop off, urllib3's `DeadlineRetry` mounted instead).
+call's retry policy and deadline, as for bars (core.marketdata.providers.alpaca's
+`session`: the client's own fixed-wait 429 loop off, urllib3's `DeadlineRetry` mounted
+instead, and the same mapping of failures).
 
 What the client does on its own, and how it is steered here:
 - `NewsRequest.limit` is not a page size: the client stops once it has that many
@@ -22,25 +23,17 @@ import datetime as dt
 import warnings
 from typing import Any
 
-import requests
 from pydantic import SecretStr
 
 with warnings.catch_warnings():
     # as in core.marketdata.providers.alpaca: alpaca.data imports websockets' legacy client
     warnings.filterwarnings("ignore", message="websockets.legacy is deprecated",
                             category=DeprecationWarning)
-    from alpaca.common.exceptions import APIError
     from alpaca.data.historical.news import NewsClient
     from alpaca.data.requests import NewsRequest
 
-from core.errors import ProviderRefused, ProviderUnavailable
-from core.marketdata.providers.alpaca import KEY_SETTINGS, _PolicyAdapter, _reason
-from core.marketdata.providers.retry import (
-    CONNECT_TIMEOUT,
-    READ_TIMEOUT,
-    gave_up,
-    retry_policy,
-)
+from core.errors import ProviderUnavailable
+from core.marketdata.providers.alpaca import KEY_SETTINGS, session
 from core.research.items import NewsItem
 from core.research.providers.base import (
     ResearchProvider,
@@ -69,57 +62,17 @@ class AlpacaResearch(ResearchProvider):
         start, end = news_window(first, last)
         request = NewsRequest(symbols=symbol, start=start, end=end, sort="asc",
                               include_content=False)
-        client = self._client()
-        try:
-            raw = client.get_news(request)
-        except APIError as exc:
-            raise self._failed(exc, what) from None
-        except (requests.JSONDecodeError, ValueError) as exc:  # not JSON, or no "news"
-            raise ProviderUnavailable(f"alpaca sent a malformed answer for {what}: {exc}"
-                                      ) from exc
-        except requests.RequestException as exc:  # RetryError, ConnectionError, Timeout...
-            raise ProviderUnavailable(
-                f"alpaca did not answer within {self._deadline_seconds:g} s: "
-                f"{gave_up(exc)}") from exc
-        finally:
-            client._session.close()
-        if not isinstance(raw, dict):  # raw_data=True: {"news": [article, ...]}
-            raise ProviderUnavailable(f"alpaca's client returned {type(raw).__name__}")
-        articles = raw.get("news") or []
-        return news_in_window([_news(article, what) for article in articles], start, end)
-
-    def _client(self) -> NewsClient:
         client = NewsClient(
             api_key=self._key_id.get_secret_value(),
             secret_key=self._secret_key.get_secret_value(),
             url_override=self._data_url, raw_data=True)
-        # The client's own loop retries 429/504 only while its counter is above zero.
-        client._retry = 0
-        client._retry_codes = []
-        timeout = (min(CONNECT_TIMEOUT, self._deadline_seconds),
-                   min(READ_TIMEOUT, self._deadline_seconds))
-        adapter = _PolicyAdapter(retry_policy(self._deadline_seconds), timeout)
-        client._session.mount("https://", adapter)
-        client._session.mount("http://", adapter)
-        return client
-
-    def _failed(self, exc: APIError, what: str) -> ProviderRefused | ProviderUnavailable:
-        status = exc.status_code
-        reason = _reason(exc)
-        if status in (429,) or (status is not None and status >= 500):
-            # not a status the policy retries (501...), or retried by no one: transient
-            return ProviderUnavailable(f"alpaca answered {status} for {what} ({reason})")
-        if status == 401:
-            advice = f"check {KEY_SETTINGS}"
-        elif status == 403:
-            advice = f"check {KEY_SETTINGS}, and that the account's plan includes news"
-        else:
-            advice = "the request is malformed or names data alpaca does not serve"
-        message = f"alpaca refused the request for {what} ({status}: {reason}): {advice}"
-        for secret in (self._key_id.get_secret_value(), self._secret_key.get_secret_value()):
-            if secret:
-                message = message.replace(secret, "[redacted]")
-        return ProviderRefused(message)
+        with session(client, what, self._deadline_seconds, (self._key_id, self._secret_key),
+                     f"check {KEY_SETTINGS}, and that the account's plan includes news"):
+            raw = client.get_news(request)
+        if not isinstance(raw, dict):  # raw_data=True: {"news": [article, ...]}
+            raise ProviderUnavailable(f"alpaca's client returned {type(raw).__name__}")
+        articles = raw.get("news") or []
+        return news_in_window([_news(article, what) for article in articles], start, end)
 
 
 def _news(article: Any, what: str) -> NewsItem:

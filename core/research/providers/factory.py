@@ -5,7 +5,7 @@ market data host, `alpaca_data_url`)."""
 from __future__ import annotations
 
 from core.errors import ProviderRefused
-from core.marketdata.providers.factory import _required
+from core.marketdata.providers.factory import alpaca_keys, polygon_key
 from core.marketdata.settings import MarketDataSettings, ProviderName
 from core.research.providers.base import ResearchProvider
 
@@ -18,13 +18,10 @@ def build_research_provider(name: ProviderName, settings: MarketDataSettings
     if name == "polygon":
         from core.research.providers.polygon import PolygonResearch
 
-        key = _required(name, [("TICKRUN_POLYGON_API_KEY", settings.polygon_api_key)])[0]
-        return PolygonResearch(key, settings.polygon_base_url, deadline)
+        return PolygonResearch(polygon_key(settings), settings.polygon_base_url, deadline)
     if name == "alpaca":
         from core.research.providers.alpaca import AlpacaResearch
 
-        key_id, secret = _required(name, [
-            ("TICKRUN_ALPACA_API_KEY_ID", settings.alpaca_api_key_id),
-            ("TICKRUN_ALPACA_API_SECRET_KEY", settings.alpaca_api_secret_key)])
+        key_id, secret = alpaca_keys(settings)
         return AlpacaResearch(key_id, secret, settings.alpaca_data_url, deadline)
     raise ProviderRefused(f"unknown research provider {name!r}: polygon or alpaca")

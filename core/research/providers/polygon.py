@@ -8,10 +8,11 @@ official client, `massive`.
 - actions: `list_splits` (GET /v3/reference/splits, by execution date) and
   `list_dividends` (GET /v3/reference/dividends, by ex-dividend date), 1000 a page.
 
-Retries, deadlines and errors go as for bars (core.marketdata.providers.polygon): each
-call builds its own client whose urllib3 pools carry that call's `DeadlineRetry` (the
-client and its `vx` sub-client have a pool each; both get it), a refusal arrives as
-`BadResponse` (never retried), and the JSON decoder hands fractions over as Decimal.
+Retries, deadlines and errors go as for bars, through core.marketdata.providers.polygon's
+`session`: each call builds its own client whose urllib3 pools carry that call's
+`DeadlineRetry` (the client and its `vx` sub-client have a pool each; both get it), a
+refusal arrives as `BadResponse` (never retried), and the JSON decoder hands fractions
+over as Decimal.
 
 What `massive` 2.9.1 does with these answers, and how it is steered here:
 - its financials model (`StockFinancial`) drops `acceptance_datetime`, `timeframe` and
@@ -27,29 +28,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from massive import RESTClient
-from massive.exceptions import BadResponse
 from pydantic import SecretStr
-from urllib3.exceptions import HTTPError
 
-from core.errors import ProviderRefused, ProviderUnavailable
-from core.marketdata.providers.polygon import (
-    KEY_SETTING,
-    MalformedAnswer,
-    _error_of,
-    _ExactJson,
-)
-from core.marketdata.providers.retry import (
-    CONNECT_TIMEOUT,
-    READ_TIMEOUT,
-    gave_up,
-    retry_policy,
-)
+from core.marketdata.providers.polygon import ExactJson, MalformedAnswer, session
 from core.research.items import (
     NEW_YORK,
     ActionKind,
@@ -122,50 +108,10 @@ class PolygonResearch(ResearchProvider):
 
     # -- the client ------------------------------------------------------------------
 
-    @contextmanager
-    def _session(self, what: str) -> Iterator[Any]:
-        """A client for one call; its failures (also while a listing is iterated) as
-        ProviderRefused / ProviderUnavailable."""
-        client = self._client()
-        try:
-            yield client
-        except BadResponse as exc:
-            raise self._refused(str(exc), what) from None
-        except HTTPError as exc:
-            raise ProviderUnavailable(
-                f"polygon did not answer within {self._deadline_seconds:g} s: "
-                f"{gave_up(exc)}") from exc
-        except MalformedAnswer as exc:
-            raise ProviderUnavailable(f"polygon sent {exc} for {what}") from exc
-        finally:
-            client.client.clear()  # close this call's connections
-            client.vx.client.clear()
-
-    def _client(self) -> Any:
-        timeout = self._deadline_seconds
-        return RESTClient(
-            api_key=self._api_key.get_secret_value(),
-            base=self._base_url,
-            connect_timeout=min(CONNECT_TIMEOUT, timeout),
-            read_timeout=min(READ_TIMEOUT, timeout),
-            pagination=True,
-            custom_json=_ExactJson,
-            # replaces the client's own Retry (3 tries, 0.1 s backoff, no deadline)
-            connection_pool_kw={"retries": retry_policy(self._deadline_seconds)},
-        )
-
-    def _refused(self, body: str, what: str) -> ProviderRefused:
-        status, reason = _error_of(body)
-        if status == "NOT_AUTHORIZED":
-            advice = f"the plan of the key in {KEY_SETTING} does not include this data"
-        elif "key" in reason.lower():
-            advice = f"check {KEY_SETTING}"
-        else:
-            advice = "the request is malformed or names data polygon does not serve"
-        detail = f"{status}: {reason}" if status not in ("", "ERROR") else reason
-        message = f"polygon refused the request for {what} ({detail}): {advice}"
-        key = self._api_key.get_secret_value()
-        return ProviderRefused(message.replace(key, "[redacted]") if key else message)
+    def _session(self, what: str) -> AbstractContextManager[Any]:
+        """A client for one call about `what` (core.marketdata.providers.polygon's
+        `session`, with this provider's key, host and deadline)."""
+        return session(self._api_key, self._base_url, self._deadline_seconds, what)
 
 
 # -- parsing ---------------------------------------------------------------------------
@@ -225,7 +171,7 @@ def _financials(client: Any, symbol: str, first: dt.date, last: dt.date
         ticker=symbol, filing_date_gte=first.isoformat(), filing_date_lte=last.isoformat(),
         limit=FINANCIALS_LIMIT, sort="filing_date", order="asc", raw=True)
     while True:
-        page = _ExactJson.loads(answer.data.decode("utf-8"))
+        page = ExactJson.loads(answer.data.decode("utf-8"))
         if not isinstance(page, dict):
             raise MalformedAnswer("a financials page that is not an object")
         results = page.get("results") or []
