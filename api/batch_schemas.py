@@ -1,5 +1,6 @@
-"""Bodies of /v1/batches: a matrix of runs (models x symbols x dates or ranges), its
-state as one, and the runs compared side by side."""
+"""Bodies of /v1/batches: a matrix of runs (models x symbols x dates or ranges, each
+cell repeated), the baselines played beside it, its state as one, and the runs compared
+side by side."""
 
 from __future__ import annotations
 
@@ -10,7 +11,18 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.schemas import JsonDate, StorableBody
-from core.spec import DataSource, DeciderKind, FillRule, JsonObject, Mode, RunSpec, Symbol
+from core.spec import (
+    BASELINE_DECIDERS,
+    MAX_REPEATS,
+    MAX_SEED,
+    DataSource,
+    DeciderKind,
+    FillRule,
+    JsonObject,
+    Mode,
+    RunSpec,
+    Symbol,
+)
 from core.status import RunStatus
 
 MAX_BATCH_RUNS = 500
@@ -57,23 +69,33 @@ DISTINCT: dict[str, Any] = {"uniqueItems": True}
 
 
 class Cell(BaseModel):
-    """One run of the matrix, before it is validated as a run spec."""
+    """One run of the batch, before it is validated as a run spec: a repeat of a model's
+    cell of the matrix, or a baseline (played by `baseline`, under the first model)."""
 
     model_id: int
     symbol: str
     date: dt.date | None = None
     start: dt.date | None = None
     end: dt.date | None = None
+    seed: int = 0
+    repeat: int = 0
+    baseline: DeciderKind | None = None
 
     @property
     def label(self) -> str:
         when = self.date or f"{self.start}..{self.end}"
-        return f"model {self.model_id} {self.symbol} {when}"
+        if self.baseline is not None:
+            return f"baseline {self.baseline.value} {self.symbol} {when}"
+        again = f" repeat {self.repeat}" if self.repeat else ""
+        return f"model {self.model_id} {self.symbol} {when}{again}"
 
 
 class BatchCreate(StorableBody, RunOptions):
     """Runs of every model on every symbol (one symbol a run) on every date (intraday
-    sessions) or range (daily backtests), with the same options."""
+    sessions) or range (daily backtests), with the same options; each such cell
+    `repeats` times, repeat k with seed `seed + k`; and, with `baselines`, one run of
+    each baseline decider on every symbol and date or range, on the same bars and
+    options."""
 
     # `dates` or `ranges`, one of them: said in the schema as well as checked.
     model_config = ConfigDict(extra="forbid", json_schema_extra={
@@ -93,6 +115,18 @@ class BatchCreate(StorableBody, RunOptions):
     ranges: list[DateRange] | None = Field(
         default=None, min_length=1, max_length=1000, json_schema_extra=DISTINCT,
         description="Daily: one backtest per range (give `dates` or `ranges`)")
+    repeats: int = Field(
+        default=1, ge=1, le=MAX_REPEATS, strict=True,
+        description="Runs of each cell (model x symbol x date or range). Repeat k (0 first) "
+                    "has seed `seed + k` and `repeat: k` in its spec: the same for every "
+                    "model, so repeat k of two models meet the same synthetic bars, and an "
+                    "LLM is sent that seed (models that honour it sample reproducibly)")
+    baselines: bool = Field(
+        default=True, strict=True,
+        description="Also play buy_and_hold, sma_crossover and random once on every symbol "
+                    "and date or range, with the batch's options and `seed` (repeat 0's "
+                    "bars) and their default decider_params: runs of the first model, "
+                    "marked `baseline: true` in their spec, their `decider` naming them")
 
     @model_validator(mode="after")
     def _matrix(self) -> BatchCreate:
@@ -104,7 +138,12 @@ class BatchCreate(StorableBody, RunOptions):
             if len(set(values)) != len(values):
                 raise ValueError(f"{name} must be distinct")
         if (size := self.size) > MAX_BATCH_RUNS:
-            raise ValueError(f"the batch would make {size} runs; at most {MAX_BATCH_RUNS}")
+            raise ValueError(f"the batch would make {size} runs (repeats and baselines "
+                             f"count); at most {MAX_BATCH_RUNS}")
+        if self.seed + self.repeats - 1 > MAX_SEED:
+            raise ValueError(f"repeat {self.repeats - 1} would have seed "
+                             f"{self.seed + self.repeats - 1}, over {MAX_SEED}: give a "
+                             f"lower seed")
         return self
 
     @property
@@ -113,22 +152,36 @@ class BatchCreate(StorableBody, RunOptions):
 
     @property
     def size(self) -> int:
-        return len(self.model_ids) * len(self.symbols) * len(self.dates or self.ranges or [])
+        """How many runs it makes: repeats and baselines count."""
+        sessions = len(self.symbols) * len(self.dates or self.ranges or [])
+        return sessions * (len(self.model_ids) * self.repeats
+                           + (len(BASELINE_DECIDERS) if self.baselines else 0))
 
     def cells(self) -> list[Cell]:
-        """The matrix in order: model, then symbol, then date or range."""
+        """Its runs in order: model, then symbol, then date or range, then repeat; then
+        the baselines by symbol, date or range, and decider (buy_and_hold, sma_crossover,
+        random)."""
         spans: list[dict[str, dt.date]] = (
             [{"date": d} for d in self.dates] if self.dates is not None
             else [{"start": r.start, "end": r.end} for r in self.ranges or []])
-        return [Cell(model_id=m, symbol=s, **span) for m in self.model_ids
-                for s in self.symbols for span in spans]
+        runs = [Cell(model_id=m, symbol=s, seed=self.seed + k, repeat=k, **span)
+                for m in self.model_ids for s in self.symbols for span in spans
+                for k in range(self.repeats)]
+        if self.baselines:
+            runs += [Cell(model_id=self.model_ids[0], symbol=s, seed=self.seed,
+                          baseline=kind, **span)
+                     for s in self.symbols for span in spans for kind in BASELINE_DECIDERS]
+        return runs
 
     def spec_of(self, cell: Cell) -> RunSpec:
         """The cell's run spec; a ValidationError when it is not one."""
+        options: dict[str, Any] = {k: getattr(self, k) for k in OPTIONS}
+        options.update(seed=cell.seed, repeat=cell.repeat)
+        if cell.baseline is not None:
+            options.update(decider=cell.baseline, decider_params={}, baseline=True)
         return RunSpec.model_validate({
             "mode": self.mode, "symbols": [cell.symbol], "date": cell.date,
-            "start": cell.start, "end": cell.end,
-            **{k: getattr(self, k) for k in OPTIONS}})
+            "start": cell.start, "end": cell.end, **options})
 
 
 class BatchProgress(BaseModel):

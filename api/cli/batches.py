@@ -41,12 +41,21 @@ def create(
         show_default=False)] = None,
     name: Annotated[str | None, typer.Option(help="A name to find it by")] = None,
     cash: Annotated[str, typer.Option(help="Initial cash of each run")] = "100000",
-    decider: Annotated[str | None, typer.Option(help="llm, sma_crossover, buy_and_hold")
-                       ] = None,
+    decider: Annotated[str | None, typer.Option(
+        help="llm, sma_crossover, buy_and_hold, random")] = None,
     data_source: Annotated[DataSource | None, typer.Option(
         "--data", help="Where bars come from (synthetic: seeded random bars, not market "
                        "data)", show_default=False)] = None,
-    seed: Annotated[int | None, typer.Option(help="Synthetic data seed")] = None,
+    seed: Annotated[int | None, typer.Option(
+        help="The seed (synthetic bars, random decider, the LLM's sampling); repeat k "
+             "has seed + k")] = None,
+    repeats: Annotated[int | None, typer.Option(
+        help="Runs of each cell, each with its own seed (the API's default: 1)",
+        show_default=False)] = None,
+    baselines: Annotated[bool, typer.Option(
+        "--baselines/--no-baselines", help="Also play buy_and_hold, sma_crossover and "
+                                           "random once per symbol and date or range")
+        ] = True,
     max_cost_usd: Annotated[str | None, typer.Option(
         "--max-cost-usd", help="LLM budget of each run in dollars", show_default=False)
         ] = None,
@@ -70,8 +79,11 @@ def create(
         body["ranges"] = [{"start": s, "end": e} for s, e in zip(starts, ends, strict=True)]
     body.update({k: v for k, v in (("name", name), ("decider", decider),
                                    ("data", data_source), ("seed", seed),
+                                   ("repeats", repeats),
                                    ("max_cost_usd", max_cost_usd), ("max_tokens", max_tokens))
                  if v is not None})
+    if not baselines:
+        body["baselines"] = False
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     with ApiClient() as client:
         batch = client.post("/v1/batches", body, headers=headers)

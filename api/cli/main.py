@@ -206,7 +206,7 @@ def runs_create(
     end: Annotated[str | None, typer.Option(help="Daily: last date")] = None,
     cash: Annotated[str, typer.Option(help="Initial cash")] = "100000",
     decider: Annotated[str | None, typer.Option(help="llm, sma_crossover, buy_and_hold, "
-                                                     "replay")] = None,
+                                                     "random, replay")] = None,
     data_source: Annotated[DataChoice | None, typer.Option(
         "--data", help="Where bars come from; default: the bar cache, then the configured "
                        "provider (synthetic: seeded random bars, not market data)",

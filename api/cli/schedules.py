@@ -42,7 +42,7 @@ def create(
         show_default=False)] = None,
     name: Annotated[str | None, typer.Option(help="A name to find it by")] = None,
     cash: Annotated[str, typer.Option(help="Initial cash of each run")] = "100000",
-    decider: Annotated[str | None, typer.Option(help="llm, sma_crossover, buy_and_hold")
+    decider: Annotated[str | None, typer.Option(help="llm, sma_crossover, buy_and_hold, random")
                        ] = None,
     params: Annotated[list[str] | None, typer.Option(
         "--param", help="A decider option as key=value (the value read as JSON when it "

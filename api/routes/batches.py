@@ -68,10 +68,18 @@ def create_batch(body: BatchCreate, who: CallerDep, svc: ServicesDep, response: 
     checks a run, then all are stored in one transaction; their workloads are created
     suspended and admitted within the same per-user and global limits as any run.
 
+    Each cell (model x symbol x date or range) is played `repeats` times: repeat k has
+    seed `seed + k` and `repeat: k` in its spec. With `baselines` (the default),
+    buy_and_hold, sma_crossover and random also play once on every symbol and date or
+    range, with the batch's seed and options, as runs of the first model whose spec says
+    `baseline: true`. `run_ids` lists the models' runs (model, symbol, date or range,
+    repeat), then the baselines.
+
     A body the schema allows can still be refused (422) for what no schema can say: a
-    matrix over the run cap (models x symbols x dates or ranges), or a cell that POST
-    /v1/runs would refuse (no session, a future date, a model that is not the
-    caller's)."""
+    batch over the run cap (models x symbols x dates or ranges x repeats, plus three
+    baselines per symbol and date or range), a `seed + repeats - 1` over the largest
+    seed, or a run that POST /v1/runs would refuse (no session, a future date, a model
+    that is not the caller's)."""
     cells = []
     for cell in body.cells():
         try:

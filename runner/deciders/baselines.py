@@ -1,12 +1,13 @@
-"""Deterministic baselines: buy-and-hold and SMA crossover.
+"""Deterministic baselines: buy-and-hold, SMA crossover and a seeded random trader.
 
-They are the default when no LLM is configured, the yardstick every run's result is
-compared with, and what tests and benchmarks drive. Sizes use the latest close (the
+They are the default when no LLM is configured (SMA crossover), the yardsticks every
+batch plays beside its models, and what tests and benchmarks drive. Sizes use the latest close (the
 fill price is not known yet: no look-ahead); a fill that no longer fits is refused.
 """
 
 from __future__ import annotations
 
+import random
 from decimal import ROUND_DOWN, Decimal
 
 from core.records import Order, Side
@@ -87,3 +88,61 @@ class SmaCrossover:
             return DecisionResult.hold(reasoning)
         action = ",".join(sorted({o.side.value for o in orders}))
         return DecisionResult(action=action, orders=orders, reasoning=reasoning, outcome="trade")
+
+
+class RandomTrader:
+    """Seeded coin flips: at each step, each symbol's position is flipped (bought with
+    its share of the cash when flat, sold whole when long) with `trade_probability`, and
+    held otherwise. Long or flat only, sized as SmaCrossover sizes.
+
+    A draw comes from (seed, session, symbol, step) alone, not from the steps before nor
+    the clock: the same seed makes the same decisions, a run resumed from a checkpoint
+    decides its remaining steps as it would have uninterrupted, and one seed still draws
+    differently on each symbol and session of a batch."""
+
+    name = "random"
+    blocking = False
+
+    def __init__(self, seed: int, trade_probability: float = 0.1,
+                 size_buffer: Decimal = SIZE_BUFFER) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"need an integer seed, got {seed!r}")
+        if not 0 <= trade_probability <= 1:
+            raise ValueError(f"need 0 <= trade_probability <= 1, got {trade_probability}")
+        if not 0 < size_buffer <= 1:
+            raise ValueError(f"need 0 < size_buffer <= 1, got {size_buffer}")
+        self.seed = seed
+        self.trade_probability = trade_probability
+        self.size_buffer = size_buffer
+
+    def draw(self, session: str, symbol: str, step: int) -> float:
+        """A uniform draw in [0, 1). random.Random hashes a str seed with SHA-512: the
+        same on every platform and in every process (no PYTHONHASHSEED)."""
+        return random.Random(f"tickrun.random:{self.seed}:{session}:{symbol}:{step}").random()
+
+    def decide(self, ctx: StepContext) -> DecisionResult:
+        spec = ctx.run.spec
+        orders, notes = [], []
+        budget = ctx.portfolio.cash / max(1, sum(
+            1 for s in spec.symbols if ctx.portfolio.held(s) == 0))
+        for symbol in spec.symbols:
+            draw = self.draw(spec.first_day.isoformat(), symbol, ctx.step)
+            if draw >= self.trade_probability:
+                continue
+            held = ctx.portfolio.held(symbol)
+            if held > 0:
+                orders.append(Order(Side.SELL, symbol, held))
+                notes.append(f"{symbol}: drew {draw:.3f} < {self.trade_probability}: "
+                             f"sell {held}")
+            elif held == 0:
+                qty = affordable(budget, ctx.price(symbol), ctx.run.spec.fee_per_trade,
+                                 self.size_buffer)
+                if qty > 0:
+                    orders.append(Order(Side.BUY, symbol, qty))
+                    notes.append(f"{symbol}: drew {draw:.3f} < {self.trade_probability}: "
+                                 f"buy {qty}")
+        if not orders:
+            return DecisionResult.hold("; ".join(notes) or "no trade drawn")
+        action = ",".join(sorted({o.side.value for o in orders}))
+        return DecisionResult(action=action, orders=orders, outcome="trade",
+                              reasoning="random: " + "; ".join(notes))

@@ -13,7 +13,7 @@ from core.records import Model, Run
 from core.spec import DeciderKind
 from core.store import Store
 from runner.deciders.base import Decider
-from runner.deciders.baselines import BuyAndHold, SmaCrossover
+from runner.deciders.baselines import BuyAndHold, RandomTrader, SmaCrossover
 from runner.deciders.replay import ReplayDecider
 from runner.llm_ratelimit import RateLimiter
 from runner.llm_settings import LlmSettings
@@ -66,6 +66,10 @@ def build_decider(kind: DeciderKind, run: Run, model: Model, store: Store, *,
             return BuyAndHold()
         if kind is DeciderKind.SMA_CROSSOVER:
             return SmaCrossover(int(params.get("fast", 5)), int(params.get("slow", 20)),
+                                Decimal(str(params.get("size_buffer", "0.98"))))
+        if kind is DeciderKind.RANDOM:
+            return RandomTrader(run.spec.seed,
+                                float(params.get("trade_probability", 0.1)),
                                 Decimal(str(params.get("size_buffer", "0.98"))))
         if kind is DeciderKind.REPLAY:
             return ReplayDecider(store, int(params["source_run_id"]), run.user_id, run.spec)

@@ -27,7 +27,7 @@ def test_batches_create_follow_compare_csv(dev_server: dict[str, str],  # noqa: 
     made = tickrun("batches", "create", "--model", ids[0], "--model", ids[1], "--symbol",
                    "msft", "--symbol", "aapl", "--start", "2024-01-02", "--end", "2024-02-29",
                    "--decider", "sma_crossover", "--data", "synthetic", "--name", "cli",
-                   "--follow")
+                   "--no-baselines", "--follow")
     assert made.returncode == 0, made.stderr
     assert "batch " in made.stderr and "4 runs queued" in made.stderr
     assert "hold-a" in made.stdout and "by model" in made.stdout, made.stdout

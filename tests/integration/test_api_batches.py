@@ -31,13 +31,14 @@ def models(c: httpx.Client, *names: str) -> list[int]:
 def intraday_batch(model_ids: list[int], **kw: Any) -> dict[str, Any]:
     return {"name": "matrix", "model_ids": model_ids, "symbols": ["AAPL", "MSFT"],
             "dates": ["2025-03-03", "2025-03-04"], "decider": "sma_crossover",
-            "data": "synthetic", "decider_params": {"fast": 3, "slow": 10}, **kw}
+            "data": "synthetic", "decider_params": {"fast": 3, "slow": 10},
+            "baselines": False, **kw}  # the matrix alone (baselines: test_batch_repeats)
 
 
 def daily_batch(model_ids: list[int], **kw: Any) -> dict[str, Any]:
     return {"model_ids": model_ids, "symbols": ["MSFT"],
             "ranges": [{"start": "2024-01-02", "end": "2024-02-29"}],
-            "decider": "buy_and_hold", "data": "synthetic", **kw}
+            "decider": "buy_and_hold", "data": "synthetic", "baselines": False, **kw}
 
 
 def batch_runs(c: httpx.Client, batch_id: int) -> list[dict[str, Any]]:
