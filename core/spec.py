@@ -130,7 +130,8 @@ class RunSpec(BaseModel):
     repeat: int = Field(
         default=0, ge=0, le=MAX_REPEATS - 1, strict=True,
         description="Which repeat of its batch cell this run is (0 first); its seed is the "
-                    "batch's seed + repeat. A label: it changes nothing the run does")
+                    "batch's seed + repeat, at least `repeat`. Synthetic bars are drawn from "
+                    "seed - repeat, so a cell's repeats play the same bars")
     baseline: bool = Field(
         default=False, strict=True,
         description="A baseline a batch played beside its models (buy_and_hold, "
@@ -162,6 +163,19 @@ class RunSpec(BaseModel):
     NEWER_OPTIONS: ClassVar[tuple[str, ...]] = (
         "initial_margin", "maintenance_margin", "flat_at_close", "repeat", "baseline",
         "blind")
+
+    @property
+    def bars_seed(self) -> int:
+        """The seed of synthetic bars: a batch cell's repeats play the same bars (its
+        first repeat's seed); they differ by the decider's seed only."""
+        return self.seed - self.repeat
+
+    @model_validator(mode="after")
+    def _repeat_within_seed(self) -> RunSpec:
+        if self.seed < self.repeat:
+            raise ValueError("seed must be at least repeat (a repeat's seed is its cell's "
+                             "seed + repeat)")
+        return self
 
     @model_validator(mode="after")
     def _dates_fit_mode(self) -> RunSpec:
@@ -246,8 +260,10 @@ def replay_mismatch(source: RunSpec, replay: RunSpec) -> str | None:
     if source.data is not None and replay.data is not None:
         if source.data is not replay.data:
             differences.append(f"data {source.data.value} (this run: {replay.data.value})")
-        elif source.data is DataSource.SYNTHETIC and source.seed != replay.seed:
-            differences.append(f"synthetic seed {source.seed} (this run: {replay.seed})")
+        elif (source.data is DataSource.SYNTHETIC
+              and source.bars_seed != replay.bars_seed):
+            differences.append(f"synthetic seed {source.bars_seed} "
+                               f"(this run: {replay.bars_seed})")
     return "has other " + "; ".join(differences) if differences else None
 
 

@@ -19,7 +19,7 @@ def market_data_for(spec: RunSpec, store: Store, data_dir: Path,
     if spec.data is None or spec.data is DataSource.SYNTHETIC:
         from runner.marketdata.synthetic import SyntheticMarketData
 
-        return SyntheticMarketData(spec.seed)
+        return SyntheticMarketData(spec.bars_seed)  # a cell's repeats share their bars
     if spec.data is DataSource.FILES:
         from runner.marketdata.files import FileMarketData
 

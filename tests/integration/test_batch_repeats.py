@@ -107,15 +107,16 @@ def test_a_batch_with_repeats_and_baselines_plays_each_repeat_with_its_seed(
                                    and run["decider"] == "random")
             assert trades[random_baseline["id"]] == cell[(ids[0], 0)]
 
-        # A replay of a repeat (the same seed: the same synthetic bars) reproduces it; a
-        # replay with another seed would meet other bars and is refused, saying so.
+        # A replay of a repeat (the same seed and repeat: the same synthetic bars, drawn
+        # from seed - repeat) reproduces it; one that would meet other bars is refused.
         source = next(run for run in played if run["spec"]["repeat"] == 2)
         replay_body = {"model_id": ids[1], "mode": "intraday", "symbols": ["AAPL"],
                        "date": source["spec"]["date"], "data": "synthetic",
                        "seed": source["spec"]["seed"], "repeat": 2, "decider": "replay",
                        "decider_params": {"source_run_id": source["id"]}}
         wrong = c.post("/v1/runs", json={**replay_body, "seed": SEED})
-        assert wrong.status_code == 422 and f"synthetic seed {SEED + 2}" in wrong.text
+        assert wrong.status_code == 422, wrong.text
+        assert f"synthetic seed {SEED} (this run: {SEED - 2})" in wrong.text
         replay = c.post("/v1/runs", json=replay_body)
         assert replay.status_code == 201, replay.text
         replayed = wait_status(c, replay.json()["id"], {"completed", "failed", "stopped"})

@@ -198,7 +198,16 @@ def test_a_baseline_spec_names_a_baseline_decider_and_a_replay_of_a_repeat_fits(
     assert all(DeciderKind(k).is_baseline for k in ("buy_and_hold", "sma_crossover", "random"))
     assert not DeciderKind.LLM.is_baseline and not DeciderKind.REPLAY.is_baseline
     repeat = spec(("AAPL",), seed=102, repeat=2)
-    replay = spec(("AAPL",), seed=102, decider="replay", decider_params={"source_run_id": 1})
+    replay = spec(("AAPL",), seed=102, repeat=2, decider="replay",
+                  decider_params={"source_run_id": 1})
     assert replay_mismatch(repeat, replay) is None
-    assert "synthetic seed 102" in str(replay_mismatch(repeat, replay.model_copy(
-        update={"seed": 100})))
+    # Synthetic bars come from seed - repeat: the cell's bars (100), whatever the repeat.
+    assert repeat.bars_seed == 100
+    same_bars = spec(("AAPL",), seed=100, decider="replay", decider_params={"source_run_id": 1})
+    assert replay_mismatch(repeat, same_bars) is None
+    other = spec(("AAPL",), seed=102, decider="replay", decider_params={"source_run_id": 1})
+    assert replay_mismatch(repeat, other) == "has other synthetic seed 100 (this run: 102)"
+    with pytest.raises(ValidationError, match="seed must be at least repeat"):
+        spec(("AAPL",), seed=1, repeat=2)
+    assert "synthetic seed 100 (this run: 98)" in str(replay_mismatch(
+        repeat, replay.model_copy(update={"seed": 100})))
