@@ -1,6 +1,6 @@
 """Bodies of /v1/batches: a matrix of runs (models x symbols x dates or ranges, each
-cell repeated), the baselines played beside it, its state as one, and the runs compared
-side by side."""
+cell repeated), the baselines played beside it, and its state as one (its comparison's
+are in api/compare_schemas.py)."""
 
 from __future__ import annotations
 
@@ -204,51 +204,3 @@ class BatchOut(BaseModel):
 class BatchPage(BaseModel):
     items: list[BatchOut]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page")
-
-
-class CompareRow(BaseModel):
-    rank: int = Field(description="1 is the best return; runs without a result come last")
-    run_id: int
-    model_id: int
-    model: str = Field(description="The model's signature")
-    symbol: str
-    session: str = Field(description="The date (intraday) or start..end (daily)")
-    status: RunStatus
-    return_pct: float | None
-    max_drawdown_pct: float | None
-    sharpe: float | None
-    trades: int | None
-    win_rate: float | None
-    tokens_in: int | None
-    tokens_out: int | None
-    cost: Decimal | None = Field(description="US dollars of LLM cost known")
-    benchmark_return_pct: float | None = Field(
-        description="Buy-and-hold of the same symbol over the same steps")
-    excess_return_pct: float | None = Field(description="return_pct - benchmark_return_pct")
-    lookahead: str | None = Field(
-        default=None, description="What the agent's tools could know: clean, 'N items' "
-                                  "answered before they were known, or possible (an outside "
-                                  "tool not point-in-time); null until the run has a result")
-
-
-class ModelSummary(BaseModel):
-    model_id: int
-    model: str
-    runs: int
-    with_result: int = Field(description="Runs that have a result (the means are of these)")
-    mean_return_pct: float | None
-    mean_excess_return_pct: float | None = Field(
-        description="Mean over the runs with a benchmark")
-    total_cost: Decimal
-    tokens_in: int
-    tokens_out: int
-    lookahead_runs: int = Field(
-        default=0, description="Runs whose look-ahead is not clean: their means may use "
-                               "the future")
-
-
-class CompareOut(BaseModel):
-    batch_id: int
-    name: str | None
-    rows: list[CompareRow] = Field(description="One per run, ranked by return_pct")
-    models: list[ModelSummary] = Field(description="Per model, by mean return")

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from api import errors
 from api.auth import Authenticator
 from api.middleware import BodySizeLimit, RequestMetrics
-from api.routes import batches, data, events, health, models, runs, schedules, usage
+from api.routes import batches, compare, data, events, health, models, runs, schedules, usage
 from api.services import Services, run_ended
 from api.settings import ApiProcessSettings
 from api.sse import EventHub
@@ -80,7 +80,7 @@ def create_app(services: Services | None = None, *,
                   lifespan=lifespan, openapi_url="/openapi.json")
     errors.install(app)
     for router in (runs.router, events.router, models.router, data.router, usage.router,
-                   batches.router, schedules.router, health.router):
+                   batches.router, compare.router, schedules.router, health.router):
         app.include_router(router)
     api = services.settings if services else settings.api  # type: ignore[union-attr]
     app.add_middleware(BodySizeLimit, max_bytes=api.max_body_bytes)

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from api.cli.client import ApiClient
+from api.cli.leaderboard import print_compare
 from api.cli.output import JsonOpt, err, out, print_json
 from core.spec import DataSource
 
@@ -20,10 +21,11 @@ app = typer.Typer(help="Batches: a matrix of runs made, followed, stopped and co
                        "as one.", no_args_is_help=True)
 
 POLL_SECONDS = 1.0
-# The compare columns, in the order of the table and of the CSV's header row.
+# The columns of `compare --csv` (one row a run), in the order of its header row.
 COLUMNS = ("rank", "run_id", "model", "symbol", "session", "status", "return_pct",
            "benchmark_return_pct", "excess_return_pct", "max_drawdown_pct", "sharpe",
-           "trades", "win_rate", "tokens_in", "tokens_out", "cost", "lookahead")
+           "trades", "win_rate", "tokens_in", "tokens_out", "cost", "lookahead", "player",
+           "baseline", "repeat", "seed", "counted", "contaminated")
 
 
 @app.command("create")
@@ -92,7 +94,7 @@ def create(
         if follow_batch:
             batch = follow(client, batch["id"], quiet=as_json)
             if not as_json:
-                _print_table(client.get(f"/v1/batches/{batch['id']}/compare"))
+                print_compare(client.get(f"/v1/batches/{batch['id']}/compare"))
     if as_json:
         print_json(batch)
     elif not follow_batch:
@@ -164,12 +166,21 @@ def stop(batch_id: int, as_json: JsonOpt = False) -> None:
 @app.command("compare")
 def compare(batch_id: int,
             csv_file: Annotated[Path | None, typer.Option(
-                "--csv", help="Also write the rows to this CSV file (with a header row)",
+                "--csv", help="Also write the runs to this CSV file (with a header row)",
                 show_default=False)] = None,
+            metric: Annotated[str, typer.Option(
+                help="Rank the players by this metric (return_pct, sharpe, sortino, "
+                     "max_drawdown_pct...)")] = "return_pct",
+            versus: Annotated[str | None, typer.Option(
+                help="The player every difference is against (default: the leader)",
+                show_default=False)] = None,
+            runs: Annotated[bool, typer.Option("--runs", help="Also print every run")] = False,
             as_json: JsonOpt = False) -> None:
-    """The batch's runs side by side, ranked by return, against buy-and-hold."""
+    """The batch's players side by side (models and baselines), each figure a mean over
+    the repeats and sessions with its 95% bootstrap interval, against random and
+    buy-and-hold on the same sessions; then each session's repeats."""
     with ApiClient() as client:
-        report = client.get(f"/v1/batches/{batch_id}/compare")
+        report = client.get(f"/v1/batches/{batch_id}/compare", metric=metric, versus=versus)
     if csv_file is not None:
         with csv_file.open("w", newline="") as f:
             writer = csv.writer(f)
@@ -181,34 +192,4 @@ def compare(batch_id: int,
     if as_json:
         print_json(report)
     else:
-        _print_table(report)
-
-
-def _print_table(report: dict[str, Any]) -> None:
-    title = f"batch {report['batch_id']}" + (f" ({report['name']})" if report["name"] else "")
-    table = Table("#", "run", "model", "symbol", "session", "status", "return %",
-                  "b&h %", "excess %", "max dd %", "Sharpe", "trades", "win rate", "tokens",
-                  "cost $", "look-ahead", title=title, box=None)
-    for r in report["rows"]:
-        table.add_row(str(r["rank"]), str(r["run_id"]), r["model"], r["symbol"], r["session"],
-                      r["status"], *(_num(r[k]) for k in (
-                          "return_pct", "benchmark_return_pct", "excess_return_pct",
-                          "max_drawdown_pct", "sharpe")),
-                      _num(r["trades"]), _num(r["win_rate"]),
-                      f"{(r['tokens_in'] or 0) + (r['tokens_out'] or 0):,}", _num(r["cost"]),
-                      r.get("lookahead") or "-")
-    out.print(table)
-    models = Table("model", "runs", "mean return %", "mean excess %", "cost $",
-                   title="by model", box=None)
-    for m in report["models"]:
-        models.add_row(m["model"], f"{m['with_result']}/{m['runs']}", _num(m["mean_return_pct"]),
-                       _num(m["mean_excess_return_pct"]), _num(m["total_cost"]))
-    out.print(models)
-
-
-def _num(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.4f}"
-    return str(value)
+        print_compare(report, runs=runs)

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Protocol
 import typer
 from rich.table import Table
 
-from api.cli import audit, batches, data, orders, retention, schedules, usage
+from api.cli import audit, batches, data, leaderboard, orders, retention, schedules, usage
 from api.cli.client import ApiClient, ApiError
 from api.cli.follow import follow
 from api.cli.output import JsonOpt, err, out, print_json
@@ -29,6 +29,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(usage.app, name="usage")
 app.add_typer(batches.app, name="batches")
 app.add_typer(schedules.app, name="schedules")
+app.command("leaderboard")(leaderboard.leaderboard_command)
 # An operator command, in-process against TICKRUN_DATABASE_URL like `tickrun data`.
 runs_app.command("prune")(retention.prune_command)
 runs_app.command("orders")(orders.orders_command)

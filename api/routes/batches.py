@@ -1,24 +1,15 @@
-"""/v1/batches: the runs of a matrix made in one request, followed, stopped and
-compared as one."""
+"""/v1/batches: the runs of a matrix made in one request, followed and stopped as one
+(api/routes/compare.py compares them)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import ValidationError
 
-from api.batch_schemas import (
-    BatchCreate,
-    BatchOut,
-    BatchPage,
-    BatchProgress,
-    CompareOut,
-    CompareRow,
-    ModelSummary,
-)
+from api.batch_schemas import BatchCreate, BatchOut, BatchPage, BatchProgress
 from api.deps import CallerDep, ServicesDep
 from api.errors import ApiProblem, first_problem, problems
 from api.idempotency import IdempotencyKey, mark_replayed, request_hash
@@ -131,56 +122,3 @@ def stop_batch(batch_id: BatchId, who: CallerDep, svc: ServicesDep) -> StopAllOu
             request_stop(svc, run)
             stopping.append(run.id)
     return StopAllOut(stopping=stopping)
-
-
-@router.get("/{batch_id}/compare", response_model=CompareOut, responses=ONE_BATCH)
-def compare_batch(batch_id: BatchId, who: CallerDep, svc: ServicesDep) -> CompareOut:
-    """The runs side by side, ranked by return (runs without a result last), against
-    buy-and-hold of the same symbol on the same sessions; and each model's means. Every
-    figure is the run's own stored result."""
-    batch = svc.store.get_batch(batch_id, who.user_id)
-    runs = _runs(svc, batch)
-    signatures = {m: svc.store.get_model(m).signature for m in {r.model_id for r in runs}}
-    rows = [_row(run, signatures[run.model_id]) for run in runs]
-    rows.sort(key=lambda r: (r.return_pct is None, -(r.return_pct or 0.0), r.run_id))
-    ranked = [r.model_copy(update={"rank": i}) for i, r in enumerate(rows, 1)]
-    return CompareOut(batch_id=batch.id, name=batch.name, rows=ranked,
-                      models=_by_model(ranked))
-
-
-def _row(run: Run, signature: str) -> CompareRow:
-    result = run.result or {}
-    bench = result.get("benchmark") or {}
-    ret, bench_ret = result.get("return_pct"), bench.get("return_pct")
-    spec = run.spec
-    cost = result.get("cost")
-    return CompareRow(
-        rank=0, run_id=run.id, model_id=run.model_id, model=signature,
-        symbol=",".join(spec.symbols),
-        session=str(spec.date) if spec.date else f"{spec.start}..{spec.end}",
-        status=run.status, return_pct=ret, max_drawdown_pct=result.get("max_drawdown_pct"),
-        sharpe=result.get("sharpe"), trades=result.get("trades"),
-        win_rate=result.get("win_rate"), tokens_in=result.get("tokens_in"),
-        tokens_out=result.get("tokens_out"), cost=None if cost is None else Decimal(cost),
-        benchmark_return_pct=bench_ret,
-        excess_return_pct=None if ret is None or bench_ret is None
-        else round(ret - bench_ret, 4), lookahead=result.get("lookahead"))
-
-
-def _by_model(rows: Sequence[CompareRow]) -> list[ModelSummary]:
-    out = []
-    for model_id in dict.fromkeys(r.model_id for r in rows):
-        mine = [r for r in rows if r.model_id == model_id]
-        returns = [r.return_pct for r in mine if r.return_pct is not None]
-        excess = [r.excess_return_pct for r in mine if r.excess_return_pct is not None]
-        out.append(ModelSummary(
-            model_id=model_id, model=mine[0].model, runs=len(mine), with_result=len(returns),
-            mean_return_pct=round(sum(returns) / len(returns), 4) if returns else None,
-            mean_excess_return_pct=round(sum(excess) / len(excess), 4) if excess else None,
-            total_cost=sum((r.cost or Decimal(0) for r in mine), Decimal(0)),
-            tokens_in=sum(r.tokens_in or 0 for r in mine),
-            tokens_out=sum(r.tokens_out or 0 for r in mine),
-            lookahead_runs=sum(1 for r in mine if r.lookahead not in (None, "clean"))))
-    out.sort(key=lambda m: (m.mean_return_pct is None, -(m.mean_return_pct or 0.0),
-                            m.model_id))
-    return out

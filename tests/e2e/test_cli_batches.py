@@ -30,7 +30,8 @@ def test_batches_create_follow_compare_csv(dev_server: dict[str, str],  # noqa: 
                    "--no-baselines", "--follow")
     assert made.returncode == 0, made.stderr
     assert "batch " in made.stderr and "4 runs queued" in made.stderr
-    assert "hold-a" in made.stdout and "by model" in made.stdout, made.stdout
+    assert "hold-a" in made.stdout and "by player" in made.stdout, made.stdout
+    assert "by session" in made.stdout and "marks:" in made.stdout, made.stdout
 
     listed = json.loads(tickrun("batches", "ls", "--json").stdout)["items"]
     assert len(listed) == 1 and listed[0]["counts"] == {"completed": 4}
@@ -44,9 +45,27 @@ def test_batches_create_follow_compare_csv(dev_server: dict[str, str],  # noqa: 
     assert tuple(rows[0]) == COLUMNS and len(rows) == 5
     assert [r[1] for r in rows[1:]] == [str(r["run_id"]) for r in report["rows"]]
     assert [r[6] for r in rows[1:]] == [str(r["return_pct"]) for r in report["rows"]]
-    table = tickrun("batches", "compare", batch_id)
+    table = tickrun("batches", "compare", batch_id, "--runs")
     assert table.returncode == 0 and "MSFT" in table.stdout and "2024-01-02..2024-02-29" in \
         table.stdout, table.stdout
+    assert "runs" in table.stdout and str(report["rows"][0]["run_id"]) in table.stdout
+
+    # Repeats beside the baselines: the players' figures are means with an interval.
+    again = tickrun("batches", "create", "--model", ids[0], "--model", ids[1], "--symbol",
+                    "msft", "--start", "2024-01-02", "--end", "2024-02-29", "--repeats", "2",
+                    "--decider", "sma_crossover", "--data", "synthetic", "--follow")
+    assert again.returncode == 0 and "7 runs queued" in again.stderr, again.stderr
+    assert "random (baseline)" in again.stdout and "vs random" in again.stdout, again.stdout
+    assert " ± " in again.stdout, again.stdout  # two repeats make an interval
+    board = tickrun("leaderboard", "--metric", "return_pct")
+    assert board.returncode == 0 and "leaderboard: mean return %" in board.stdout, board.stderr
+    assert "hold-a" in board.stdout and "buy_and_hold (baseline)" in board.stdout
+    entries = json.loads(tickrun("leaderboard", "--json").stdout)["entries"]
+    assert {e["player"] for e in entries} == {"hold-a", "sma-b", "buy_and_hold",
+                                              "sma_crossover", "random"}
+    assert next(e for e in entries if e["player"] == "hold-a")["runs"] == 2 + 2
+    bad = tickrun("leaderboard", "--metric", "luck")
+    assert bad.returncode == 1 and "error 422" in bad.stderr and "sharpe" in bad.stderr
 
     stopped = tickrun("batches", "stop", batch_id)
     assert stopped.returncode == 0 and "stopping 0 runs" in stopped.stdout

@@ -100,16 +100,23 @@ def test_a_3x2x2_batch_runs_within_the_limits_and_compares_its_runs(backend: Bac
             assert row["excess_return_pct"] == pytest.approx(
                 result["return_pct"] - result["benchmark"]["return_pct"], abs=1e-4)
         assert any(row["trades"] for row in rows)
-        by_model = {m["model_id"]: m for m in report["models"]}
+        # No baselines in this batch: a player is a model (test_api_compare has the rest).
+        assert {row["player"] for row in rows} == {"alpha", "beta", "gamma"}
+        by_model = {p["model_id"]: p for p in report["players"]}
         assert set(by_model) == set(ids)
         for model_id, summary in by_model.items():
             mine = [runs[row["run_id"]]["result"] for row in rows
                     if runs[row["run_id"]]["model_id"] == model_id]
-            assert summary["runs"] == summary["with_result"] == 4
+            assert summary["player"] == signatures[model_id] and not summary["baseline"]
+            assert summary["runs"] == summary["with_result"] == 4 == summary["sessions"]
             assert summary["mean_return_pct"] == pytest.approx(
                 sum(r["return_pct"] for r in mine) / 4, abs=1e-4)
-        means = [m["mean_return_pct"] for m in report["models"]]
+            stat = summary["stats"]["return_pct"]
+            assert stat["n"] == 4 and stat["ci_low"] <= stat["mean"] <= stat["ci_high"]
+            assert summary["beats_random"] is None  # no random baseline played
+        means = [p["mean_return_pct"] for p in report["players"]]
         assert means == sorted(means, reverse=True)
+        assert [p["rank"] for p in report["players"]] == [1, 2, 3]
 
 
 def test_stopping_a_batch_stops_every_run(backend: Backend) -> None:

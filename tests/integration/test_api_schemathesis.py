@@ -51,14 +51,17 @@ def config(bearer: str) -> SchemathesisConfig:
                  "expected-statuses": [*DEFAULT_ACCEPTED, "422"]}}},
             # Schemathesis infers links from a run's `schedule_id` and `batch_id` to these
             # paths and follows them with the null of a run no schedule or batch made,
-            # as the id "None" (its links count as positive data whatever they carry).
+            # as the id "None" (its links count as positive data whatever they carry);
+            # and from a comparison's `model_id`, null for a baseline, to the models'.
             {"include-name": [f"{method} /v1/schedules/{{schedule_id}}{tail}"
                               for method, tail in (("GET", ""), ("DELETE", ""),
                                                    ("GET", "/fires"), ("POST", "/pause"),
                                                    ("POST", "/resume"))]
                              + [f"{method} /v1/batches/{{batch_id}}{tail}"
                                 for method, tail in (("GET", ""), ("POST", "/stop"),
-                                                     ("GET", "/compare"))],
+                                                     ("GET", "/compare"))]
+                             + [f"{method} /v1/models/{{model_id}}"
+                                for method in ("GET", "PATCH", "DELETE")],
              "checks": {"positive_data_acceptance": {
                  "expected-statuses": [*DEFAULT_ACCEPTED, "422"]}}},
         ],
