@@ -48,6 +48,7 @@ class RunOptions(BaseModel):
     seed: int = as_in_spec("seed")
     max_cost_usd: Decimal | None = as_in_spec("max_cost_usd")
     max_tokens: int | None = as_in_spec("max_tokens")
+    blind: bool = as_in_spec("blind")
 
 
 OPTIONS = tuple(RunOptions.model_fields)
@@ -80,6 +81,7 @@ class Cell(BaseModel):
     seed: int = 0
     repeat: int = 0
     baseline: DeciderKind | None = None
+    blind: bool | None = None  # None: the batch's `blind`
 
     @property
     def label(self) -> str:
@@ -87,7 +89,8 @@ class Cell(BaseModel):
         if self.baseline is not None:
             return f"baseline {self.baseline.value} {self.symbol} {when}"
         again = f" repeat {self.repeat}" if self.repeat else ""
-        return f"model {self.model_id} {self.symbol} {when}{again}"
+        blind = " blind" if self.blind else ""
+        return f"model {self.model_id}{blind} {self.symbol} {when}{again}"
 
 
 class BatchCreate(StorableBody, RunOptions):
@@ -128,6 +131,13 @@ class BatchCreate(StorableBody, RunOptions):
                     "bars) and their default decider_params: runs of the first model, "
                     "marked `baseline: true` in their spec, their `decider` naming them")
 
+    blind_and_open: bool = Field(
+        default=False, strict=True,
+        description="Play every model's cell twice, open and blind (tickers and dates "
+                    "hidden: see `blind` in a run spec), on the same bars and seeds: the "
+                    "comparison names the blind player `<signature> (blind)`, so memory of "
+                    "the period shows as the gap between the two")
+
     @model_validator(mode="after")
     def _matrix(self) -> BatchCreate:
         if (self.dates is None) == (self.ranges is None):
@@ -154,8 +164,13 @@ class BatchCreate(StorableBody, RunOptions):
     def size(self) -> int:
         """How many runs it makes: repeats and baselines count."""
         sessions = len(self.symbols) * len(self.dates or self.ranges or [])
-        return sessions * (len(self.model_ids) * self.repeats
+        return sessions * (len(self.model_ids) * self.repeats * self.ways
                            + (len(BASELINE_DECIDERS) if self.baselines else 0))
+
+    @property
+    def ways(self) -> int:
+        """How many times each model cell is played: open and blind, or as `blind` says."""
+        return 2 if self.blind_and_open else 1
 
     def cells(self) -> list[Cell]:
         """Its runs in order: model, then symbol, then date or range, then repeat; then
@@ -164,9 +179,10 @@ class BatchCreate(StorableBody, RunOptions):
         spans: list[dict[str, dt.date]] = (
             [{"date": d} for d in self.dates] if self.dates is not None
             else [{"start": r.start, "end": r.end} for r in self.ranges or []])
-        runs = [Cell(model_id=m, symbol=s, seed=self.seed + k, repeat=k, **span)
-                for m in self.model_ids for s in self.symbols for span in spans
-                for k in range(self.repeats)]
+        ways: list[bool | None] = [False, True] if self.blind_and_open else [None]
+        runs = [Cell(model_id=m, symbol=s, seed=self.seed + k, repeat=k, blind=way, **span)
+                for m in self.model_ids for way in ways for s in self.symbols
+                for span in spans for k in range(self.repeats)]
         if self.baselines:
             runs += [Cell(model_id=self.model_ids[0], symbol=s, seed=self.seed,
                           baseline=kind, **span)
@@ -177,8 +193,11 @@ class BatchCreate(StorableBody, RunOptions):
         """The cell's run spec; a ValidationError when it is not one."""
         options: dict[str, Any] = {k: getattr(self, k) for k in OPTIONS}
         options.update(seed=cell.seed, repeat=cell.repeat)
-        if cell.baseline is not None:
-            options.update(decider=cell.baseline, decider_params={}, baseline=True)
+        if cell.blind is not None:
+            options.update(blind=cell.blind)
+        if cell.baseline is not None:  # a baseline reads no prompt: never blind
+            options.update(decider=cell.baseline, decider_params={}, baseline=True,
+                           blind=False)
         return RunSpec.model_validate({
             "mode": self.mode, "symbols": [cell.symbol], "date": cell.date,
             "start": cell.start, "end": cell.end, **options})

@@ -141,7 +141,9 @@ def play(run: Run, signature: str) -> Play:
     contamination = result.get("contamination") or {}
     inside = contamination.get("inside_training_data") if isinstance(contamination,
                                                                       dict) else None
-    return Play(run=run, player=baseline or signature, baseline=baseline is not None,
+    # A blind run is its own player: set against the open one, the gap is memory.
+    player = baseline or (f"{signature} (blind)" if run.spec.blind else signature)
+    return Play(run=run, player=player, baseline=baseline is not None,
                 model=signature, symbol=",".join(run.spec.symbols), session=session_of(run),
                 repeat=run.spec.repeat,
                 values=values_of(result),

@@ -163,3 +163,33 @@ def test_an_llm_run_sends_its_seed_to_the_provider(store: Store, event_log: Even
     play(session_for(store, event_log, run, llm_settings(fake, api_key)))
     requests = fake.requests_for("gpt-4.1-mini")
     assert requests and {r.body.get("seed") for r in requests} == {1234}
+
+
+def test_a_batch_sets_blind_against_open_runs_of_the_same_model(backend: Backend) -> None:
+    """`blind_and_open`: every model cell is played open and blind, on the same seeds
+    (the same bars); the baselines never blind; the comparison has both players."""
+    with running_api(backend) as api, api.client() as c:
+        [model] = models(c, "memory")
+        r = c.post("/v1/batches", json={
+            "model_ids": [model], "symbols": ["AAPL"], "dates": DATES[:1], "repeats": 2,
+            "seed": SEED, "decider": "random", "data": "synthetic", "blind_and_open": True})
+        assert r.status_code == 201, r.text
+        batch = r.json()
+        assert batch["runs"] == 2 * 2 + 3
+        runs = [c.get(f"/v1/runs/{i}").json() for i in batch["run_ids"]]
+        ways = [(run["spec"].get("blind", False), run["spec"]["seed"]) for run in runs
+                if not run["spec"].get("baseline")]
+        assert ways == [(False, SEED), (False, SEED + 1), (True, SEED), (True, SEED + 1)]
+        assert all(not run["spec"].get("blind") for run in runs if run["spec"].get("baseline"))
+        deadline = time.monotonic() + 240
+        while not c.get(f"/v1/batches/{batch['id']}").json()["finished"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        report = c.get(f"/v1/batches/{batch['id']}/compare").json()
+        players = {p["player"] for p in report["players"]}
+        assert {"memory", "memory (blind)", "random"} <= players
+        # The cap counts both ways: 12 symbols x (20 repeats x 2 ways + 3 baselines) = 516.
+        body = {"model_ids": [model], "symbols": [f"S{chr(65 + i)}" for i in range(12)],
+                "dates": DATES[:1], "repeats": 20, "seed": SEED, "data": "synthetic"}
+        over = c.post("/v1/batches", json={**body, "blind_and_open": True})
+        assert over.status_code == 422 and "would make 516 runs" in over.text, over.text
