@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import Counter
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -41,6 +42,14 @@ def trades_of(c: httpx.Client, run_id: int) -> list[tuple[Any, ...]]:
     assert r.status_code == 200, r.text
     return [(t["step"], t["seq"], t["side"], t["quantity"], t["price"], t["status"])
             for t in r.json()]
+
+
+def ledger_return(c: httpx.Client, run: dict[str, Any]) -> float:
+    """Return % from the run's own ledger: its last recorded equity against its cash."""
+    decisions = c.get(f"/v1/runs/{run['id']}/decisions", params={"limit": 5000}).json()
+    equity = [Decimal(d["equity"]) for d in decisions if d["equity"] is not None][-1]
+    cash = Decimal(run["spec"]["initial_cash"])
+    return float((equity / cash - 1) * 100)
 
 
 def test_a_batch_with_repeats_and_baselines_plays_each_repeat_with_its_seed(
@@ -106,6 +115,21 @@ def test_a_batch_with_repeats_and_baselines_plays_each_repeat_with_its_seed(
             random_baseline = next(run for run in baselines if run["spec"]["date"] == d
                                    and run["decider"] == "random")
             assert trades[random_baseline["id"]] == cell[(ids[0], 0)]
+
+        # The comparison, checked against the ledger: a cell's mean return is the mean of
+        # its repeats' returns from their last recorded equity; its interval holds it.
+        report = c.get(f"/v1/batches/{batch['id']}/compare").json()
+        for d in DATES:
+            from_ledger = [ledger_return(c, run) for run in played
+                           if run["model_id"] == ids[0] and run["spec"]["date"] == d]
+            [cell] = [x for x in report["cells"] if x["player"] == "rep-a"
+                      and x["session"] == d]
+            stat = cell["stats"]["return_pct"]
+            assert stat["n"] == 3
+            assert stat["mean"] == pytest.approx(sum(from_ledger) / 3, abs=1e-3)
+            assert stat["ci_low"] <= stat["mean"] <= stat["ci_high"]
+            assert cell["beats_random"] is not None
+        assert {p["player"] for p in report["players"]} == {"rep-a", "rep-b"} | BASELINES
 
         # A replay of a repeat (the same seed and repeat: the same synthetic bars, drawn
         # from seed - repeat) reproduces it; one that would meet other bars is refused.
