@@ -9,7 +9,6 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from scipy import stats
@@ -21,6 +20,7 @@ from core.status import RunStatus
 from core.store import BatchRun, Store
 from tests.apiserver import Backend, running_api
 from tests.factories import run_status
+from tests.integration.test_api_batches import models
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -28,15 +28,6 @@ DAYS = ("2025-03-03", "2025-03-04")
 REPEATS = 3
 # Baselines: random and buy-and-hold with every repeat, sma_crossover once a session.
 BASELINES = {"random": REPEATS, "buy_and_hold": REPEATS, "sma_crossover": 1}
-
-
-def models(c: httpx.Client, *names: str) -> list[int]:
-    ids = []
-    for name in names:
-        r = c.post("/v1/models", json={"signature": name})
-        assert r.status_code == 201, r.text
-        ids.append(int(r.json()["id"]))
-    return ids
 
 
 def spec(day: str, repeat: int, decider: str, *, baseline: bool = False) -> RunSpec:

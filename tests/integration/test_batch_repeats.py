@@ -19,6 +19,7 @@ from core.store import Store
 from tests.apiserver import Backend, running_api, wait_status
 from tests.factories import daily_spec
 from tests.fakes.openai_server import FakeOpenAI
+from tests.integration.test_api_batches import models
 from tests.integration.test_llm_decider import llm_run, llm_settings, play, session_for
 
 pytestmark = pytest.mark.timeout(420)
@@ -26,15 +27,6 @@ pytestmark = pytest.mark.timeout(420)
 DATES = ["2025-03-03", "2025-03-04"]
 SEED = 500
 BASELINES = {"buy_and_hold", "sma_crossover", "random"}
-
-
-def models(c: httpx.Client, *names: str) -> list[int]:
-    ids = []
-    for name in names:
-        r = c.post("/v1/models", json={"signature": name})
-        assert r.status_code == 201, r.text
-        ids.append(int(r.json()["id"]))
-    return ids
 
 
 def trades_of(c: httpx.Client, run_id: int) -> list[tuple[Any, ...]]:
