@@ -16,6 +16,7 @@ from typing_extensions import TypeAliasType
 
 from core import calendar
 from core.errors import InvalidSpec
+from core.risk_limits import RiskLimits
 
 Symbol = Annotated[
     str,
@@ -156,13 +157,20 @@ class RunSpec(BaseModel):
                     "(STOCK_A...) and times counted from the first bar, in the prompt and "
                     "every tool answer; no research or outside tools. Set against open runs "
                     "of the same model, it tells memory of the period from trading")
+    risk: RiskLimits | None = Field(
+        default=None,
+        description="A risk guard outside the agent, checked before any order is sent: "
+                    "an order over a limit (notional, position per symbol, orders per "
+                    "minute) is refused with the reason; the daily loss or drawdown limit "
+                    "stops the run (as `stopped`, with the reason). An order that reduces a "
+                    "position is never refused. Unset: no guard")
 
     # Options added after the first release, left out of the stored spec while they
     # keep their default: a runner of the previous release (a rolling upgrade) reads
     # specs with extra="forbid" and would refuse one that names them.
     NEWER_OPTIONS: ClassVar[tuple[str, ...]] = (
         "initial_margin", "maintenance_margin", "flat_at_close", "repeat", "baseline",
-        "blind")
+        "blind", "risk")
 
     @property
     def bars_seed(self) -> int:

@@ -3,8 +3,9 @@
 Each step is played by runner.step (settle, decide, execute, record); this loop only
 says which steps, when to stop, and how long to wait out a database that does not
 answer. It stops at a step boundary when runner.shutdown's StopSignal is set (SIGTERM
-or SIGINT: see there what each means) or when the run's LLM budget is spent. The
-result is runner.result's.
+or SIGINT: see there what each means), when the run's LLM budget is spent, or when
+its risk guard's daily loss or drawdown limit is crossed (core.risk). The result is
+runner.result's.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from core.bars import Bar
 from core.errors import StoreUnavailable
 from core.records import Model, Run
+from core.risk import RiskGuard
 from core.store import Store
 from runner import telemetry
 from runner.budget import SpendGuard
@@ -67,12 +69,16 @@ class Session:
                                       initial_margin=run.spec.initial_margin,
                                       maintenance_margin=run.spec.maintenance_margin)
         self.prices = RunPrices(timeline, bars, run.spec.fill)
+        # The run's risk guard (its spec's `risk`): every order the decider places, and
+        # the equity at each step boundary.
+        self.risk = RiskGuard(run.spec.risk) if run.spec.risk is not None else None
         self.deciding = Deciding(store=store, run=run, model=model, decider=decider,
                                  prices=self.prices, stop=stop, settings=settings,
                                  attempt=self.attempt, guard=guard, research=research)
         self.steps = StepPlayer(store=store, run=run, trading=self.trading,
                                 prices=self.prices, deciding=self.deciding,
-                                publisher=publisher, attempt=self.attempt)
+                                publisher=publisher, attempt=self.attempt,
+                                risk=self.risk)
 
     @property
     def decider(self) -> Decider:
@@ -83,7 +89,7 @@ class Session:
         if start:
             log.info("resuming after checkpoint: step %d of %d", start, len(self.timeline))
         for step in range(start, len(self.timeline)):
-            if self.stop.requested or self._over_budget():
+            if self.stop.requested or self._over_budget() or self._over_risk(step):
                 return Ending.STOPPED
             began = time.perf_counter()
             if not self._play_through_outages(step):
@@ -132,6 +138,26 @@ class Session:
         telemetry.BUDGET_STOPS.labels(exhausted.limit.value).inc()
         self.stop_reason = exhausted.reason
         return True
+
+    def _over_risk(self, step: int) -> bool:
+        """At the boundary before `step`: the equity then (the last bar's close) against
+        the risk guard's daily loss and drawdown limits; a breach ends the run here. The
+        equity is seen at the last bar's time, then at this bar's, which opens a new
+        New York day from the last close. A resumed run's guard starts afresh (its day's
+        first equity and its peak are the equity it resumes with)."""
+        if self.risk is None:
+            return False
+        try:
+            equity = self.steps.equity_before(step)
+        except StoreUnavailable:  # the next boundary asks again
+            return False
+        for at in [self.prices.time(s) for s in (step - 1, step) if s >= 0]:
+            breach = self.risk.check_equity(equity, at)
+            if breach is not None:
+                log.warning("stopping: %s", breach.reason)
+                self.stop_reason = breach.reason
+                return True
+        return False
 
     def result(self, ending: Ending) -> dict[str, Any]:
         return session_result(self.store, self.run, ending.value, decider=self.decider.name,

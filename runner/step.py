@@ -20,12 +20,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from core.eventlog import EventType
 from core.eventlog.payloads import decision_data, order_data, step_progress, trade_data
 from core.orders import FLAT_AT_CLOSE_SEQ
 from core.records import Decision, OrderOrigin, OrderRecord, Portfolio, Run, Trade
+from core.risk import RiskGuard
 from core.store import Store
 from runner import telemetry
 from runner.broker import StepOrders
@@ -111,7 +113,7 @@ class StepLog:
 class StepPlayer:
     def __init__(self, *, store: Store, run: Run, trading: TradingService,
                  prices: RunPrices, deciding: Deciding, publisher: EventPublisher,
-                 attempt: int) -> None:
+                 attempt: int, risk: RiskGuard | None = None) -> None:
         self.store = store
         self.run = run
         self.trading = trading
@@ -123,6 +125,8 @@ class StepPlayer:
         # The session (date) of each step's bar: when day orders expire.
         self._sessions = [t.date() for t in prices.timeline.times]
         self._portfolio: Portfolio | None = None  # as of the last step played
+        self.risk = risk  # checks every order the decider places (runner.broker)
+        self._equity: Decimal | None = None  # at the close of the last step played
 
     def play(self, step: int, *, maybe_played: bool) -> None:
         """`maybe_played`: the step may have a decision already (the first step after a
@@ -147,6 +151,13 @@ class StepPlayer:
         # A fresh decision that does nothing was recorded with its checkpoint.
         checkpointed = earlier is None and decision.completed
         self._record(step, played, portfolio, checkpointed=checkpointed)
+
+    def equity_before(self, step: int) -> Decimal:
+        """The equity before `step` is played: at the close of the step before it (read
+        from the ledger when this runner has played none yet)."""
+        if self._equity is None:
+            self._equity = self.prices.equity(self._read_portfolio(), max(step - 1, 0))
+        return self._equity
 
     # -- the parts of a step -------------------------------------------------------
     def _portfolio_before(self, maybe_played: bool) -> Portfolio:
@@ -173,7 +184,7 @@ class StepPlayer:
         return StepOrders(self.trading, self.run.id, step, self.prices.fill_prices(step),
                           self.prices.time(step),
                           self.prices.time(self.prices.fill_step(step)),
-                          symbols=self.run.spec.symbols)
+                          symbols=self.run.spec.symbols, risk=self.risk)
 
     def _recorded(self, step: int) -> Recorded | None:
         earlier = recorded_decision(self.store, self.run, step, self.prices,
@@ -224,6 +235,7 @@ class StepPlayer:
         """Checkpoint the step (unless its decision was recorded with it), then publish
         its events and progress in one round trip."""
         equity = self.prices.equity(portfolio, step)
+        self._equity = equity
         if not checkpointed:
             self.store.complete_step(self.run.id, step, equity=equity, cash=portfolio.cash,
                                      attempt=self.attempt)
