@@ -105,6 +105,9 @@ class FakeStreamServer:
 
     async def _shut(self) -> None:
         assert self._server is not None
+        # Cut the connections first: a client that stopped reading (a refused key) would
+        # hold a closing handshake for its whole close timeout.
+        await self._drop()
         self._server.close()
         await self._server.wait_closed()
 

@@ -271,7 +271,9 @@ def test_tokens_per_minute_learned_from_the_headers_paces_big_prompts(
     assert set(codes.values()) == {EXIT_OK}
     for run in runs:
         assert [d.outcome for d in pg_store.list_decisions(run.id)] == ["hold"] * 3
-    assert fake.rate_limited <= 1
+    # At most two 429s: a request the loaded machine sends late (the suite runs a
+    # Kubernetes cluster beside it) can reach the provider just before the next one.
+    assert fake.rate_limited <= 2
     answered = sorted((r.received_at, estimated_tokens(r.body)) for r in fake.requests
                       if not r.rate_limited)
     assert min(tokens for _, tokens in answered) > 1000  # big enough that tokens limit

@@ -22,6 +22,9 @@ HADOLINT = Path(sys.executable).parent / "hadolint"
 # runner's image; nor pyarrow (fastparquet reads the runner's Parquet files).
 API_ONLY = {"fastapi", "starlette", "uvicorn", "sse-starlette", "pyjwt", "cryptography",
             "httpx-sse", "typer", "rich", "kubernetes", "croniter"}
+# The official MCP SDK (outside tools, a runner feature) requires its own server side:
+# these come into the runner's image with it, and only with it (never imported there).
+WITH_MCP = {"starlette", "uvicorn", "sse-starlette", "pyjwt", "cryptography", "httpx-sse"}
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
@@ -71,7 +74,11 @@ def test_the_runner_image_installs_no_api_only_package() -> None:
     script = _constraints_script()
     # The runner's image installs [project].dependencies and what they require.
     runner = set(script.closure(project["dependencies"]))
-    assert not runner & (API_ONLY | {"pyarrow"}), runner & (API_ONLY | {"pyarrow"})
+    leaked = runner & (API_ONLY | {"pyarrow"}) - WITH_MCP
+    assert not leaked, leaked
+    without_mcp = set(script.closure([d for d in project["dependencies"]
+                                      if not d.startswith(("mcp", "langchain-mcp"))]))
+    assert not without_mcp & API_ONLY, without_mcp & API_ONLY
     assert {"pandas", "fastparquet", "psycopg", "langchain-openai"} <= runner
     api = set(script.closure(project["dependencies"] + project["optional-dependencies"]["api"]))
     assert api >= API_ONLY, API_ONLY - api
