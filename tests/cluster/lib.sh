@@ -31,7 +31,11 @@ running() {
   local f=$STATE_DIR/run/$1.pid pid
   [ -f "$f" ] || return 1
   pid=$(cat "$f")
-  [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "$1"
+  # Read whole, then matched: `tr | grep -q` under pipefail fails when grep quits before
+  # tr has written (SIGPIPE), and a running component read as gone.
+  local cmdline
+  [ -r "/proc/$pid/cmdline" ] && cmdline=$(tr '\0' ' ' < "/proc/$pid/cmdline") &&
+    [[ $cmdline == *"$1"* ]]
 }
 
 # lock NAME: hold $CACHE_ROOT/NAME.lock until this script exits (several checkouts on one
