@@ -49,6 +49,13 @@ class StepBroker(Protocol):
     def portfolio(self) -> Portfolio: ...
 
 
+def number(value: Decimal) -> str:
+    """A quantity or price as plain text in any answer the agent reads: 10.000000 from
+    the ledger reads 10."""
+    text = format(value.normalize(), "f")
+    return text if text not in ("-0", "") else "0"
+
+
 @dataclass(frozen=True, slots=True)
 class StepContext:
     run: Run

@@ -17,9 +17,8 @@ from core import margin
 from core.bars import Bar
 from core.records import Model, OrderOrigin, OrderRecord, Run, Trade
 from core.spec import FillRule, Mode
-from runner.deciders.base import StepContext
+from runner.deciders.base import StepContext, number
 from runner.deciders.blind import Blinding
-from runner.deciders.llm_tools import number
 from runner.deciders.mcp_tools import SEPARATOR, McpServer
 
 

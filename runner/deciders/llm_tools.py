@@ -38,7 +38,7 @@ from core.records import (
     TimeInForce,
     Trade,
 )
-from runner.deciders.base import StepContext
+from runner.deciders.base import StepContext, number
 from runner.deciders.blind import Blinding
 from runner.deciders.research_tools import research_tools
 
@@ -175,12 +175,6 @@ def _eval(node: ast.AST) -> Decimal:
 
 
 # -- answers -------------------------------------------------------------------------------
-def number(value: Decimal) -> str:
-    """A quantity or price as plain text: 10.000000 from the ledger reads 10."""
-    text = format(value.normalize(), "f")
-    return text if text not in ("-0", "") else "0"
-
-
 def trade_view(t: Trade) -> dict[str, Any]:
     """A market order's outcome: filled at a price, or refused with the reason."""
     return {"status": t.status.value, "order_id": t.order_id, "side": t.side.value,

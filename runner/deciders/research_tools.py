@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from core.research.items import CorporateAction, Filing, NewsItem
 from core.store.research import ResearchKind
-from runner.deciders.base import StepContext
+from runner.deciders.base import StepContext, number
 from runner.research import ResearchUnavailable, RunResearch
 
 MAX_NEWS_ITEMS = 10
@@ -132,12 +132,7 @@ def action_view(action: CorporateAction) -> dict[str, Any]:
 def _key_lines(statement: str, lines: dict[str, Decimal]) -> dict[str, str]:
     wanted = [k for k in KEY_LINES.get(statement, ()) if k in lines]
     chosen = wanted or list(lines)[:FALLBACK_LINES]
-    return {k: _number(lines[k]) for k in chosen}
-
-
-def _number(value: Decimal) -> str:
-    text = format(value.normalize(), "f")
-    return text if text not in ("-0", "") else "0"
+    return {k: number(lines[k]) for k in chosen}
 
 
 def _cut(text: str | None) -> str | None:

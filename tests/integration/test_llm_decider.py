@@ -27,9 +27,8 @@ from core.records import Model, Order, Run, Side, TradeStatus
 from core.spec import DeciderKind, RunSpec
 from core.status import RunStatus
 from core.store import Store
-from runner.deciders.base import DeciderFailed
+from runner.deciders.base import DeciderFailed, number
 from runner.deciders.factory import build_decider
-from runner.deciders.llm_tools import number
 from runner.deciders.replay import ReplayDecider
 from runner.events import EventPublisher
 from runner.llm_settings import LlmSettings
