@@ -14,6 +14,7 @@ tests on purpose, with that reason.
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,12 +44,7 @@ def cluster() -> Iterator[Cluster]:
     if not kubeconfig.is_file():
         pytest.fail(f"no test cluster (no {kubeconfig}): run `make cluster-up cluster-images`"
                     " or set TICKRUN_SKIP_CLUSTER=1 to skip the cluster tests", pytrace=False)
-    api = config.new_client_from_config(config_file=str(kubeconfig))
-    try:
-        client.VersionApi(api).get_code(_request_timeout=10)
-    except Exception as exc:
-        pytest.fail(f"the test cluster at {kubeconfig} is not ready ({exc}): "
-                    "`make cluster-status`, `make cluster-up`", pytrace=False)
+    api = _answering_cluster(kubeconfig)
     present = runtime_images()
     missing = [image for image in (RUNNER_IMAGE, API_IMAGE) if f"docker.io/{image}" not in present]
     if missing:
@@ -60,6 +56,25 @@ def cluster() -> Iterator[Cluster]:
     yield Cluster(kubeconfig=kubeconfig, api=api, core=core,
                   batch=client.BatchV1Api(api), host_address=host)
     api.close()
+
+
+def _answering_cluster(kubeconfig: Path) -> client.ApiClient:
+    """The cluster's API client; a cluster that stopped since `make cluster-up` (its
+    processes killed from outside) is started again once by the idempotent up.sh,
+    which says so in the output."""
+    for attempt in (1, 2):
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        try:
+            client.VersionApi(api).get_code(_request_timeout=10)
+            return api
+        except Exception as exc:
+            api.close()
+            if attempt == 2 or os.environ.get("TICKRUN_KUBECONFIG"):
+                pytest.fail(f"the test cluster at {kubeconfig} is not ready ({exc}): "
+                            "`make cluster-status`, `make cluster-up`", pytrace=False)
+            print(f"the test cluster does not answer ({exc}); starting it again", flush=True)
+            subprocess.run([str(Path(__file__).parent / "up.sh")], check=False, timeout=600)
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="session")

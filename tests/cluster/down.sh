@@ -31,7 +31,7 @@ stop containerd
 # Leftover shims, mounts and network namespaces of the pods.
 pkill_shims() {
   local p
-  for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null); do
+  for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" || true); do
     kill -9 "$p" 2>/dev/null || true
   done
 }

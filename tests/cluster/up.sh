@@ -18,10 +18,12 @@ start() { # start NAME CMD...: a daemon in its own session, logging to $LOGS/NAM
   echo $! > "$RUN/$name.pid"
   printf '%s\0' "$@" > "$RUN/$name.cmd"  # restart.sh starts it again the same way
 }
-wait_for() { # wait_for WHAT SECONDS CMD...
+wait_for() { # wait_for WHAT SECONDS CMD...: CMD's output is dropped, so a component
+  # that exited is noticed here, outside it (a `die` inside CMD would say nothing).
   local what=$1 secs=$2; shift 2
   local end=$(( $(date +%s) + secs ))
   until "$@" >/dev/null 2>&1; do
+    started_alive
     if (( $(date +%s) > end )); then
       log "$what not ready after ${secs}s; last log lines:"
       tail -n 25 "$LOGS"/*.log >&2 || true
@@ -31,6 +33,14 @@ wait_for() { # wait_for WHAT SECONDS CMD...
   done
 }
 admin() { "$K" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
+started_alive() { # every component started so far still runs; else its log, and die
+  local f c
+  for f in "$RUN"/*.pid; do
+    [ -e "$f" ] || continue
+    c=$(basename "$f" .pid)
+    running "$c" || { tail -n 30 "$LOGS/$c.log" >&2 || true; die "$c exited during start-up"; }
+  done
+}
 
 all_running() {
   local c
@@ -172,11 +182,7 @@ start kube-apiserver "$BIN_DIR/kube-apiserver" \
   --service-cluster-ip-range="$SERVICE_CIDR" --service-node-port-range=30000-32767 \
   --profiling=false --v=1
 wait_for etcd 30 "$K" --kubeconfig /dev/null get --raw /health -s http://127.0.0.1:12379
-apiserver_ready() {
-  running kube-apiserver || { tail -n 30 "$LOGS/kube-apiserver.log" >&2; die "kube-apiserver exited"; }
-  admin get --raw /readyz
-}
-wait_for kube-apiserver 90 apiserver_ready
+wait_for kube-apiserver 90 admin get --raw /readyz
 
 # Cluster DNS: CoreDNS on the host at the bridge address (kubelet's clusterDNS), serving
 # cluster.local from the API and forwarding the rest to the host's resolver.
@@ -287,15 +293,13 @@ YAML
 start kube-proxy "$BIN_DIR/kube-proxy" --config="$CONF/kube-proxy.yaml" --v=1
 
 node_ready() {
-  for c in "${COMPONENTS[@]}"; do
-    running "$c" || { tail -n 30 "$LOGS/$c.log" >&2; die "$c exited"; }
-  done
   [ "$(admin get node "$NODE_NAME" \
     -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]
 }
 wait_for "node $NODE_NAME Ready" 90 node_ready
 wait_for "default service account" 60 admin -n default get serviceaccount default
 wait_for coredns 30 "$K" --kubeconfig /dev/null get --raw /ready -s http://127.0.0.1:18181
+started_alive
 elapsed=$(( $(date +%s) - t0 ))
 echo "$elapsed" > "$STATE_DIR/up-seconds"
 if (( $(stat -c %Y "$BIN_DIR/.build-id") >= t0 )); then kind="cold: binaries built"
