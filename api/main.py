@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 
-from api import errors
+from api import errors, ui
 from api.auth import Authenticator
 from api.middleware import BodySizeLimit, RequestMetrics
 from api.routes import batches, compare, data, events, health, models, runs, schedules, usage
@@ -82,6 +82,7 @@ def create_app(services: Services | None = None, *,
     for router in (runs.router, events.router, models.router, data.router, usage.router,
                    batches.router, compare.router, schedules.router, health.router):
         app.include_router(router)
+    ui.mount(app)  # the web console: /ui
     api = services.settings if services else settings.api  # type: ignore[union-attr]
     app.add_middleware(BodySizeLimit, max_bytes=api.max_body_bytes)
     app.add_middleware(RequestMetrics)

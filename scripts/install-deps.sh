@@ -15,6 +15,9 @@ command -v faketime >/dev/null || need_apt+=(faketime)
 # `python -m bench api` loads the API with wrk, a compiled load generator: the numbers are
 # the server's, not a Python client's.
 command -v wrk >/dev/null || need_apt+=(wrk)
+# The web console's tests (tests/ui) drive a headless Chromium through its driver.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 if ((${#need_apt[@]})); then
   echo "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

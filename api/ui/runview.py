@@ -1,0 +1,59 @@
+"""What the run page shows, read through the store and the /v1 schemas, so each figure
+is the one the JSON API serves for the same run."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from api.routes.runs import _out as run_out
+from api.schemas import DecisionOut, OrderOut, RunOut, TradeOut
+from api.services import Services
+from api.ui.chart import chart_data
+from core.records import Portfolio, Run, TradeStatus
+
+log = logging.getLogger(__name__)
+LIMIT = 5000  # the most a /v1 page of decisions, trades or orders holds
+
+
+@dataclass(frozen=True)
+class RunView:
+    run: RunOut
+    decisions: list[DecisionOut]
+    refusals: dict[int, list[TradeOut]]  # by step
+    fills: dict[int, list[TradeOut]]  # by step
+    orders: list[OrderOut]
+    portfolio: Portfolio  # cash and holdings now (GET /v1/runs/{id}/positions: each)
+    chart: dict[str, Any]
+    after: str | None  # the event the live stream starts after
+    truncated: bool
+
+
+def last_event_id(svc: Services, run_id: int) -> str | None:
+    """Read before the records: events after it may repeat what the page shows (the
+    browser keys rows by step and trade), but none is missed."""
+    try:
+        return svc.events.last_id(run_id)
+    except Exception as exc:  # the live view is optional: then the stream replays all
+        log.warning("run %d: last event id unavailable (%s)", run_id, exc)
+        return None
+
+
+def run_view(svc: Services, run: Run) -> RunView:
+    after = last_event_id(svc, run.id)
+    store = svc.store
+    decisions = store.list_decisions(run.id, limit=LIMIT)
+    trades = store.list_trades(run.id, limit=LIMIT)
+    refusals: dict[int, list[TradeOut]] = defaultdict(list)
+    fills: dict[int, list[TradeOut]] = defaultdict(list)
+    for t in trades:
+        (refusals if t.status is TradeStatus.REFUSED else fills)[t.step].append(TradeOut.of(t))
+    return RunView(
+        run=run_out(svc, run), decisions=[DecisionOut.of(d) for d in decisions],
+        refusals=dict(refusals), fills=dict(fills),
+        orders=[OrderOut.of(o) for o in store.list_orders(run.id, limit=LIMIT)],
+        portfolio=store.get_portfolio(run.id),
+        chart=chart_data(run, store, decisions, trades), after=after,
+        truncated=len(decisions) >= LIMIT or len(trades) >= LIMIT)

@@ -1,0 +1,233 @@
+// The run page: draws the API's chart data and follows the run's event stream.
+// Text from the server (reasoning above all: an LLM wrote it) only ever goes through
+// textContent; no HTML is built from strings here.
+"use strict";
+(function () {
+  const live = document.getElementById("live");
+  if (!live) return;
+  const runId = live.dataset.run;
+  const LC = window.LightweightCharts;
+  const charts = {};
+  let equityChart = null;
+  const pendingTrades = {};
+
+  function money(v) {
+    if (v === null || v === undefined || v === "") return "–";
+    return Number(v).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  }
+  function when(iso) {
+    if (!iso) return "–";
+    return iso.replace("T", " ").slice(0, 16) + " UTC";
+  }
+  function chartOptions(el) {
+    return {
+      autoSize: true,
+      layout: { background: { color: "#ffffff" }, textColor: "#24292f", fontSize: 12 },
+      grid: { vertLines: { color: "#eef1f4" }, horzLines: { color: "#eef1f4" } },
+      timeScale: { timeVisible: el.dataset.intraday !== "false", secondsVisible: false },
+      rightPriceScale: { borderColor: "#d0d7de" },
+    };
+  }
+
+  function priceChart(el) {
+    const chart = LC.createChart(el, chartOptions(el));
+    const series = chart.addSeries(LC.CandlestickSeries, {
+      upColor: "#2da44e", downColor: "#cf222e", borderVisible: false,
+      wickUpColor: "#2da44e", wickDownColor: "#cf222e",
+    });
+    return { chart: chart, series: series, markers: LC.createSeriesMarkers(series, []) };
+  }
+
+  function marker(f) {
+    return {
+      time: f.time, price: f.price, id: String(f.id),
+      position: f.buy ? "atPriceBottom" : "atPriceTop",
+      shape: f.buy ? "arrowUp" : "arrowDown",
+      color: f.buy ? "#1a7f37" : "#cf222e",
+      text: (f.buy ? "B " : "S ") + f.quantity,
+    };
+  }
+
+  function drawSymbol(el, data) {
+    const symbol = el.dataset.symbol;
+    const own = data.symbols[symbol] || { bars: [], fills: [] };
+    if (!charts[symbol]) charts[symbol] = priceChart(el);
+    const c = charts[symbol];
+    c.series.setData(own.bars);
+    const fills = own.fills.slice().sort(function (a, b) { return a.time - b.time; });
+    c.markers.setMarkers(fills.map(marker));
+    el.dataset.bars = String(own.bars.length);
+    el.dataset.fills = String(fills.length);
+  }
+
+  function drawEquity(data) {
+    const el = document.getElementById("equity-chart");
+    if (!equityChart) {
+      const chart = LC.createChart(el, chartOptions(el));
+      equityChart = {
+        chart: chart,
+        equity: chart.addSeries(LC.LineSeries, { color: "#0969da", lineWidth: 2 }),
+        bench: chart.addSeries(LC.LineSeries, { color: "#8c959f", lineWidth: 2, lineStyle: 2 }),
+      };
+    }
+    equityChart.equity.setData(data.equity);
+    equityChart.bench.setData(data.benchmark);
+    el.dataset.points = String(data.equity.length);
+    el.dataset.benchmark = String(data.benchmark.length);
+  }
+
+  function draw(data) {
+    if (!LC) return;
+    document.querySelectorAll(".chart[data-symbol]").forEach(function (el) { drawSymbol(el, data); });
+    drawEquity(data);
+    Object.keys(charts).forEach(function (s) { charts[s].chart.timeScale().fitContent(); });
+    equityChart.chart.timeScale().fitContent();
+    document.body.dataset.chartSteps = String(data.steps);
+  }
+
+  let chartTimer = null;
+  let chartAgain = false;
+  function refreshChart() {
+    if (chartTimer) { chartAgain = true; return; }
+    chartTimer = setTimeout(function () { chartTimer = null; if (chartAgain) { chartAgain = false; refreshChart(); } }, 1500);
+    fetch("/ui/runs/" + runId + "/chart.json", { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) { if (data) draw(data); })
+      .catch(function () { /* the next event tries again */ });
+  }
+
+  function setStatus(status, reason) {
+    const el = document.getElementById("status");
+    el.textContent = status;
+    el.className = "status s-" + status;
+    if (reason !== undefined) document.getElementById("reason").textContent = reason || "";
+    const final = ["completed", "stopped", "failed", "deleted"].indexOf(status) >= 0;
+    if (final) {
+      live.dataset.final = "true";
+      document.getElementById("stop-form").hidden = true;
+    }
+  }
+
+  function onProgress(p) {
+    const bar = document.getElementById("progress");
+    if (p.total) bar.max = p.total;
+    bar.value = p.step;
+    document.getElementById("steps").textContent = p.step + "/" + p.total;
+    if (p.equity !== undefined) document.getElementById("equity").textContent = money(p.equity);
+    if (p.phase) document.getElementById("reason").textContent = p.phase;
+    refreshChart();
+  }
+
+  function field(li, name) { return li.querySelector('[data-field="' + name + '"]'); }
+
+  function tradeItem(t) {
+    const item = document.createElement("li");
+    item.dataset.trade = t.step + "-" + t.seq;
+    const what = t.side + " " + t.quantity + " " + t.symbol;
+    if (t.status === "refused") {
+      item.className = "refusal";
+      item.textContent = "refused " + what + ": " + (t.reason || "no reason given");
+    } else {
+      item.className = "fill";
+      item.textContent = "filled " + what + " @ " + money(t.price) + (t.filled_at ? " (" + when(t.filled_at) + ")" : "");
+    }
+    return item;
+  }
+
+  function addTrade(t) {
+    const li = document.querySelector('#timeline > li[data-step="' + t.step + '"]');
+    if (!li) { (pendingTrades[t.step] = pendingTrades[t.step] || []).push(t); return; }
+    const list = field(li, "trades");
+    if (list.querySelector('[data-trade="' + t.step + "-" + t.seq + '"]')) return;
+    list.appendChild(tradeItem(t));
+  }
+
+  function decisionItem(d) {
+    const li = document.getElementById("decision-template").content.firstElementChild.cloneNode(true);
+    li.dataset.step = String(d.step);
+    li.className = "decision o-" + d.outcome;
+    li.querySelector(".d-step").textContent = "step " + d.step;
+    const time = field(li, "bar_time");
+    time.dateTime = d.bar_time;
+    time.textContent = when(d.bar_time);
+    field(li, "action").textContent = d.action;
+    field(li, "outcome").textContent = d.outcome;
+    field(li, "usage").textContent = d.tokens_in + " in / " + d.tokens_out + " out" +
+      (d.tokens_cached ? " (" + d.tokens_cached + " cached)" : "") + " tokens · " +
+      (d.cost !== null && d.cost !== undefined ? "$" + d.cost : "cost –") + " · " +
+      Math.round(d.latency_ms) + " ms";
+    field(li, "reasoning").textContent = d.reasoning || "";
+    if (d.error) { field(li, "error").hidden = false; field(li, "error").textContent = d.error; }
+    const tools = d.tool_calls || [];
+    if (tools.length) {
+      field(li, "tools").hidden = false;
+      field(li, "tool_count").textContent = tools.length + " tool call" + (tools.length === 1 ? "" : "s");
+      field(li, "tool_names").textContent = tools.join(", ");
+    }
+    return li;
+  }
+
+  function addDecision(d) {
+    const list = document.getElementById("timeline");
+    if (list.querySelector(':scope > li[data-step="' + d.step + '"]')) return;
+    const li = decisionItem(d);
+    let before = list.firstElementChild;
+    while (before && Number(before.dataset.step) > d.step) before = before.nextElementSibling;
+    list.insertBefore(li, before);
+    (pendingTrades[d.step] || []).forEach(addTrade);
+    delete pendingTrades[d.step];
+    document.getElementById("decision-count").textContent = String(list.children.length);
+  }
+
+  function swapFinalSections() {
+    // The final result, orders and positions as the server renders them (escaped there).
+    fetch(location.pathname, { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (!html) return;
+        const doc = new DOMParser().parseFromString(html, "text/html");
+        ["result-card", "orders", "positions"].forEach(function (id) {
+          const fresh = doc.getElementById(id);
+          const old = document.getElementById(id);
+          if (fresh && old) old.replaceWith(document.adoptNode(fresh));
+        });
+        document.body.dataset.done = "true";
+      });
+  }
+
+  function follow() {
+    if (live.dataset.final === "true") { document.body.dataset.done = "true"; return; }
+    const after = live.dataset.after;
+    const url = "/ui/runs/" + runId + "/events" + (after ? "?after=" + encodeURIComponent(after) : "");
+    const source = new EventSource(url);
+    const note = document.getElementById("stream");
+    function on(type, fn) {
+      source.addEventListener(type, function (e) {
+        note.textContent = "live";
+        fn(JSON.parse(e.data).data || {}, e);
+      });
+    }
+    on("status", function (s) { setStatus(s.status, s.reason); });
+    on("progress", onProgress);
+    on("decision", addDecision);
+    on("trade", function (t) { addTrade(t); if (t.status === "filled") refreshChart(); });
+    on("order", function () { document.getElementById("orders-note").hidden = false; });
+    on("result", function (r) {
+      source.close();
+      note.textContent = "ended";
+      setStatus(r.status, r.reason);
+      refreshChart();
+      swapFinalSections();
+    });
+    source.onerror = function () {
+      // EventSource reconnects by itself with Last-Event-ID; CLOSED means it gave up.
+      note.textContent = source.readyState === EventSource.CLOSED ?
+        "disconnected: reload the page" : "reconnecting…";
+    };
+    source.onopen = function () { note.textContent = "live"; };
+  }
+
+  const initial = document.getElementById("chart-data");
+  if (initial) draw(JSON.parse(initial.textContent));
+  follow();
+})();
