@@ -91,5 +91,17 @@ def previous_sessions(before: dt.date, count: int) -> list[dt.date]:
     return [s.date() for s in cal.sessions_in_range(start, anchor)][:-1][-count:]
 
 
+def live_session(now: dt.datetime) -> dt.date:
+    """The session a live run started at `now` plays: today's until its close, else the
+    next one."""
+    day = now.astimezone(ZoneInfo(NEW_YORK)).date()
+    if is_session(day) and now < session_close(day):
+        return day
+    cal = exchange_calendar()
+    nxt: dt.date = cal.date_to_session(_ts(day + dt.timedelta(days=1)),
+                                       direction="next").date()
+    return nxt
+
+
 def today_in_new_york() -> dt.date:
     return dt.datetime.now(ZoneInfo(NEW_YORK)).date()

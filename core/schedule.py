@@ -109,15 +109,17 @@ def spec_for(template: dict[str, Any], fire: dt.datetime) -> RunSpec:
     `mode`, `symbols`, `session` and (daily) `sessions`, the backtest's length ending at
     the session the fire plays. InvalidSpec or a ValidationError when it is no run."""
     options = {k: v for k, v in template.items() if k not in ("session", "sessions")}
-    last = session_of(fire, SessionRule(template.get("session", SessionRule.LAST_CLOSED)))
+    live = template.get("live") is not None  # a live run plays the fire's own session
+    rule = template.get("session", SessionRule.TODAY if live else SessionRule.LAST_CLOSED)
+    last = session_of(fire, SessionRule(rule))
     if Mode(template["mode"]) is Mode.INTRADAY:
         spec = RunSpec.model_validate({**options, "date": last})
     else:
         count = int(template.get("sessions", 5))
         first = (calendar.previous_sessions(last, count - 1)[0] if count > 1 else last)
         spec = RunSpec.model_validate({**options, "start": first, "end": last})
-    spec.check_playable(today=fire.astimezone(NEW_YORK).date())
-    if spec.data is None or spec.data.is_provider:
+    spec.check_playable(today=fire.astimezone(NEW_YORK).date(), now=fire)
+    if spec.live is None and (spec.data is None or spec.data.is_provider):
         # A provider's bars are final only after the close: `today` before it is no run.
         require_closed([last], now=fire)
     return spec

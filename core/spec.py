@@ -16,6 +16,7 @@ from typing_extensions import TypeAliasType
 
 from core import calendar
 from core.errors import InvalidSpec
+from core.live_options import LiveOptions
 from core.risk_limits import RiskLimits
 
 Symbol = Annotated[
@@ -165,18 +166,56 @@ class RunSpec(BaseModel):
                     "stops the run (as `stopped`, with the reason). An order that reduces a "
                     "position is never refused. Unset: no guard")
 
+    live: LiveOptions | None = Field(
+        default=None,
+        description="Play the session as it happens, from the provider's real-time "
+                    "stream (intraday, data polygon or alpaca): today's while it is open, "
+                    "else the next one (`date` may be left out). Market orders fill at the "
+                    "decision bar's close (fill: close). Unset: a replay of a past session")
+
     # Options added after the first release, left out of the stored spec while they
     # keep their default: a runner of the previous release (a rolling upgrade) reads
     # specs with extra="forbid" and would refuse one that names them.
     NEWER_OPTIONS: ClassVar[tuple[str, ...]] = (
         "initial_margin", "maintenance_margin", "flat_at_close", "repeat", "baseline",
-        "blind", "risk")
+        "blind", "risk", "live")
 
     @property
     def bars_seed(self) -> int:
         """The seed of synthetic bars: a batch cell's repeats play the same bars (its
         first repeat's seed); they differ by the decider's seed only."""
         return self.seed - self.repeat
+
+    @model_validator(mode="before")
+    @classmethod
+    def _live_defaults(cls, data: Any) -> Any:
+        """A live run's session is today's (or the next) unless it names one, and its
+        market orders fill at the decision bar's close unless it says otherwise (and
+        then it is refused: the next bar's open is in the future)."""
+        if not isinstance(data, dict) or data.get("live") is None:
+            return data
+        data = dict(data)
+        if data.get("mode") == Mode.INTRADAY.value and data.get("date") is None:
+            data["date"] = calendar.live_session(dt.datetime.now(dt.UTC))
+        data.setdefault("fill", FillRule.CLOSE.value)
+        return data
+
+    @model_validator(mode="after")
+    def _live_fits(self) -> RunSpec:
+        if self.live is None:
+            return self
+        if self.mode is not Mode.INTRADAY:
+            raise ValueError("a live run is intraday: it plays one session as it happens")
+        if self.data is not None and not self.data.is_provider:
+            raise ValueError("a live run's bars come from a provider's stream: data "
+                             "polygon or alpaca (or unset: the configured provider)")
+        if self.fill is not FillRule.CLOSE:
+            raise ValueError("a live run fills at the decision bar's close (fill: close): "
+                             "the next bar's open is in the future when its orders go")
+        if self.blind:
+            raise ValueError("a live run cannot be blind: today's session is in no "
+                             "model's training data")
+        return self
 
     @model_validator(mode="after")
     def _repeat_within_seed(self) -> RunSpec:
@@ -237,8 +276,14 @@ class RunSpec(BaseModel):
             return [self.first_day]
         return calendar.sessions_in_range(self.first_day, self.last_day)
 
-    def check_playable(self, today: dt.date | None = None) -> None:
-        """Refuse future dates and dates with no session; raises InvalidSpec."""
+    def check_playable(self, today: dt.date | None = None, *,
+                       now: dt.datetime | None = None) -> None:
+        """Refuse future dates and dates with no session; raises InvalidSpec. A live
+        run's date must be the session live at `now` (today's before its close, else the
+        next one)."""
+        if self.live is not None:
+            self._check_live(now or dt.datetime.now(dt.UTC))
+            return
         today = today or calendar.today_in_new_york()
         if self.last_day > today:
             raise InvalidSpec(f"{self.last_day} is in the future (today is {today})")
@@ -247,6 +292,14 @@ class RunSpec(BaseModel):
                 raise InvalidSpec(f"{self.first_day} is not a trading session (XNYS)")
         else:
             calendar.sessions_in_range(self.first_day, self.last_day)
+
+    def _check_live(self, now: dt.datetime) -> None:
+        if not calendar.is_session(self.first_day):
+            raise InvalidSpec(f"{self.first_day} is not a trading session (XNYS)")
+        live = calendar.live_session(now)
+        if self.first_day != live:
+            raise InvalidSpec(f"a live run plays the session live now, {live} (today's "
+                              f"until its close, else the next one), not {self.first_day}")
 
     def step_count(self) -> int:
         if self.mode is Mode.INTRADAY:

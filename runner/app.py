@@ -41,6 +41,9 @@ from runner.budget import Budget, SpendGuard, daily_limit_of
 from runner.deciders import Decider, DeciderFailed
 from runner.deciders.factory import build_decider, needs_llm, resolve_kind
 from runner.events import EventPublisher
+from runner.live.clock import LiveClock
+from runner.live.feeds import live_feed_for
+from runner.live.session import LiveSession
 from runner.llm_ratelimit import RateLimiter
 from runner.llm_settings import LlmSettings
 from runner.marketdata import Timeline, market_data_for, timeline_for
@@ -132,6 +135,12 @@ def _play(run: Run, deps: RunnerDeps) -> int:
         _finalize(deps, publisher, run, RunStatus.FAILED, exc.reason,
                   session.result(Ending.FAILED), attempt=session.attempt)
         return EXIT_NO_RETRY
+    except ProviderRefused as exc:
+        # A live run's stream refused its key or plan for good: so would a new pod's.
+        log.error("run failed: %s", exc)
+        _finalize(deps, publisher, run, RunStatus.FAILED, str(exc),
+                  session.result(Ending.FAILED), attempt=session.attempt)
+        return EXIT_NO_RETRY
     except Exception as exc:
         # The trades stay; a new pod resumes from the checkpoint.
         log.exception("session failed at a step; a retry resumes from the checkpoint")
@@ -218,7 +227,8 @@ def _prepare_through_outages(run: Run, deps: RunnerDeps, publisher: EventPublish
 
 def _prepare(run: Run, deps: RunnerDeps, publisher: EventPublisher) -> Session:
     model = deps.store.get_model(run.model_id)
-    run.spec.check_playable()
+    if run.spec.live is None:  # a live run plays its session even if resumed after it
+        run.spec.check_playable()
     if run.spec.data is None:  # stored without the API (tests, tools): resolve it now
         run = replace(run, spec=resolve_data_source(run.spec, deps.store, deps.market_data))
     timeline = timeline_for(run.spec)
@@ -227,17 +237,22 @@ def _prepare(run: Run, deps: RunnerDeps, publisher: EventPublisher) -> Session:
     started = Lifecycle(deps.store).start(run.id, decider=decider.name, decider_reason=why,
                                           publish=publisher.publish, details={"data": data})
     run = replace(started, spec=run.spec)
-    bars = _load_bars(run, timeline, deps, publisher)
+    bars = ({s: [] for s in run.spec.symbols} if run.spec.live is not None
+            else _load_bars(run, timeline, deps, publisher))
     log.info("playing %s %s with %s on %s bars from step %d of %d", run.spec.mode.value,
              ",".join(run.spec.symbols), decider.name, data, run.steps_done, len(timeline))
     # Only an agent reads research (the baselines and a replay never ask), and not in a
     # blind run (research is dated by nature).
     research = (run_research(run.spec.data, deps.store, deps.market_data)
                 if decider.name == DeciderKind.LLM.value and not run.spec.blind else None)
-    return Session(store=deps.store, publisher=publisher, run=run, model=model,
-                   decider=decider, timeline=timeline, bars=bars, stop=deps.stop,
-                   settings=deps.settings, guard=_spend_guard(run, model, decider, deps),
-                   research=research)
+    parts: dict[str, Any] = dict(
+        store=deps.store, publisher=publisher, run=run, model=model, decider=decider,
+        timeline=timeline, bars=bars, stop=deps.stop, settings=deps.settings,
+        guard=_spend_guard(run, model, decider, deps), research=research)
+    if run.spec.live is not None:
+        return LiveSession(feed=live_feed_for(run.spec, deps.market_data),
+                           clock=LiveClock.parse(deps.settings.live_clock), **parts)
+    return Session(**parts)
 
 
 def _load_bars(run: Run, timeline: Timeline, deps: RunnerDeps,

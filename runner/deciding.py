@@ -43,6 +43,9 @@ class Deciding:
     attempt: int
     guard: SpendGuard | None = None
     research: RunResearch | None = None
+    # A live run's deadline (runner.live): why a decision done now for `step` is too
+    # late to trade, or None while it is in time.
+    late: Callable[[int], str | None] | None = None
     _pool: cf.ThreadPoolExecutor | None = dataclasses.field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -66,6 +69,8 @@ class Deciding:
         result = self._decide(ctx)
         latency = time.perf_counter() - began
         result = _with_tool_trades(result, tools.close())
+        if self.late is not None and (why := self.late(step)) is not None:
+            result = _missed(result, why)
         telemetry.DECISION_LATENCY.labels(self.decider.name).observe(latency)
         telemetry.DECISIONS.labels(result.outcome).inc()
         self._count_spend(result)
@@ -80,6 +85,19 @@ class Deciding:
             equity=self.prices.equity(portfolio, step) if holds else None,
             cash=portfolio.cash if holds else None, completed=holds,
             cancels=list(result.cancels), close_all=result.close_all,
+        ), attempt=self.attempt)
+
+    def record_missed(self, step: int, portfolio: Portfolio, reason: str, *,
+                      last: bool) -> Decision:
+        """A step no decision was asked for (a live run's bar whose deadline passed, or
+        a minute before its first price): recorded as `missed` with the reason, with
+        its checkpoint unless `last` (its book ends after it)."""
+        telemetry.DECISIONS.labels("missed").inc()
+        return self.store.record_decision(Decision(
+            run_id=self.run.id, step=step, bar_time=self.prices.time(step), action="missed",
+            orders=[], reasoning=reason, outcome="missed", latency_ms=0.0, error="missed",
+            equity=None if last else self.prices.equity(portfolio, step),
+            cash=None if last else portfolio.cash, completed=not last,
         ), attempt=self.attempt)
 
     def _decide(self, ctx: StepContext) -> DecisionResult:
@@ -153,6 +171,15 @@ def _guarded(decide: Callable[[], DecisionResult], step: int, *,
         log.exception("decider failed at step %d", step)
         return DecisionResult.hold(f"decider error: {exc}", outcome="error",
                                    error=type(exc).__name__)
+
+
+def _missed(result: DecisionResult, why: str) -> DecisionResult:
+    """A decision done past its live deadline: nothing it asked for is traded; what it
+    spent and said is kept."""
+    said = f"; it said {result.action}" + (f": {result.reasoning}" if result.reasoning else "")
+    return dataclasses.replace(result, action="missed", orders=[], cancels=[],
+                               close_all=False, outcome="missed", error="deadline",
+                               reasoning=why + said)
 
 
 def _with_tool_trades(result: DecisionResult, tool_trades: list[Trade]) -> DecisionResult:

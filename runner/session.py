@@ -11,8 +11,10 @@ runner.result's.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
@@ -50,7 +52,9 @@ class Session:
                  decider: Decider, timeline: Timeline, bars: dict[str, list[Bar]],
                  stop: StopSignal, settings: RunnerSettings,
                  guard: SpendGuard | None = None,
-                 research: RunResearch | None = None) -> None:
+                 research: RunResearch | None = None,
+                 clock: Callable[[], dt.datetime] | None = None,
+                 late: Callable[[int], str | None] | None = None) -> None:
         self.store = store
         self.run = run
         self.model = model
@@ -74,11 +78,12 @@ class Session:
         self.risk = RiskGuard(run.spec.risk) if run.spec.risk is not None else None
         self.deciding = Deciding(store=store, run=run, model=model, decider=decider,
                                  prices=self.prices, stop=stop, settings=settings,
-                                 attempt=self.attempt, guard=guard, research=research)
+                                 attempt=self.attempt, guard=guard, research=research,
+                                 late=late)
         self.steps = StepPlayer(store=store, run=run, trading=self.trading,
                                 prices=self.prices, deciding=self.deciding,
                                 publisher=publisher, attempt=self.attempt,
-                                risk=self.risk)
+                                risk=self.risk, clock=clock)
 
     @property
     def decider(self) -> Decider:
@@ -100,13 +105,15 @@ class Session:
                 self.stop.wait(self.settings.step_delay_seconds)
         return Ending.COMPLETED
 
-    def play_step(self, step: int, *, maybe_played: bool = True) -> None:
+    def play_step(self, step: int, *, maybe_played: bool = True,
+                  missed: str | None = None) -> None:
         """Play one step. `maybe_played`: it may have been played before (the first
         step after a checkpoint, one played again after an outage); no other step can,
-        as this runner alone writes the run's ledger, so it skips those reads."""
-        self.steps.play(step, maybe_played=maybe_played)
+        as this runner alone writes the run's ledger, so it skips those reads.
+        `missed`: record it as missed with this reason, without a decision."""
+        self.steps.play(step, maybe_played=maybe_played, missed=missed)
 
-    def _play_through_outages(self, step: int) -> bool:
+    def _play_through_outages(self, step: int, missed: str | None = None) -> bool:
         """Play a step; while the database does not answer, wait and play it again (its
         decision, trades and checkpoint are keyed by step, so nothing lands twice).
         False when a stop comes while waiting."""
@@ -114,7 +121,8 @@ class Session:
         delay, again = 0.5, False
         while True:
             try:
-                self.play_step(step, maybe_played=again or step == self.run.steps_done)
+                self.play_step(step, maybe_played=again or step == self.run.steps_done,
+                               missed=missed)
                 return True
             except StoreUnavailable as exc:
                 if time.monotonic() + delay > deadline:

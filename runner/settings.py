@@ -39,6 +39,10 @@ class RunnerSettings(BaseSettings):
     step_delay_seconds: float = Field(
         default=0.0, ge=0,
         description="Pause after each step (demos and tests that need a run to take time)")
+    live_clock: str | None = Field(
+        default=None,
+        description="Live runs: a scaled clock START@EPOCH*SPEED for tests and drills "
+                    "(runner.live.clock); unset: the wall clock")
     max_cost_usd: Decimal | None = Field(
         default=None, gt=0, description="A run's LLM dollar budget when neither its spec "
                                         "nor its model's parameters.budget set one")

@@ -17,8 +17,9 @@ the portfolio it keeps from step to step; only a step it may have played before
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -113,7 +114,8 @@ class StepLog:
 class StepPlayer:
     def __init__(self, *, store: Store, run: Run, trading: TradingService,
                  prices: RunPrices, deciding: Deciding, publisher: EventPublisher,
-                 attempt: int, risk: RiskGuard | None = None) -> None:
+                 attempt: int, risk: RiskGuard | None = None,
+                 clock: Callable[[], dt.datetime] | None = None) -> None:
         self.store = store
         self.run = run
         self.trading = trading
@@ -127,10 +129,13 @@ class StepPlayer:
         self._portfolio: Portfolio | None = None  # as of the last step played
         self.risk = risk  # checks every order the decider places (runner.broker)
         self._equity: Decimal | None = None  # at the close of the last step played
+        self.clock = clock  # a live run's: its progress carries the clock and the lag
 
-    def play(self, step: int, *, maybe_played: bool) -> None:
+    def play(self, step: int, *, maybe_played: bool, missed: str | None = None) -> None:
         """`maybe_played`: the step may have a decision already (the first step after a
-        checkpoint, or one played again after an outage); no other step can."""
+        checkpoint, or one played again after an outage); no other step can. `missed`:
+        no decision is asked for (a live run's late bar), it is recorded as missed with
+        this reason; its bar still settles the book."""
         if maybe_played:  # the ledger may hold orders this runner has not seen
             self.book.forget()
         portfolio = self._portfolio_before(maybe_played)
@@ -139,7 +144,8 @@ class StepPlayer:
             portfolio = self._read_portfolio()
         orders = self._orders_of(step)
         earlier = self._recorded(step) if maybe_played else None
-        decision = earlier.decision if earlier else self._decide(step, orders, portfolio)
+        decision = earlier.decision if earlier else self._decide(step, orders, portfolio,
+                                                                 missed)
         played = StepLog(settled, decision, self._act(step, orders, decision),
                          earlier.tool_trades if earlier else [])
         if earlier is not None or settled_before:
@@ -194,10 +200,13 @@ class StepPlayer:
             log.info("step %d was decided before a restart; executing that decision", step)
         return earlier
 
-    def _decide(self, step: int, orders: StepOrders, portfolio: Portfolio) -> Decision:
+    def _decide(self, step: int, orders: StepOrders, portfolio: Portfolio,
+                missed: str | None = None) -> Decision:
         # On the last step the book ends after the decision: not with it.
         ends = self.prices.is_last(step) and (self.run.spec.flat_at_close
                                               or self.book.may_hold_orders())
+        if missed is not None:
+            return self.deciding.record_missed(step, portfolio, missed, last=ends)
         return self.deciding.decide_and_record(step, orders, portfolio, self.book.known(),
                                                last=ends)
 
@@ -241,7 +250,8 @@ class StepPlayer:
                                      attempt=self.attempt)
         progress = step_progress(step=step + 1, total=len(self.prices), equity=equity,
                                  cash=portfolio.cash, bar_time=self.prices.time(step),
-                                 last_action=played.decision.action)
+                                 last_action=played.decision.action,
+                                 wall_time=self.clock() if self.clock else None)
         self.publisher.publish_step([*played.events(), (EventType.PROGRESS, progress)],
                                     progress)
 

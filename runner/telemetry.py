@@ -62,3 +62,13 @@ BUDGET_STOPS = Counter(
     "limit with no price for the model)", ["limit"])
 for _limit in ("run_cost", "run_tokens", "daily_spend", "cost_unknown"):
     BUDGET_STOPS.labels(_limit)  # every limit is a series (0) before its first stop
+LIVE_DECISION_LAG = Histogram(
+    "tickrun_runner_live_decision_lag_seconds",
+    "Live runs: from a bar's close to its step done (the run's clock)",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 45, 60, 120, 300),
+)
+LIVE_MISSED_STEPS = Counter(
+    "tickrun_runner_live_missed_steps_total",
+    "Live runs: steps recorded as missed (past the decision deadline, or before a price)")
+LIVE_GAPS = Counter("tickrun_runner_live_gaps_total",
+                    "Live runs: minutes a symbol's provider sent no bar for")

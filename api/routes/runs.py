@@ -108,7 +108,7 @@ def playable_spec(svc: Services, spec: RunSpec, model_id: int, user_id: str, *,
     that can serve it (the spec names it), the caller's model, a replay's source.
     InvalidSpec or a 422 ApiProblem when it fails. `check_model=False`: the caller's
     own transaction checks the model (a POST inserts the run in the same one)."""
-    spec.check_playable(None if at is None else new_york_date(at))
+    spec.check_playable(None if at is None else new_york_date(at), now=at)
     spec = resolve_data_source(spec, svc.store, svc.market_data, now=at)
     if check_model:
         try:

@@ -137,6 +137,9 @@ class StepProgress(TypedDict):
     cash: str
     bar_time: str
     last_action: str
+    # A live run's clock: the time the step was done, and how long after its bar closed.
+    wall_time: NotRequired[str]
+    lag_seconds: NotRequired[float]
 
 
 class PhaseProgress(TypedDict):
@@ -192,10 +195,17 @@ def order_data(e: OrderEvent, order: OrderRecord) -> dict[str, Any]:
 
 
 def step_progress(*, step: int, total: int, equity: Decimal, cash: Decimal,
-                  bar_time: dt.datetime, last_action: str) -> dict[str, Any]:
+                  bar_time: dt.datetime, last_action: str,
+                  wall_time: dt.datetime | None = None,
+                  bar_seconds: int = 60) -> dict[str, Any]:
+    """`wall_time`: a live run's now, for its clock and its lag (bar end to now)."""
     data: StepProgress = {"step": step, "total": total, "equity": str(equity),
                           "cash": str(cash), "bar_time": bar_time.isoformat(),
                           "last_action": last_action}
+    if wall_time is not None:
+        data["wall_time"] = wall_time.isoformat()
+        ended = bar_time + dt.timedelta(seconds=bar_seconds)
+        data["lag_seconds"] = round((wall_time - ended).total_seconds(), 3)
     return dict(data)
 
 

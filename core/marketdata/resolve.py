@@ -25,6 +25,8 @@ def resolve_data_source(spec: RunSpec, store: Store, settings: MarketDataSetting
     answers 422 with how to configure one)."""
     if spec.data is not None and not spec.data.is_provider:
         return spec
+    if spec.live is not None:  # a stream, not a finished session: only a provider serves it
+        return _live_source(spec, settings)
     require_closed(spec.session_days()[-1:], now)
     configured = {DataSource(name) for name in settings.configured()}
     if spec.data is not None:
@@ -41,6 +43,17 @@ def resolve_data_source(spec: RunSpec, store: Store, settings: MarketDataSetting
         return spec.model_copy(update={"data": DataSource(default)})
     raise InvalidSpec(f"no market data for {_what(spec)}: the bar cache does not hold it and "
                       f"no provider is configured. {_how_to_configure(spec)}")
+
+
+def _live_source(spec: RunSpec, settings: MarketDataSettings) -> RunSpec:
+    configured = {DataSource(name) for name in settings.configured()}
+    source = spec.data or (DataSource(d) if (d := settings.default_provider()) else None)
+    if source is None or source not in configured:
+        raise InvalidSpec(f"a live run streams its bars from a provider, and "
+                          f"{source.value if source else 'none'} is not configured: set "
+                          "TICKRUN_POLYGON_API_KEY (Massive) or TICKRUN_ALPACA_API_KEY_ID and "
+                          "TICKRUN_ALPACA_API_SECRET_KEY")
+    return spec.model_copy(update={"data": source})
 
 
 def fully_cached(spec: RunSpec, store: Store, source: DataSource) -> bool:

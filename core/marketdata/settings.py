@@ -30,6 +30,15 @@ class MarketDataSettings(BaseSettings):
         default="https://data.alpaca.markets", description="Alpaca market data base URL")
     alpaca_feed: Literal["iex", "sip"] = Field(
         default="iex", description="Alpaca feed: iex (free plans) or sip (all US exchanges)")
+    alpaca_stream_url: str | None = Field(
+        default=None, description="Alpaca's market data stream (live runs); unset: "
+                                  "wss://stream.data.alpaca.markets/v2/<feed>")
+    polygon_stream_host: str = Field(
+        default="socket.massive.com",
+        description="Massive's stream host (live runs): socket.massive.com (real time) or "
+                    "delayed.massive.com (15 minutes late)")
+    polygon_stream_secure: bool = Field(
+        default=True, description="wss (true) or ws to the Massive stream host")
     market_data_provider: ProviderName | None = Field(
         default=None,
         description="The provider of runs that name none; unset: polygon when its key is "

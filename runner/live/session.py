@@ -1,0 +1,271 @@
+"""A live run's loop: each minute of today's session is played as soon as it closes.
+
+The bars come from the run's provider stream (runner.live.feeds), through a MinuteBook
+(core.marketdata.live.minutes) that releases each minute once, in order, never before
+its end by the run's clock (runner.live.clock), with the symbols whose bar never came
+as gaps. Each released minute is one step of the ordinary step player (runner.step):
+
+- its bars extend the run's series; a gap repeats the symbol's last close with no volume
+  (as `align` does for a replay) and is counted and announced;
+- a minute closed longer ago than the decision deadline (a pod that was away, a runner
+  that started late) is recorded as missed with the reason, no decision asked; a
+  decision that comes back past it is recorded as missed and nothing it asked is traded
+  (runner.deciding);
+- minutes before a symbol's first price wait for it, then are recorded as missed.
+
+Every bar the book accepted is saved in the bar cache as it arrives; a session seen
+from its first minute marks its day cached at the end, so a replay of the run reads
+exactly these bars. A runner that replaces a lost pod restores the bars of the steps
+played from the cache and goes on from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import statistics
+import time
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from core.bars import Bar
+from core.errors import StoreUnavailable
+from core.eventlog import EventType
+from core.eventlog.payloads import log_data
+from core.marketdata.live.base import Connected, Disconnected, LiveBar, LiveBarFeed, LiveEvent
+from core.marketdata.live.minutes import MINUTE, ClosedMinute, MinuteBook, Placement
+from core.store.prices import PriceBar
+from runner import telemetry
+from runner.live.clock import LiveClock
+from runner.session import Ending, Session
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 1.0  # of the run's clock: how often the loop looks at the stop signal
+
+
+class LiveSession(Session):
+    def __init__(self, *, feed: LiveBarFeed, clock: LiveClock, **kwargs: Any) -> None:
+        super().__init__(clock=clock, late=self._late, **kwargs)
+        live = self.run.spec.live
+        assert live is not None, "a live session plays a live run"
+        self.feed = feed
+        self.live_clock = clock
+        self.deadline = live.decision_deadline_seconds
+        self.source = self.run.spec.data.value if self.run.spec.data else "live"
+        self._index = {t: i for i, t in enumerate(self.timeline.times)}
+        self._unpriced: list[int] = []  # steps waiting for every symbol's first price
+        self._unsaved: list[PriceBar] = []  # bars the store did not take yet
+        self._received: dict[str, list[PriceBar]] = {s: [] for s in self.run.spec.symbols}
+        self._whole_session = False  # saw the session from its first minute
+        self.gaps = 0
+        self.missed = 0
+        self.lags: list[float] = []
+        self.reconnects = 0
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def play(self) -> Ending:
+        start = self.run.steps_done
+        self._restore(start)
+        book = MinuteBook(self.timeline.times[start:], self.run.spec.symbols,
+                          clock=self.live_clock)
+        self._whole_session = start == 0 and self.live_clock() < self.timeline.times[0] + \
+            dt.timedelta(seconds=self.deadline)
+        log.info("live: %d minutes from %s, clock %s, deadline %.0fs", len(book.minutes),
+                 self.timeline.times[start].isoformat(), self.live_clock, self.deadline)
+        self.feed.start(self.run.spec.symbols)
+        try:
+            ending = self._follow(book)
+        finally:
+            self.feed.close()
+            self._save_bars()
+        if ending is Ending.COMPLETED:
+            self._mark_cached()
+        return ending
+
+    def _follow(self, book: MinuteBook) -> Ending:
+        poll = POLL_SECONDS * self.live_clock.speed
+        while True:
+            for closed in book.closed():
+                if not self._play_minute(closed):
+                    return Ending.STOPPED
+            if book.done:
+                return Ending.COMPLETED
+            if self.stop.requested:
+                return Ending.STOPPED
+            wait = self.live_clock.wall_seconds(book.wait_seconds(poll))
+            self._on_event(self.feed.get(timeout=wait), book)
+
+    def _on_event(self, event: LiveEvent | None, book: MinuteBook) -> None:
+        if isinstance(event, LiveBar):
+            placement = book.add(event)
+            if placement in (Placement.ACCEPTED, Placement.REPLACED):
+                self._keep(event)
+            elif placement is Placement.LATE:
+                log.info("late bar of %s for %s: its minute was decided without it",
+                         event.symbol, event.bar.time.isoformat())
+        elif isinstance(event, Connected):
+            if event.reconnected:
+                self.reconnects += 1
+            self._announce("info", f"{event.provider} stream connected"
+                           + (" again: minutes in between may be gaps"
+                              if event.reconnected else ""), phase="stream_connected")
+        elif isinstance(event, Disconnected):
+            self._announce("warning", f"{event.provider} stream dropped ({event.reason}); "
+                           "reconnecting", phase="stream_dropped")
+
+    def _play_minute(self, closed: ClosedMinute) -> bool:
+        """Play the step of a closed minute (and those that waited for a first price);
+        False when the run stops before it."""
+        step = self._index[closed.minute]
+        self._extend(step, closed)
+        if not self._priced(step):
+            self._unpriced.append(step)
+            return True
+        for waiting in self._unpriced:
+            if not self._play(waiting, "missed: no price yet for every symbol (their "
+                                       "first bars came later)"):
+                return False
+        self._unpriced.clear()
+        return self._play(step, self._missed(step))
+
+    def _play(self, step: int, missed: str | None) -> bool:
+        if self.stop.requested or self._over_budget() or self._over_risk(step):
+            return False
+        lag = self._lag(step)
+        began = time.perf_counter()
+        if not self._play_through_outages(step, missed):
+            return False
+        telemetry.STEP_DURATION.observe(time.perf_counter() - began)
+        telemetry.STEPS.labels("live").inc()
+        telemetry.LIVE_DECISION_LAG.observe(max(0.0, lag))
+        if missed is not None:
+            self.missed += 1
+            telemetry.LIVE_MISSED_STEPS.inc()
+        self.lags.append(lag)
+        return True
+
+    # -- bars ---------------------------------------------------------------------------
+
+    def _extend(self, step: int, closed: ClosedMinute) -> None:
+        """Each symbol's series up to `step`: its bar, or its last close again (a gap)."""
+        for symbol in self.run.spec.symbols:
+            series = self.bars[symbol]
+            bar = closed.bar(symbol)
+            if bar is not None:
+                _backfill(series, step, bar)
+                series.append(bar)
+                continue
+            self.gaps += 1
+            telemetry.LIVE_GAPS.inc()
+            self._announce("info", f"gap: no {symbol} bar for {closed.minute.isoformat()}",
+                           phase="gap", symbol=symbol, minute=closed.minute.isoformat())
+            if series:
+                last = series[-1].close
+                series.append(Bar(closed.minute, last, last, last, last, Decimal(0),
+                                  filled=True))
+
+    def _priced(self, step: int) -> bool:
+        return all(len(series) == step + 1 for series in self.bars.values())
+
+    def _restore(self, start: int) -> None:
+        """The bars of the steps an earlier attempt played, from the bar cache."""
+        if start == 0:
+            return
+        times = self.timeline.times[:start]
+        for symbol in self.run.spec.symbols:
+            found = {b.bar_time: b for b in self.store.load_prices(
+                symbol, "1m", times[0], times[-1], source=self.source)}
+            series = self.bars[symbol]
+            for at in times:
+                row = found.get(at)
+                if row is not None:
+                    bar = Bar(at, row.open, row.high, row.low, row.close, row.volume)
+                    _backfill(series, len(series), bar)
+                    series.append(bar)
+                elif series:
+                    last = series[-1].close
+                    series.append(Bar(at, last, last, last, last, Decimal(0), filled=True))
+            if len(series) != start:
+                raise RuntimeError(f"the bar cache lacks the played minutes of {symbol}")
+        log.info("live: restored %d played minutes from the bar cache", start)
+
+    def _keep(self, live: LiveBar) -> None:
+        row = PriceBar(live.symbol, "1m", live.bar.time, live.bar.open, live.bar.high,
+                       live.bar.low, live.bar.close, live.bar.volume, source=self.source)
+        self._received[row.symbol].append(row)
+        self._unsaved.append(row)
+        self._save_bars()
+
+    def _save_bars(self) -> None:
+        if not self._unsaved:
+            return
+        try:
+            self.store.save_prices(self._unsaved)
+            self._unsaved = []
+        except StoreUnavailable:
+            log.warning("the bar cache is away; %d bars wait", len(self._unsaved))
+
+    def _mark_cached(self) -> None:
+        """A session seen whole: its day is cached, so a replay reads these bars."""
+        if not self._whole_session:
+            return
+        day = self.run.spec.first_day
+        for symbol, rows in self._received.items():
+            if rows:
+                self.store.cache_days(self.source, symbol, "1m", {day: rows})
+
+    # -- the clock ----------------------------------------------------------------------
+
+    def _lag(self, step: int) -> float:
+        """Seconds from the close of the step's bar to now, by the run's clock."""
+        ended = self.timeline.times[step] + MINUTE
+        return (self.live_clock() - ended).total_seconds()
+
+    def _missed(self, step: int) -> str | None:
+        lag = self._lag(step)
+        if lag <= self.deadline:
+            return None
+        return (f"missed: the bar closed {lag:.0f}s before the runner could decide, past "
+                f"the decision deadline ({self.deadline:.0f}s)")
+
+    def _late(self, step: int) -> str | None:
+        """After a decision: past the deadline, nothing it asked for is traded."""
+        lag = self._lag(step)
+        if lag <= self.deadline:
+            return None
+        return (f"missed: decided {lag:.1f}s after the bar closed, past the decision "
+                f"deadline ({self.deadline:.0f}s); nothing was traded late")
+
+    def _announce(self, level: str, message: str, **details: Any) -> None:
+        log.log(logging.WARNING if level == "warning" else logging.INFO, message)
+        self.steps.publisher.publish(EventType.LOG, log_data(level, message, **details))
+
+    # -- the result ---------------------------------------------------------------------
+
+    def result(self, ending: Ending) -> dict[str, Any]:
+        result = super().result(ending)
+        result["live"] = live_summary(self.run.spec.live.broker.value  # type: ignore[union-attr]
+                                      , self.gaps, self.missed, self.lags, self.reconnects)
+        return result
+
+
+def live_summary(broker: str, gaps: int, missed: int, lags: Sequence[float],
+                 reconnects: int) -> dict[str, Any]:
+    """What a live run's result says of its clock: gaps, missed steps, decision lag."""
+    played = sorted(lags)
+    return {"broker": broker, "gaps": gaps, "missed_steps": missed,
+            "reconnects": reconnects,
+            "lag_p50_seconds": round(statistics.median(played), 3) if played else None,
+            "lag_max_seconds": round(played[-1], 3) if played else None}
+
+
+def _backfill(series: list[Bar], step: int, first: Bar) -> None:
+    """Minutes before a symbol's first price: its first bar's open, no volume (only
+    steps recorded as missed ever read them)."""
+    while len(series) < step:
+        at = first.time - MINUTE * (step - len(series))
+        series.append(Bar(at, first.open, first.open, first.open, first.open, Decimal(0),
+                          filled=True))
