@@ -96,7 +96,8 @@ def chart_data(run: Run, store: Store, decisions: list[Decision],
     steps = min(run.steps_done, len(prices) if prices else 0)
     symbols: dict[str, Any] = {}
     for symbol in run.spec.symbols:
-        series = prices.bars[symbol][: min(len(prices), steps + 1)] if prices else []
+        shown = min(len(prices), steps + 1) if prices and steps else 0
+        series = prices.bars[symbol][:shown] if prices else []
         symbols[symbol] = {
             "bars": [{"time": _seconds(b), "open": float(b.open), "high": float(b.high),
                       "low": float(b.low), "close": float(b.close)} for b in series],

@@ -32,8 +32,10 @@ def money(value: Any) -> str:
     return f"{Decimal(str(value)):,.2f}"
 
 
-def pct(value: Any) -> str:
-    return NONE if value is None else f"{float(value):+.2f}%"
+def pct(value: Any, sign: bool = True) -> str:
+    if value is None:
+        return NONE
+    return f"{float(value):+.2f}%" if sign else f"{float(value):.2f}%"
 
 
 def number(value: Any, digits: int = 2) -> str:

@@ -44,7 +44,7 @@
       position: f.buy ? "atPriceBottom" : "atPriceTop",
       shape: f.buy ? "arrowUp" : "arrowDown",
       color: f.buy ? "#1a7f37" : "#cf222e",
-      text: (f.buy ? "B " : "S ") + f.quantity,
+      text: f.buy ? "B" : "S",
     };
   }
 
@@ -186,7 +186,7 @@
       .then(function (html) {
         if (!html) return;
         const doc = new DOMParser().parseFromString(html, "text/html");
-        ["result-card", "orders", "positions"].forEach(function (id) {
+        ["meta", "result-card", "orders", "positions"].forEach(function (id) {
           const fresh = doc.getElementById(id);
           const old = document.getElementById(id);
           if (fresh && old) old.replaceWith(document.adoptNode(fresh));
