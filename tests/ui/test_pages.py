@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from core.records import Decision
 from tests.apiserver import ApiServer, Backend, running_api, token, wait_status
 from tests.integration.test_api_batches import daily_batch, models
+from tests.integration.test_api_orders import DAY0, DAY1, write_ledger
 from tests.integration.test_api_runs import create, create_model, daily, intraday
 from tests.integration.test_api_schedules import daily_schedule
 
@@ -93,6 +94,7 @@ def test_pages_show_the_callers_runs_and_404_for_anyone_elses(ui_backend: Backen
         assert listing.status_code == 200 and f'data-run="{run["id"]}"' in listing.text
         page = ui.get(f"/ui/runs/{run['id']}")
         assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+        assert "script-src 'self';" in page.headers["content-security-policy"]
         decisions = c.get(f"/v1/runs/{run['id']}/decisions").json()
         assert page.text.count('<li class="decision o-') == len(decisions)
         result = c.get(f"/v1/runs/{run['id']}/result").json()["result"]
@@ -187,3 +189,20 @@ def test_the_vendored_chart_library_is_served_with_its_licence(ui_backend: Backe
         notice = c.get("/ui/static/vendor/lightweight-charts/NOTICE")
         assert notice.status_code == 200 and "Apache License" in notice.text
         assert c.get("/ui/static/vendor/lightweight-charts/LICENSE").status_code == 200
+
+
+def test_the_chart_marks_each_resting_orders_life(ui_backend: Backend) -> None:
+    ids = write_ledger(ui_backend)
+    with running_api(ui_backend, reconcile=False) as api, browser_like(api) as ui:
+        chart = ui.get(f"/ui/runs/{ids['run']}/chart.json").json()
+        lives = {o["id"]: o for o in chart["symbols"]["MSFT"]["orders"]}
+        # Market orders never rest; a refused one never rested.
+        assert set(lives) == {ids["limit"], ids["expiring"], ids["stop"], ids["gtc"]}
+        assert {lives[ids[k]]["state"] for k in ("limit", "expiring", "stop", "gtc")} == {
+            "filled", "expired", "cancelled", "open"}
+        limit = lives[ids["limit"]]
+        assert (limit["price"], limit["type"], limit["side"]) == (98.5, "limit", "buy")
+        day0, day1 = (int(d.timestamp()) for d in (DAY0, DAY1))
+        assert (limit["from"], limit["to"]) == (day0, day1)  # decided on day 0, filled day 1
+        assert lives[ids["stop"]]["to"] == day0  # cancelled the day it was placed
+        assert lives[ids["stop"]]["price"] == 80.0  # a stop's level is its stop price

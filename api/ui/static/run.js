@@ -35,7 +35,26 @@
       upColor: "#2da44e", downColor: "#cf222e", borderVisible: false,
       wickUpColor: "#2da44e", wickDownColor: "#cf222e",
     });
-    return { chart: chart, series: series, markers: LC.createSeriesMarkers(series, []) };
+    return { chart: chart, series: series, markers: LC.createSeriesMarkers(series, []), lives: {} };
+  }
+
+  // A resting order's life: a dashed level from the bar it was decided on to the bar
+  // it ended on (or the last bar drawn, while open).
+  function drawLives(c, orders) {
+    orders.forEach(function (o) {
+      let line = c.lives[o.id];
+      if (!line) {
+        line = c.lives[o.id] = c.chart.addSeries(LC.LineSeries, {
+          color: o.side === "buy" || o.side === "cover" ? "#1a7f37" : "#cf222e",
+          lineWidth: 1, lineStyle: 2, priceLineVisible: false, lastValueVisible: false,
+          pointMarkersVisible: o.from === o.to, crosshairMarkerVisible: false,
+          title: o.type + " #" + o.id + " " + o.state,
+        });
+      }
+      const points = [{ time: o.from, value: o.price }];
+      if (o.to > o.from) points.push({ time: o.to, value: o.price });
+      line.setData(points);
+    });
   }
 
   function marker(f) {
@@ -58,6 +77,8 @@
     c.markers.setMarkers(fills.map(marker));
     el.dataset.bars = String(own.bars.length);
     el.dataset.fills = String(fills.length);
+    drawLives(c, own.orders || []);
+    el.dataset.orders = String((own.orders || []).length);
   }
 
   function drawEquity(data) {

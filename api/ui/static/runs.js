@@ -55,7 +55,7 @@
   function active() { return table.querySelector('tbody tr[data-final="false"]') !== null; }
 
   function loop() {
-    const wait = active() ? 1000 : 4000;
+    const wait = active() ? 1000 : 2000;
     setTimeout(function () {
       if (document.hidden) { loop(); return; }
       refresh().then(loop, loop);
