@@ -41,6 +41,7 @@ from core.records import OrderType, Side, TimeInForce
 MARGIN_CALL_SEQ = 1_000_000  # + the symbol's index in the run's symbols
 FLAT_AT_CLOSE_SEQ = 2_000_000  # + the symbol's index
 STOP_LOSS_SEQ = 3_000_000  # + the parent order's seq (at the parent's step)
+FLATTEN_ON_STOP_SEQ = 4_000_000  # + the symbol's index: a live run flat when stopped
 ENGINE_SEQ = MARGIN_CALL_SEQ  # seqs from here on are the engine's, not the decider's
 
 

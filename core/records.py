@@ -353,6 +353,9 @@ class Trade:
     reasoning: str | None
     created_at: dt.datetime
     order_id: int | None = None  # the order it fills (None: a trade from before orders)
+    # A broker's fill (a live run on Alpaca paper): the price tickrun's fill rule would
+    # have given; `price` is the broker's. None: tickrun's own book filled it.
+    rule_price: Decimal | None = None
 
     @property
     def filled(self) -> bool:

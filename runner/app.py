@@ -27,6 +27,7 @@ from core.eventlog import EventLog, EventType
 from core.eventlog.payloads import log_data, phase_progress
 from core.exitcodes import EXIT_NO_RETRY, EXIT_OK, EXIT_RETRY, EXIT_SUPERSEDED
 from core.lifecycle import Lifecycle
+from core.live_options import Broker
 from core.logs import run_context
 from core.marketdata.cache import FillProgress
 from core.marketdata.resolve import resolve_data_source
@@ -37,12 +38,15 @@ from core.spend import SpendSettings
 from core.status import RunStatus
 from core.store import Store
 from runner import telemetry
+from runner.brokers.alpaca_paper import AlpacaPaperBook
+from runner.brokers.settings import BrokerSettings
 from runner.budget import Budget, SpendGuard, daily_limit_of
 from runner.deciders import Decider, DeciderFailed
 from runner.deciders.factory import build_decider, needs_llm, resolve_kind
 from runner.events import EventPublisher
 from runner.live.clock import LiveClock
 from runner.live.feeds import live_feed_for
+from runner.live.paper import PaperTrading
 from runner.live.session import LiveSession
 from runner.llm_ratelimit import RateLimiter
 from runner.llm_settings import LlmSettings
@@ -70,6 +74,8 @@ class RunnerDeps:
     # one); None: shared within this process only.
     llm_limiter: RateLimiter | None = None
     market_data: MarketDataSettings = field(default_factory=MarketDataSettings)
+    # The run's user's paper account keys (a live run on alpaca_paper).
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
     spend: SpendSettings = field(default_factory=SpendSettings)
 
     @property
@@ -124,21 +130,25 @@ def _play(run: Run, deps: RunnerDeps) -> int:
         publisher.finish(1.0)
         return EXIT_RETRY
     try:
+        return _play_session(session, run, deps, publisher)
+    finally:
+        session.close()
+
+
+def _play_session(session: Session, run: Run, deps: RunnerDeps,
+                  publisher: EventPublisher) -> int:
+    try:
         stopping = session.run.status is RunStatus.STOPPING
         ending = Ending.STOPPED if stopping else session.play()
     except Superseded:
         raise
-    except DeciderFailed as exc:
-        # A refused key or an unknown model: every step would fail the same way, and so
-        # would a new pod. The trades made so far stay.
-        log.error("run failed: %s", exc.reason)
-        _finalize(deps, publisher, run, RunStatus.FAILED, exc.reason,
-                  session.result(Ending.FAILED), attempt=session.attempt)
-        return EXIT_NO_RETRY
-    except ProviderRefused as exc:
-        # A live run's stream refused its key or plan for good: so would a new pod's.
-        log.error("run failed: %s", exc)
-        _finalize(deps, publisher, run, RunStatus.FAILED, str(exc),
+    except (DeciderFailed, ProviderRefused) as exc:
+        # A refused key, an unknown model, a live stream refusing the key or the plan:
+        # every step would fail the same way, and so would a new pod. The trades made so
+        # far stay.
+        why = exc.reason if isinstance(exc, DeciderFailed) else str(exc)
+        log.error("run failed: %s", why)
+        _finalize(deps, publisher, run, RunStatus.FAILED, why,
                   session.result(Ending.FAILED), attempt=session.attempt)
         return EXIT_NO_RETRY
     except Exception as exc:
@@ -147,13 +157,13 @@ def _play(run: Run, deps: RunnerDeps) -> int:
         publisher.publish(EventType.LOG, log_data("error", f"runner error: {exc}"))
         publisher.finish(1.0)
         return EXIT_RETRY
-    finally:
-        session.close()
     ended_itself = session.stop_reason is not None  # a budget: no one else to ask
     if ending is Ending.STOPPED and not ended_itself and not _stop_intended(run.id, deps):
         return _interrupted(run.id, deps, publisher)
     status = RunStatus.COMPLETED if ending is Ending.COMPLETED else RunStatus.STOPPED
     reason = (session.stop_reason or _stop_reason(deps)) if ending is Ending.STOPPED else None
+    if ending is Ending.STOPPED:
+        session.wind_down()  # a stop meant: cancel (and maybe flatten) a live run's book
     _finalize(deps, publisher, run, status, reason, session.result(ending),
               attempt=session.attempt)
     if deps.stop.received_at is not None:
@@ -250,9 +260,31 @@ def _prepare(run: Run, deps: RunnerDeps, publisher: EventPublisher) -> Session:
         timeline=timeline, bars=bars, stop=deps.stop, settings=deps.settings,
         guard=_spend_guard(run, model, decider, deps), research=research)
     if run.spec.live is not None:
-        return LiveSession(feed=live_feed_for(run.spec, deps.market_data),
-                           clock=LiveClock.parse(deps.settings.live_clock), **parts)
+        return _live_session(run, deps, parts)
     return Session(**parts)
+
+
+def _live_session(run: Run, deps: RunnerDeps, parts: dict[str, Any]) -> LiveSession:
+    """A live run's session: the provider's stream, the run's clock, and on a paper
+    account the broker's book and the trading service that books its fills."""
+    assert run.spec.live is not None
+    feed = live_feed_for(run.spec, deps.market_data)
+    clock = LiveClock.parse(deps.settings.live_clock)
+    if run.spec.live.broker is not Broker.ALPACA_PAPER:
+        return LiveSession(feed=feed, clock=clock, **parts)
+    keys = deps.broker
+    if keys.alpaca_key_id is None or keys.alpaca_secret_key is None:
+        raise InvalidSpec("a live run on alpaca_paper needs its user's paper keys "
+                          "(TICKRUN_BROKER_ALPACA_KEY_ID, TICKRUN_BROKER_ALPACA_SECRET_KEY; "
+                          "on the cluster the user's Secret, see the README)")
+    book = AlpacaPaperBook(keys.alpaca_key_id, keys.alpaca_secret_key, url=keys.alpaca_url,
+                           stream_url=keys.alpaca_stream_url)
+    spec = run.spec
+    trading = PaperTrading(deps.store, book, fill_wait_seconds=keys.fill_wait_seconds,
+                           fee_per_trade=spec.fee_per_trade, attempt=run.attempts,
+                           initial_margin=spec.initial_margin,
+                           maintenance_margin=spec.maintenance_margin)
+    return LiveSession(feed=feed, clock=clock, broker=book, trading=trading, **parts)
 
 
 def _load_bars(run: Run, timeline: Timeline, deps: RunnerDeps,

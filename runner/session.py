@@ -54,7 +54,8 @@ class Session:
                  guard: SpendGuard | None = None,
                  research: RunResearch | None = None,
                  clock: Callable[[], dt.datetime] | None = None,
-                 late: Callable[[int], str | None] | None = None) -> None:
+                 late: Callable[[int], str | None] | None = None,
+                 trading: TradingService | None = None) -> None:
         self.store = store
         self.run = run
         self.model = model
@@ -68,10 +69,10 @@ class Session:
         # Every ledger write carries this runner's attempt: once a newer runner has taken
         # the run over, the next write raises Superseded and this one bows out.
         self.attempt = run.attempts
-        self.trading = TradingService(store, fee_per_trade=run.spec.fee_per_trade,
-                                      attempt=self.attempt,
-                                      initial_margin=run.spec.initial_margin,
-                                      maintenance_margin=run.spec.maintenance_margin)
+        self.trading = trading or TradingService(
+            store, fee_per_trade=run.spec.fee_per_trade, attempt=self.attempt,
+            initial_margin=run.spec.initial_margin,
+            maintenance_margin=run.spec.maintenance_margin)
         self.prices = RunPrices(timeline, bars, run.spec.fill)
         # The run's risk guard (its spec's `risk`): every order the decider places, and
         # the equity at each step boundary.
@@ -166,6 +167,10 @@ class Session:
                 self.stop_reason = breach.reason
                 return True
         return False
+
+    def wind_down(self) -> None:
+        """After a stop the run meant (not a pod's disruption): what its book does at
+        a stop. A replay has nothing to do; a live run cancels and may flatten."""
 
     def result(self, ending: Ending) -> dict[str, Any]:
         return session_result(self.store, self.run, ending.value, decider=self.decider.name,

@@ -131,6 +131,17 @@ class TradingService:
         refusal = self._refusal(tx.portfolio, order, price, marks)
         if refusal is None and order.type is not OrderType.MARKET:
             refusal = f"a {order.type.value} order rests: it cannot fill as a market order"
+        return self._record_market(tx, step, seq, order, price=price, bar_time=bar_time,
+                                   filled_at=filled_at, reasoning=reasoning, origin=origin,
+                                   now=now, items=items, refusal=refusal, note=note)
+
+    def _record_market(self, tx: LedgerTx, step: int, seq: int, order: Order, *,
+                       price: Decimal, bar_time: dt.datetime, filled_at: dt.datetime,
+                       reasoning: str | None, origin: OrderOrigin, now: int,
+                       items: list[JournalItem], refusal: str | None, note: str | None = None,
+                       rule_price: Decimal | None = None) -> Trade:
+        """A market order filled at `price` (or refused with `refusal`), recorded inside
+        `tx` with its events. `rule_price`: a broker's fill, the price by tickrun's rule."""
         filled = refusal is None
         rec = tx.insert_order(
             step=step, seq=seq, bar_time=bar_time, active_from=step + 1, order=order,
@@ -138,7 +149,7 @@ class TradingService:
             reason=refusal or note, filled_at=filled_at if filled else None,
             fill_price=price if filled else None, reasoning=reasoning)
         trade = self._book(tx, step, seq, order, price, bar_time, filled_at, reasoning,
-                           refusal, rec.id, note)
+                           refusal, rec.id, note, rule_price)
         rec = dataclasses.replace(rec, trade_id=trade.id)
         placed = OrderEvent(rec.id, now, OrderEventKind.PLACED, bar_time)
         outcome = OrderEvent(rec.id, now,
@@ -453,7 +464,8 @@ class TradingService:
 
     def _book(self, tx: LedgerTx, step: int, seq: int, order: Order, price: Decimal,
               bar_time: dt.datetime, filled_at: dt.datetime, reasoning: str | None,
-              refusal: str | None, order_id: int, note: str | None) -> Trade:
+              refusal: str | None, order_id: int, note: str | None,
+              rule_price: Decimal | None = None) -> Trade:
         """The trade of an order (refused when `refusal`), and for a fill the new
         portfolio and its position record."""
         if refusal is not None:  # it never filled: no fill time
@@ -467,7 +479,8 @@ class TradingService:
             step=step, seq=seq, bar_time=bar_time, filled_at=filled_at, side=order.side,
             symbol=order.symbol, quantity=order.quantity, price=price,
             fees=self.fee_per_trade, status=TradeStatus.FILLED, reason=note,
-            cash_after=after.cash, reasoning=reasoning, order_id=order_id)
+            cash_after=after.cash, reasoning=reasoning, order_id=order_id,
+            rule_price=rule_price)
         tx.save_portfolio(after)
         tx.insert_position(PositionRecord(
             run_id=after.run_id, step=step, seq=seq, bar_time=bar_time, filled_at=filled_at,

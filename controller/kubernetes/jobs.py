@@ -14,6 +14,7 @@ from typing import Any
 
 from controller.kubernetes.settings import KubernetesSettings, SecretRef
 from core.exitcodes import EXIT_NO_RETRY, EXIT_SUPERSEDED
+from core.live_options import Broker
 from core.records import Run
 
 APP_LABEL = "app.kubernetes.io/name"
@@ -24,10 +25,12 @@ USER_ID = "tickrun.io/user-id"
 MODEL_ID = "tickrun.io/model-id"
 BATCH_ID = "tickrun.io/batch-id"
 SCHEDULE_ID = "tickrun.io/schedule-id"
+LIVE = "tickrun.io/live"  # a live run's book: sim or alpaca_paper
 CONTAINER = "runner"
 RUN_SELECTOR = f"{APP_LABEL}={RUN_APP},{MANAGED_BY}=tickrun"
 
 _LABEL_VALUE = re.compile(r"[^A-Za-z0-9_.\-]")
+_SECRET_NAME = re.compile(r"[^a-z0-9.\-]")
 
 
 def job_name(run_id: int) -> str:
@@ -53,7 +56,20 @@ def run_labels(run: Run) -> dict[str, str]:
         labels[BATCH_ID] = str(run.batch_id)
     if run.schedule_id is not None:
         labels[SCHEDULE_ID] = str(run.schedule_id)
+    if run.spec.live is not None:
+        labels[LIVE] = run.spec.live.broker.value
     return labels
+
+
+def broker_secret_name(prefix: str, user_id: str) -> str:
+    """The Secret holding a user's broker keys: the prefix and the user id, as a valid
+    object name (lower case [a-z0-9.-], at most 253 characters)."""
+    name = _SECRET_NAME.sub("-", f"{prefix}{user_id}".lower())[:253]
+    return name.strip(".-")
+
+
+def _trades_at_broker(run: Run) -> bool:
+    return run.spec.live is not None and run.spec.live.broker is Broker.ALPACA_PAPER
 
 
 def run_annotations(run: Run) -> dict[str, str]:
@@ -114,9 +130,17 @@ def runner_container(run: Run, settings: KubernetesSettings) -> dict[str, Any]:
     }
     if settings.runner_metrics_port:
         container["ports"] = [{"name": "metrics", "containerPort": settings.runner_metrics_port}]
+    env_from: list[dict[str, Any]] = []
     if settings.mcp_secret:
         # MCP servers' header values: a model names the MCP_* variable, never the value.
-        container["envFrom"] = [{"secretRef": {"name": settings.mcp_secret, "optional": True}}]
+        env_from.append({"secretRef": {"name": settings.mcp_secret, "optional": True}})
+    if _trades_at_broker(run):
+        # The run's user's own paper keys (TICKRUN_BROKER_*), in this user's pods only;
+        # not optional: a pod without them never starts (the run fails with the reason).
+        env_from.append({"secretRef": {"name": broker_secret_name(
+            settings.broker_secret_prefix, run.user_id)}})
+    if env_from:
+        container["envFrom"] = env_from
     return container
 
 

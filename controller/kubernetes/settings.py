@@ -67,6 +67,12 @@ class KubernetesSettings(BaseSettings):
         default=None,
         description="Secret whose keys (each named MCP_*) become run pods' environment: the "
                     "header values of the MCP servers models name (envFrom, optional)")
+    broker_secret_prefix: str = Field(
+        default="tickrun-broker-",
+        description="A live run on a paper account reads its user's keys "
+                    "(TICKRUN_BROKER_ALPACA_KEY_ID, TICKRUN_BROKER_ALPACA_SECRET_KEY) from "
+                    "the Secret <prefix><user id> (lower case), mounted into that user's "
+                    "runner pods only")
     runner_env: dict[str, str] = Field(
         default_factory=dict,
         description="Non-secret runner settings (TICKRUN_RUNNER_*, TICKRUN_LLM_BASE_URL, "

@@ -66,6 +66,7 @@ class LedgerTx(ABC):
         cash_after: Decimal,
         reasoning: str | None,
         order_id: int | None = None,
+        rule_price: Decimal | None = None,
     ) -> Trade: ...
 
     @abstractmethod
@@ -156,12 +157,13 @@ class SqlLedgerTx(LedgerTx):
                      filled_at: dt.datetime | None, side: Side, symbol: str,
                      quantity: Decimal, price: Decimal, fees: Decimal, status: TradeStatus,
                      reason: str | None, cash_after: Decimal, reasoning: str | None,
-                     order_id: int | None = None) -> Trade:
+                     order_id: int | None = None,
+                     rule_price: Decimal | None = None) -> Trade:
         trade = Trade(id=0, run_id=self.portfolio.run_id, step=step, seq=seq,
                       bar_time=bar_time, filled_at=filled_at, side=side, symbol=symbol,
                       quantity=quantity, price=price, fees=fees, status=status,
                       reason=reason, cash_after=cash_after, reasoning=reasoning,
-                      created_at=utcnow(), order_id=order_id)
+                      created_at=utcnow(), order_id=order_id, rule_price=rule_price)
         row = self._insert("trades", codec.fields_of(trade, skip=("id",)), "RETURNING *")
         return codec.record_from(Trade, row)
 

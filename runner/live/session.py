@@ -35,10 +35,14 @@ from core.eventlog import EventType
 from core.eventlog.payloads import log_data
 from core.marketdata.live.base import Connected, Disconnected, LiveBar, LiveBarFeed, LiveEvent
 from core.marketdata.live.minutes import MINUTE, ClosedMinute, MinuteBook, Placement
+from core.orders import FLATTEN_ON_STOP_SEQ
+from core.records import OrderOrigin, Trade
 from core.store.prices import PriceBar
 from runner import telemetry
+from runner.brokers.alpaca_paper import AlpacaPaperBook, parse_client_order_id
 from runner.live.clock import LiveClock
 from runner.session import Ending, Session
+from runner.step import journal_event
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +50,10 @@ POLL_SECONDS = 1.0  # of the run's clock: how often the loop looks at the stop s
 
 
 class LiveSession(Session):
-    def __init__(self, *, feed: LiveBarFeed, clock: LiveClock, **kwargs: Any) -> None:
+    def __init__(self, *, feed: LiveBarFeed, clock: LiveClock,
+                 broker: AlpacaPaperBook | None = None, **kwargs: Any) -> None:
         super().__init__(clock=clock, late=self._late, **kwargs)
+        self.broker = broker  # the paper account's book (runner.live.paper), if any
         live = self.run.spec.live
         assert live is not None, "a live session plays a live run"
         self.feed = feed
@@ -63,6 +69,7 @@ class LiveSession(Session):
         self.missed = 0
         self.lags: list[float] = []
         self.reconnects = 0
+        self.left_open: dict[str, Any] | None = None  # after a stop: what stayed open
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -75,6 +82,9 @@ class LiveSession(Session):
             dt.timedelta(seconds=self.deadline)
         log.info("live: %d minutes from %s, clock %s, deadline %.0fs", len(book.minutes),
                  self.timeline.times[start].isoformat(), self.live_clock, self.deadline)
+        if self.broker is not None:
+            self.broker.start()
+            self._reconcile(start)
         self.feed.start(self.run.spec.symbols)
         try:
             ending = self._follow(book)
@@ -146,6 +156,60 @@ class LiveSession(Session):
             telemetry.LIVE_MISSED_STEPS.inc()
         self.lags.append(lag)
         return True
+
+    # -- the broker ---------------------------------------------------------------------
+
+    def _reconcile(self, start: int) -> None:
+        """Before deciding again (a pod that replaced a lost one): the broker's open
+        orders of this run and its positions, against the ledger. An order of a step
+        already played is cancelled (its trade was booked, or it was lost with its
+        pod); one of the step about to be played again is left: that step sends it
+        again by its client id and books its fill once."""
+        assert self.broker is not None
+        seen = self.broker.reconcile(self.run.id)
+        for order in seen.open_orders:
+            parsed = parse_client_order_id(order.client_order_id, self.broker.prefix)
+            if parsed is not None and parsed[1] < start:
+                self.broker.cancel(order.client_order_id)
+                self._announce("warning", f"reconcile: cancelled order "
+                               f"{order.client_order_id} left open by an earlier attempt",
+                               phase="reconcile")
+        ledger = self.store.get_portfolio(self.run.id).holdings
+        account = {s: p.quantity for s, p in seen.positions.items()
+                   if s in self.run.spec.symbols}
+        same = {s: q for s, q in ledger.items() if q} == {s: q for s, q in account.items() if q}
+        self._announce("info" if same else "warning",
+                       f"reconcile: the ledger holds {_holding(ledger)}, the account "
+                       f"{_holding(account)}" + ("" if same else " (the account is shared, or "
+                                                 "filled while no runner was there)"),
+                       phase="reconcile")
+
+    def wind_down(self) -> None:
+        """A stop the run meant: its open broker orders cancelled, its positions closed
+        if it says so (flatten_on_stop), and what stayed open kept for the result."""
+        live = self.run.spec.live
+        assert live is not None
+        cancelled = self.broker.cancel_all_for(self.run.id) if self.broker else {}
+        played = self.store.get_run(self.run.id).steps_done
+        if live.flatten_on_stop and played:
+            step = played - 1
+            self.trading.close_all(self.run.id, step, FLATTEN_ON_STOP_SEQ,
+                                   self.prices.closes(step), bar_time=self.prices.time(step),
+                                   reasoning="flat at the stop (flatten_on_stop)",
+                                   symbols=self.run.spec.symbols,
+                                   origin=OrderOrigin.FLAT_AT_CLOSE)
+            for item in self.steps._take_journal():
+                self.steps.publisher.publish(*journal_event(item))
+        held = {s: str(q) for s, q in self.store.get_portfolio(self.run.id).holdings.items()
+                if q}
+        still = self.broker.open_orders(self.run.id) if self.broker else []
+        self.left_open = {"positions": held, "broker_orders_cancelled": len(cancelled),
+                          "broker_orders_open": [o.client_order_id for o in still]}
+
+    def close(self) -> None:
+        super().close()
+        if self.broker is not None:
+            self.broker.close()
 
     # -- bars ---------------------------------------------------------------------------
 
@@ -247,8 +311,15 @@ class LiveSession(Session):
 
     def result(self, ending: Ending) -> dict[str, Any]:
         result = super().result(ending)
-        result["live"] = live_summary(self.run.spec.live.broker.value  # type: ignore[union-attr]
-                                      , self.gaps, self.missed, self.lags, self.reconnects)
+        live = self.run.spec.live
+        assert live is not None
+        result["live"] = live_summary(live.broker.value, self.gaps, self.missed, self.lags,
+                                      self.reconnects)
+        if self.left_open is not None:
+            result["live"]["left_open"] = self.left_open
+        slippage = broker_slippage(self.store.list_trades(self.run.id, limit=100_000))
+        if slippage is not None:
+            result["live"]["slippage"] = slippage
         return result
 
 
@@ -260,6 +331,26 @@ def live_summary(broker: str, gaps: int, missed: int, lags: Sequence[float],
             "reconnects": reconnects,
             "lag_p50_seconds": round(statistics.median(played), 3) if played else None,
             "lag_max_seconds": round(played[-1], 3) if played else None}
+
+
+def broker_slippage(trades: Sequence[Trade]) -> dict[str, Any] | None:
+    """The broker's fills against tickrun's rule price: what they cost more (positive)
+    or less in US dollars, and in basis points of the notional. None: no broker fill."""
+    fills = [t for t in trades if t.filled and t.rule_price is not None]
+    if not fills:
+        return None
+    cost = sum(((t.price - t.rule_price) * t.quantity * (1 if t.side.buys else -1)
+                for t in fills if t.rule_price is not None), Decimal(0))
+    notional = sum((t.rule_price * t.quantity for t in fills if t.rule_price is not None),
+                   Decimal(0))
+    bps = (cost / notional * 10_000) if notional else Decimal(0)
+    return {"fills": len(fills), "cost": str(cost.quantize(Decimal("0.0001"))),
+            "bps": str(bps.quantize(Decimal("0.01")))}
+
+
+def _holding(holdings: dict[str, Decimal]) -> str:
+    held = [f"{q} {s}" for s, q in sorted(holdings.items()) if q]
+    return ", ".join(held) or "nothing"
 
 
 def _backfill(series: list[Bar], step: int, first: Bar) -> None:

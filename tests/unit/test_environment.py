@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 SETTINGS_CLASSES = {
     "core.settings": "CoreSettings", "core.spend": "SpendSettings",
     "core.marketdata.settings": "MarketDataSettings", "runner.settings": "RunnerSettings",
-    "runner.llm_settings": "LlmSettings", "controller.settings": "ControllerSettings",
+    "runner.llm_settings": "LlmSettings", "runner.brokers.settings": "BrokerSettings",
+    "controller.settings": "ControllerSettings",
     "controller.kubernetes.settings": "KubernetesSettings", "api.settings": "ApiSettings"}
 
 
