@@ -16,7 +16,7 @@ from sse_starlette import EventSourceResponse
 from api.deps import ServicesDep
 from api.routes import compare, events, schedules
 from api.routes.runs import _outs as run_outs
-from api.schemas import RunOut
+from api.schemas import DecisionOut, RunOut
 from api.services import Services
 from api.ui.chart import chart_data
 from api.ui.render import page
@@ -100,6 +100,19 @@ def run_chart(run_id: Id, who: Viewer, svc: ServicesDep) -> JSONResponse:
     data = chart_data(run, svc.store, svc.store.list_decisions(run.id, limit=LIMIT),
                       svc.store.list_trades(run.id, limit=LIMIT))
     return JSONResponse(data, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/runs/{run_id}/decisions/{step}.json")
+def run_decision(run_id: Id, step: Annotated[int, Path(ge=0, le=10_000_000)], who: Viewer,
+                 svc: ServicesDep) -> JSONResponse:
+    """One decision as GET /v1/runs/{id}/decisions has it: what a timeline entry made
+    from the stream (which names the tools only) reads when its tool calls are opened."""
+    owned_run(svc, run_id, who.user_id)
+    decision = svc.store.get_decision(run_id, step)
+    if decision is None:
+        raise PageMissing(f"decision {step} of run {run_id}")
+    return JSONResponse(DecisionOut.of(decision).model_dump(mode="json"),
+                        headers={"Cache-Control": "no-store"})
 
 
 @router.get("/runs/{run_id}/events", response_class=EventSourceResponse)

@@ -127,31 +127,41 @@ def test_stop_all_from_the_runs_page_asks_first(ui_backend: Backend,
 
 def test_reasoning_is_shown_as_text_live_and_on_load(ui_backend: Backend,
                                                      browser: WebDriver) -> None:
+    """An agent's words with markup in them, arriving live (the stream's decision
+    event), opened (its tool calls read from the API) and rendered by the server."""
     with running_api(ui_backend, reconcile=False) as api, api.client() as c:
         run = create(c, intraday(create_model(c)))
         sign_in(browser, api.url)
         browser.get(f"{api.url}/ui/runs/{run['id']}")
+        bar = dt.datetime(2025, 3, 3, 14, 30, tzinfo=dt.UTC)
+        calls = [{"name": XSS, "args": {"q": XSS}, "result": XSS}]
+        api.services.store.record_decision(Decision(
+            run_id=run["id"], step=0, bar_time=bar, action="hold", orders=[], reasoning=XSS,
+            outcome="hold", latency_ms=1.0, tool_calls=calls))
         events = ui_backend.event_log()
         events.append(run["id"], EventType.DECISION, {
-            "step": 0, "bar_time": dt.datetime(2025, 3, 3, 14, 30, tzinfo=dt.UTC).isoformat(),
-            "action": XSS, "orders": [], "cancels": [], "close_all": False, "reasoning": XSS,
-            "outcome": "hold", "latency_ms": 1.0, "error": XSS, "tokens_in": 0,
-            "tokens_out": 0, "tokens_cached": 0, "cost": None, "tool_calls": [XSS]})
+            "step": 0, "bar_time": bar.isoformat(), "action": XSS, "orders": [],
+            "cancels": [], "close_all": False, "reasoning": XSS, "outcome": "hold",
+            "latency_ms": 1.0, "error": XSS, "tokens_in": 0, "tokens_out": 0,
+            "tokens_cached": 0, "cost": None, "tool_calls": [XSS]})
         events.close()
         wait_until(lambda: timeline_steps(browser) == [0])
         item = browser.find_element(By.CSS_SELECTOR, "#timeline > li")
         assert item.find_element(By.CSS_SELECTOR, ".reasoning").text == XSS
         assert item.find_element(By.CSS_SELECTOR, "[data-field='action']").text == XSS
+        item.find_element(By.CSS_SELECTOR, "details.tools summary").click()
+        tools = item.find_element(By.CSS_SELECTOR, "[data-field='tool_json']")
+        wait_until(lambda: tools.text.startswith("["))
+        assert json.loads(tools.text) == calls
         assert not browser.find_elements(By.CSS_SELECTOR, "#timeline img, #timeline script")
         assert browser.title != "pwned"
-        api.services.store.record_decision(Decision(
-            run_id=run["id"], step=0, bar_time=dt.datetime(2025, 3, 3, 14, 30, tzinfo=dt.UTC),
-            action="hold", orders=[], reasoning=XSS, outcome="hold", latency_ms=1.0,
-            tool_calls=[{"name": XSS, "answer": XSS}]))
         browser.refresh()  # now rendered by the server
         wait_until(lambda: timeline_steps(browser) == [0])
         item = browser.find_element(By.CSS_SELECTOR, "#timeline > li")
         assert item.find_element(By.CSS_SELECTOR, ".reasoning").text == XSS
+        item.find_element(By.CSS_SELECTOR, "details.tools summary").click()
+        assert json.loads(item.find_element(By.CSS_SELECTOR, "[data-field='tool_json']").text
+                          ) == calls
         assert not browser.find_elements(By.CSS_SELECTOR, "#timeline img, #timeline script")
         assert browser.title != "pwned"
         screenshot(browser, "run-xss")

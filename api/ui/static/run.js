@@ -104,6 +104,7 @@
     Object.keys(charts).forEach(function (s) { charts[s].chart.timeScale().fitContent(); });
     equityChart.chart.timeScale().fitContent();
     document.body.dataset.chartSteps = String(data.steps);
+    document.getElementById("no-bars").hidden = data.steps > 0;
   }
 
   let chartTimer = null;
@@ -184,8 +185,20 @@
       field(li, "tools").hidden = false;
       field(li, "tool_count").textContent = tools.length + " tool call" + (tools.length === 1 ? "" : "s");
       field(li, "tool_names").textContent = tools.join(", ");
+      field(li, "tools").addEventListener("toggle", function () { loadTools(li, d.step); }, { once: true });
     }
     return li;
+  }
+
+  // The stream names the tools only; their arguments and answers are the decision's.
+  function loadTools(li, step) {
+    fetch("/ui/runs/" + runId + "/decisions/" + step + ".json",
+          { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (d) {
+        if (d) field(li, "tool_json").textContent = JSON.stringify(d.tool_calls, null, 2);
+      })
+      .catch(function () { /* the placeholder says to reload */ });
   }
 
   function addDecision(d) {
