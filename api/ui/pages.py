@@ -20,7 +20,7 @@ from api.schemas import DecisionOut, RunOut
 from api.services import Services
 from api.ui.chart import chart_data
 from api.ui.render import page
-from api.ui.runview import LIMIT, run_view
+from api.ui.runview import LIMIT, ledger_of, run_view
 from api.ui.session import Viewer
 from core.errors import NotFound
 from core.eventlog import EVENT_ID_PATTERN
@@ -100,6 +100,14 @@ def run_chart(run_id: Id, who: Viewer, svc: ServicesDep) -> JSONResponse:
     data = chart_data(run, svc.store, svc.store.list_decisions(run.id, limit=LIMIT),
                       svc.store.list_trades(run.id, limit=LIMIT))
     return JSONResponse(data, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/runs/{run_id}/ledger", response_class=HTMLResponse)
+def run_ledger(request: Request, run_id: Id, who: Viewer, svc: ServicesDep) -> HTMLResponse:
+    """The run page's orders and positions, rendered alone: its script swaps them in
+    as orders change."""
+    ledger = ledger_of(svc, owned_run(svc, run_id, who.user_id))
+    return page(request, "_ledger.html", ledger=ledger)
 
 
 @router.get("/runs/{run_id}/decisions/{step}.json")

@@ -19,13 +19,18 @@ LIMIT = 5000  # the most a /v1 page of decisions, trades or orders holds
 
 
 @dataclass(frozen=True)
+class Ledger:
+    orders: list[OrderOut]
+    portfolio: Portfolio  # cash and holdings now (GET /v1/runs/{id}/positions: each)
+
+
+@dataclass(frozen=True)
 class RunView:
     run: RunOut
     decisions: list[DecisionOut]
     refusals: dict[int, list[TradeOut]]  # by step
     fills: dict[int, list[TradeOut]]  # by step
-    orders: list[OrderOut]
-    portfolio: Portfolio  # cash and holdings now (GET /v1/runs/{id}/positions: each)
+    ledger: Ledger
     chart: dict[str, Any]
     after: str | None  # the event the live stream starts after
     truncated: bool
@@ -41,6 +46,12 @@ def last_event_id(svc: Services, run_id: int) -> str | None:
         return None
 
 
+def ledger_of(svc: Services, run: Run) -> Ledger:
+    """Its orders and its positions now: what the page re-reads as orders change."""
+    orders = svc.store.list_orders(run.id, limit=LIMIT)
+    return Ledger([OrderOut.of(o) for o in orders], svc.store.get_portfolio(run.id))
+
+
 def run_view(svc: Services, run: Run) -> RunView:
     after = last_event_id(svc, run.id)
     store = svc.store
@@ -53,7 +64,6 @@ def run_view(svc: Services, run: Run) -> RunView:
     return RunView(
         run=run_out(svc, run), decisions=[DecisionOut.of(d) for d in decisions],
         refusals=dict(refusals), fills=dict(fills),
-        orders=[OrderOut.of(o) for o in store.list_orders(run.id, limit=LIMIT)],
-        portfolio=store.get_portfolio(run.id),
+        ledger=ledger_of(svc, run),
         chart=chart_data(run, store, decisions, trades), after=after,
         truncated=len(decisions) >= LIMIT or len(trades) >= LIMIT)

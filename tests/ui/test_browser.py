@@ -42,6 +42,9 @@ def test_a_run_page_follows_the_run_to_its_end(ui_backend: Backend, browser: Web
         browser.get(f"{api.url}/ui/runs/{run['id']}")
         wait_until(lambda: text(browser, "#status") == "running")
         wait_until(lambda: len(timeline_steps(browser)) >= 30)
+        # Orders arrive while it plays (the page was loaded before any was placed).
+        wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#orders tr[data-order]"))
+        assert text(browser, "#status") == "running"
         screenshot(browser, "run-live")
         wait_until(lambda: browser.find_element(By.TAG_NAME, "body").get_attribute(
             "data-done") == "true", timeout=120)
@@ -58,6 +61,10 @@ def test_a_run_page_follows_the_run_to_its_end(ui_backend: Backend, browser: Web
             "textContent") or "null")
         assert shown == result["result"]
         assert text(browser, "#result-trades") == str(result["result"]["trades"])
+        orders = c.get(f"/v1/runs/{run['id']}/orders").json()
+        shown_orders = browser.find_elements(By.CSS_SELECTOR, "#orders tr[data-order]")
+        assert [int(e.get_attribute("data-order") or 0) for e in shown_orders] == [
+            o["id"] for o in orders]
         browser.execute_script("window.scrollTo(0, 0)")
         screenshot(browser, "run-completed")
         browser.set_window_size(390, 1600)  # a phone's width

@@ -111,6 +111,11 @@ def test_pages_show_the_callers_runs_and_404_for_anyone_elses(ui_backend: Backen
             missing = other.get(path)
             assert missing.status_code == 404 and "Not found" in missing.text, path
             assert "MSFT" not in missing.text
+        ledger = ui.get(f"/ui/runs/{run['id']}/ledger")
+        assert ledger.status_code == 200 and ledger.text.startswith('<div class="two" id="ledger">')
+        orders = c.get(f"/v1/runs/{run['id']}/orders").json()
+        assert ledger.text.count("<tr data-order=") == len(orders) > 0
+        assert other.get(f"/ui/runs/{run['id']}/ledger").status_code == 404
         assert other.get(f"/ui/runs/{run['id']}/chart.json",
                          headers={"Accept": "application/json"}).status_code == 404
         assert other.get(f"/ui/runs/{run['id']}/events",

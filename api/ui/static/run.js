@@ -118,6 +118,26 @@
       .catch(function () { /* the next event tries again */ });
   }
 
+  // Orders and positions as the server renders them, at most every 2 s while they change.
+  let ledgerTimer = null;
+  let ledgerAgain = false;
+  function refreshLedger() {
+    if (ledgerTimer) { ledgerAgain = true; return; }
+    ledgerTimer = setTimeout(function () {
+      ledgerTimer = null;
+      if (ledgerAgain) { ledgerAgain = false; refreshLedger(); }
+    }, 2000);
+    fetch("/ui/runs/" + runId + "/ledger", { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (!html) return;
+        const fresh = new DOMParser().parseFromString(html, "text/html").getElementById("ledger");
+        const old = document.getElementById("ledger");
+        if (fresh && old) old.replaceWith(document.adoptNode(fresh));
+      })
+      .catch(function () { /* the next change tries again */ });
+  }
+
   function setStatus(status, reason) {
     const el = document.getElementById("status");
     el.textContent = status;
@@ -220,7 +240,7 @@
       .then(function (html) {
         if (!html) return;
         const doc = new DOMParser().parseFromString(html, "text/html");
-        ["meta", "result-card", "orders", "positions"].forEach(function (id) {
+        ["meta", "result-card", "ledger"].forEach(function (id) {
           const fresh = doc.getElementById(id);
           const old = document.getElementById(id);
           if (fresh && old) old.replaceWith(document.adoptNode(fresh));
@@ -244,8 +264,12 @@
     on("status", function (s) { setStatus(s.status, s.reason); });
     on("progress", onProgress);
     on("decision", addDecision);
-    on("trade", function (t) { addTrade(t); if (t.status === "filled") refreshChart(); });
-    on("order", function () { document.getElementById("orders-note").hidden = false; });
+    on("trade", function (t) {
+      addTrade(t);
+      refreshLedger();
+      if (t.status === "filled") refreshChart();
+    });
+    on("order", refreshLedger);
     on("result", function (r) {
       source.close();
       note.textContent = "ended";
