@@ -147,3 +147,15 @@ def chart_data(run: Run, store: Store, decisions: list[Decision],
         "benchmark": [{"time": int(t.timestamp()), "value": float(v)}
                       for t, v in zip(times, bench, strict=True)],
     }
+
+
+def equity_curves(store: Store, runs: list[tuple[int, str]], *, most: int = 40
+                  ) -> list[dict[str, Any]]:
+    """A batch's equity curves: each run's equity as its decisions recorded it, for the
+    first `most` of the (run id, player) pairs given (best ranked first)."""
+    curves = []
+    for run_id, player in runs[:most]:
+        points = [{"time": int(d.bar_time.timestamp()), "value": float(d.equity)}
+                  for d in store.list_decisions(run_id, limit=LIMIT) if d.equity is not None]
+        curves.append({"run_id": run_id, "player": player, "points": points})
+    return curves

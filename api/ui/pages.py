@@ -18,7 +18,7 @@ from api.routes import compare, events, schedules
 from api.routes.runs import _outs as run_outs
 from api.schemas import DecisionOut, RunOut
 from api.services import Services
-from api.ui.chart import chart_data
+from api.ui.chart import chart_data, equity_curves
 from api.ui.render import page
 from api.ui.runview import LIMIT, ledger_of, run_view
 from api.ui.session import Viewer
@@ -32,6 +32,7 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
 OptionalId = Annotated[int | None, Query(ge=1, le=2**63 - 1)]
 PAGE = 50
+CURVES = 40  # equity curves drawn on a batch's page, best ranked first
 
 
 class PageMissing(Exception):
@@ -141,7 +142,9 @@ def batch_page(request: Request, batch_id: Id, who: Viewer, svc: ServicesDep) ->
         table = compare.compare_batch(batch_id, who, svc)
     except NotFound as exc:
         raise PageMissing(f"batch {batch_id}") from exc
-    return page(request, "batch.html", table=table)
+    counted = [(r.run_id, r.player) for r in table.rows if r.counted]
+    return page(request, "batch.html", table=table,
+                curves=equity_curves(svc.store, counted, most=CURVES), most=CURVES)
 
 
 @router.get("/schedules/{schedule_id}", response_class=HTMLResponse)

@@ -225,6 +225,8 @@ def test_batch_and_schedule_pages(ui_backend: Backend, browser: WebDriver) -> No
         compare = c.get(f"/v1/batches/{batch['id']}/compare").json()
         assert len(players) == len(compare["players"]) > 1
         assert browser.find_elements(By.CSS_SELECTOR, "#players .ci")  # the intervals
+        curves = browser.find_element(By.ID, "curves-chart")
+        wait_until(lambda: curves.get_attribute("data-curves") == str(len(compare["rows"])))
         screenshot(browser, "batch")
         browser.get(f"{api.url}/ui/schedules/{schedule.json()['id']}")
         assert len(browser.find_elements(By.CSS_SELECTOR, "#next-fires li")) == 3
