@@ -25,7 +25,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -61,6 +61,9 @@ class PaperTrading(TradingService):
         super().__init__(store, **kwargs)
         self.book = book
         self.fill_wait_seconds = fill_wait_seconds
+        # The live session's deadline: a step played again past it (a pod lost while
+        # its orders went out) books what the broker has, and sends nothing late.
+        self.late: Callable[[int], str | None] | None = None
 
     def execute(self, run_id: int, step: int, seq: int, order: Order, *, price: Decimal,
                 bar_time: dt.datetime, filled_at: dt.datetime | None = None,
@@ -79,7 +82,7 @@ class PaperTrading(TradingService):
         if refusal is None and order.side is Side.SHORT:
             refusal = NO_SHORTS
         fill = BrokerFill(order, refusal=refusal) if refusal else \
-            self._at_broker(order, run_id, step, seq)
+            self._at_broker(order, run_id, step, seq, late=self.late and self.late(step))
         items: list[JournalItem] = []
         with self.store.ledger_tx(run_id, attempt=self.attempt) as tx:
             trade = self._record_market(
@@ -118,8 +121,17 @@ class PaperTrading(TradingService):
 
     # -- the broker -----------------------------------------------------------------------
 
-    def _at_broker(self, order: Order, run_id: int, step: int, seq: int) -> BrokerFill:
-        placed = self.book.submit(order, run_id, step, seq)
+    def _at_broker(self, order: Order, run_id: int, step: int, seq: int, *,
+                   late: str | None = None) -> BrokerFill:
+        """Send the order (`late`: only find the one sent before) and await its fill."""
+        placed: BrokerOrder | Refusal | None
+        if late:
+            placed = self.book.find(self.book.client_order_id(run_id, step, seq))
+            if placed is None:
+                return BrokerFill(order, refusal=f"{late}: not sent (the runner that "
+                                                 "decided it was lost before sending it)")
+        else:
+            placed = self.book.submit(order, run_id, step, seq)
         if isinstance(placed, Refusal):
             return BrokerFill(order, refusal=placed.reason)  # names the order and the why
         final = self._settled(placed)

@@ -41,6 +41,7 @@ from core.store.prices import PriceBar
 from runner import telemetry
 from runner.brokers.alpaca_paper import AlpacaPaperBook, parse_client_order_id
 from runner.live.clock import LiveClock
+from runner.live.paper import PaperTrading
 from runner.session import Ending, Session
 from runner.step import journal_event
 
@@ -54,6 +55,8 @@ class LiveSession(Session):
                  broker: AlpacaPaperBook | None = None, **kwargs: Any) -> None:
         super().__init__(clock=clock, late=self._late, **kwargs)
         self.broker = broker  # the paper account's book (runner.live.paper), if any
+        if isinstance(self.trading, PaperTrading):
+            self.trading.late = self._late
         live = self.run.spec.live
         assert live is not None, "a live session plays a live run"
         self.feed = feed
@@ -75,9 +78,9 @@ class LiveSession(Session):
 
     def play(self) -> Ending:
         start = self.run.steps_done
-        self._restore(start)
         book = MinuteBook(self.timeline.times[start:], self.run.spec.symbols,
                           clock=self.live_clock)
+        self._restore(start, book)
         self._whole_session = start == 0 and self.live_clock() < self.timeline.times[0] + \
             dt.timedelta(seconds=self.deadline)
         log.info("live: %d minutes from %s, clock %s, deadline %.0fs", len(book.minutes),
@@ -134,6 +137,10 @@ class LiveSession(Session):
         if not self._priced(step):
             self._unpriced.append(step)
             return True
+        if self._unpriced:
+            self._announce("info", f"first prices at {closed.minute.isoformat()}: the "
+                           f"{len(self._unpriced)} minute(s) before are recorded missed",
+                           phase="first_prices")
         for waiting in self._unpriced:
             if not self._play(waiting, "missed: no price yet for every symbol (their "
                                        "first bars came later)"):
@@ -215,45 +222,57 @@ class LiveSession(Session):
 
     def _extend(self, step: int, closed: ClosedMinute) -> None:
         """Each symbol's series up to `step`: its bar, or its last close again (a gap)."""
+        gaps = []
         for symbol in self.run.spec.symbols:
             series = self.bars[symbol]
             bar = closed.bar(symbol)
             if bar is not None:
                 _backfill(series, step, bar)
                 series.append(bar)
-                continue
-            self.gaps += 1
-            telemetry.LIVE_GAPS.inc()
-            self._announce("info", f"gap: no {symbol} bar for {closed.minute.isoformat()}",
-                           phase="gap", symbol=symbol, minute=closed.minute.isoformat())
-            if series:
+            elif series:  # before a symbol's first bar a minute is no gap: it is missed
+                gaps.append(symbol)
                 last = series[-1].close
                 series.append(Bar(closed.minute, last, last, last, last, Decimal(0),
                                   filled=True))
+        if gaps:
+            self.gaps += len(gaps)
+            telemetry.LIVE_GAPS.inc(len(gaps))
+            self._announce("info", f"gap: no bar of {', '.join(gaps)} for "
+                           f"{closed.minute.isoformat()} (its last close stands)",
+                           phase="gap", symbols=gaps, minute=closed.minute.isoformat())
 
     def _priced(self, step: int) -> bool:
         return all(len(series) == step + 1 for series in self.bars.values())
 
-    def _restore(self, start: int) -> None:
-        """The bars of the steps an earlier attempt played, from the bar cache."""
+    def _restore(self, start: int, book: MinuteBook) -> None:
+        """The bars of the steps an earlier attempt played, from the bar cache (by the
+        same rules: a gap repeats the last close, minutes before a symbol's first bar
+        take its open); the bars it had of the minutes still to play go to the book."""
         if start == 0:
             return
-        times = self.timeline.times[:start]
+        times = self.timeline.times
         for symbol in self.run.spec.symbols:
-            found = {b.bar_time: b for b in self.store.load_prices(
-                symbol, "1m", times[0], times[-1], source=self.source)}
+            found = {b.bar_time: Bar(b.bar_time, b.open, b.high, b.low, b.close, b.volume)
+                     for b in self.store.load_prices(symbol, "1m", times[0], times[-1],
+                                                     source=self.source)}
+            if not found:
+                raise RuntimeError(f"the bar cache has no bar of {symbol} for the "
+                                   f"{start} minutes played")
+            first = min(found.values(), key=lambda bar: bar.time)
             series = self.bars[symbol]
-            for at in times:
-                row = found.get(at)
-                if row is not None:
-                    bar = Bar(at, row.open, row.high, row.low, row.close, row.volume)
-                    _backfill(series, len(series), bar)
-                    series.append(bar)
-                elif series:
-                    last = series[-1].close
-                    series.append(Bar(at, last, last, last, last, Decimal(0), filled=True))
-            if len(series) != start:
-                raise RuntimeError(f"the bar cache lacks the played minutes of {symbol}")
+            for at in times[:start]:
+                bar = found.get(at)
+                if bar is None and not series and at < first.time:
+                    continue  # before the first price: backfilled below
+                if bar is None:
+                    last = (series[-1] if series else first).close
+                    bar = Bar(at, last, last, last, last, Decimal(0), filled=True)
+                _backfill(series, times.index(at), bar)
+                series.append(bar)
+            _backfill(series, start, first)
+            for at in times[start:]:
+                if at in found:
+                    book.add(LiveBar(symbol, found[at]))
         log.info("live: restored %d played minutes from the bar cache", start)
 
     def _keep(self, live: LiveBar) -> None:

@@ -176,7 +176,7 @@ def test_a_whole_live_session_decides_once_per_closed_bar_and_fills_at_its_close
     assert live["gaps"] == 1 and live["missed_steps"] == 0 and live["broker"] == "sim"
     gaps = [e.data for e in _events(event_log, done.id)
             if e.type is EventType.LOG and e.data.get("phase") == "gap"]
-    assert [(g["symbol"], g["minute"]) for g in gaps] == [("MSFT", SESSION[100].isoformat())]
+    assert [(g["symbols"], g["minute"]) for g in gaps] == [(["MSFT"], SESSION[100].isoformat())]
     # Every bar is in the bar cache, and the day is cached: a replay reads these bars.
     cached = list(store.load_prices("MSFT", "1m", SESSION[0], SESSION[-1], source=source))
     assert len(cached) == 209 and SESSION[100] not in {b.bar_time for b in cached}
