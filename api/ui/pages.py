@@ -6,17 +6,18 @@ is a 404 page."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from sse_starlette import EventSourceResponse
 
+from api.auth import Caller
 from api.deps import ServicesDep
-from api.routes import compare, events, schedules
-from api.routes.runs import _outs as run_outs
-from api.schemas import DecisionOut, RunOut
+from api.routes import compare, events, runs, schedules
+from api.schemas import DecisionOut, RunOut, RunPage
 from api.services import Services
 from api.ui.chart import chart_data, equity_curves
 from api.ui.render import page
@@ -26,11 +27,9 @@ from core.errors import NotFound
 from core.eventlog import EVENT_ID_PATTERN
 from core.records import Run
 from core.status import RunStatus
-from core.store import RunFilter
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
-OptionalId = Annotated[int | None, Query(ge=1, le=2**63 - 1)]
 PAGE = 50
 CURVES = 40  # equity curves drawn on a batch's page, best ranked first
 
@@ -46,40 +45,59 @@ def owned_run(svc: Services, run_id: int, user_id: str) -> Run:
         raise PageMissing(f"run {run_id}") from exc
 
 
-def _filters(status: RunStatus | None, model_id: int | None, batch_id: int | None,
-             schedule_id: int | None, before: int | None) -> RunFilter:
-    return RunFilter(status=status, model_id=model_id, batch_id=batch_id,
-                     schedule_id=schedule_id, before_id=before, limit=PAGE + 1)
+def _page(svc: Services, who: Caller, f: Filters) -> RunPage:
+    """GET /v1/runs itself: the same filters, the same keyset pages, the same rows."""
+    return runs.list_runs(who, svc, status_=f.status, symbol=None, model_id=f.model_id,
+                          mode=None, cursor=f.cursor, limit=PAGE, batch_id=f.batch_id,
+                          schedule_id=f.schedule_id)
 
 
-def _rows(svc: Services, user_id: str, flt: RunFilter) -> tuple[list[RunOut], int | None]:
-    found = svc.store.list_runs(user_id, flt)
-    more = found[PAGE - 1].id if len(found) > PAGE else None
-    return run_outs(svc, found[:PAGE]), more
+@dataclass(frozen=True)
+class Filters:
+    status: RunStatus | None = None
+    model_id: int | None = None
+    batch_id: int | None = None
+    schedule_id: int | None = None
+    cursor: str | None = None
+
+    def query(self) -> str:
+        """The filters (not the page) as a query string."""
+        return urlencode({k: v for k, v in (
+            ("status", self.status.value if self.status else None), ("model_id", self.model_id),
+            ("batch_id", self.batch_id), ("schedule_id", self.schedule_id)) if v})
+
+
+def _id(value: str) -> int | None:
+    return int(value) if value.isdigit() and 0 < int(value) < 2**63 else None
+
+
+def filters(status: str = "", model_id: str = "", batch_id: str = "", schedule_id: str = "",
+            cursor: str = "") -> Filters:
+    """A form's filters: a blank (or nonsense) field means any."""
+    known = {s.value for s in RunStatus}
+    return Filters(status=RunStatus(status) if status in known else None,
+                   model_id=_id(model_id), batch_id=_id(batch_id),
+                   schedule_id=_id(schedule_id), cursor=cursor or None)
+
+
+FiltersDep = Annotated[Filters, Depends(filters)]
 
 
 @router.get("", response_class=HTMLResponse)
-def runs_page(request: Request, who: Viewer, svc: ServicesDep,
-              status: RunStatus | None = None, model_id: OptionalId = None,
-              batch_id: OptionalId = None, schedule_id: OptionalId = None,
-              before: OptionalId = None, stopped: int | None = None) -> HTMLResponse:
+def runs_page(request: Request, who: Viewer, svc: ServicesDep, filters: FiltersDep,
+              stopped: int | None = None) -> HTMLResponse:
     """The caller's runs, newest first, with filters; the page keeps them live."""
-    flt = _filters(status, model_id, batch_id, schedule_id, before)
-    rows, more = _rows(svc, who.user_id, flt)
-    models = svc.store.list_models(who.user_id)
-    filters = {"status": status.value if status else "", "model_id": model_id or "",
-               "batch_id": batch_id or "", "schedule_id": schedule_id or ""}
-    query = urlencode({k: v for k, v in filters.items() if v})
-    return page(request, "runs.html", runs=rows, more=more, models=models, query=query,
-                filters=filters, statuses=[s.value for s in RunStatus], stopped=stopped)
+    found = _page(svc, who, filters)
+    models = svc.store.list_models(who.user_id, limit=200)
+    return page(request, "runs.html", runs=found.items, more=found.next_cursor, models=models,
+                query=filters.query(), filters=filters,
+                statuses=[s.value for s in RunStatus], stopped=stopped)
 
 
 @router.get("/runs.json")
-def runs_rows(who: Viewer, svc: ServicesDep, status: RunStatus | None = None,
-              model_id: OptionalId = None, batch_id: OptionalId = None,
-              schedule_id: OptionalId = None, before: OptionalId = None) -> JSONResponse:
+def runs_rows(who: Viewer, svc: ServicesDep, filters: FiltersDep) -> JSONResponse:
     """The rows of the runs page as JSON: what its script refreshes."""
-    rows, _ = _rows(svc, who.user_id, _filters(status, model_id, batch_id, schedule_id, before))
+    rows = _page(svc, who, filters).items
     return JSONResponse([_row(r) for r in rows], headers={"Cache-Control": "no-store"})
 
 
@@ -91,7 +109,8 @@ def _row(r: RunOut) -> dict[str, Any]:
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 def run_page(request: Request, run_id: Id, who: Viewer, svc: ServicesDep) -> HTMLResponse:
-    view = run_view(svc, owned_run(svc, run_id, who.user_id))
+    run = owned_run(svc, run_id, who.user_id)
+    view = run_view(svc, run, runs.get_run(run_id, who, svc))
     return page(request, "run.html", view=view, run=view.run, limit=LIMIT)
 
 

@@ -8,7 +8,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from api.routes.runs import _out as run_out
 from api.schemas import DecisionOut, OrderOut, RunOut, TradeOut
 from api.services import Services
 from api.ui.chart import chart_data
@@ -52,7 +51,8 @@ def ledger_of(svc: Services, run: Run) -> Ledger:
     return Ledger([OrderOut.of(o) for o in orders], svc.store.get_portfolio(run.id))
 
 
-def run_view(svc: Services, run: Run) -> RunView:
+def run_view(svc: Services, run: Run, out: RunOut) -> RunView:
+    """`out` is the run as GET /v1/runs/{id} answers it (with its live progress)."""
     after = last_event_id(svc, run.id)
     store = svc.store
     decisions = store.list_decisions(run.id, limit=LIMIT)
@@ -62,7 +62,7 @@ def run_view(svc: Services, run: Run) -> RunView:
     for t in trades:
         (refusals if t.status is TradeStatus.REFUSED else fills)[t.step].append(TradeOut.of(t))
     return RunView(
-        run=run_out(svc, run), decisions=[DecisionOut.of(d) for d in decisions],
+        run=out, decisions=[DecisionOut.of(d) for d in decisions],
         refusals=dict(refusals), fills=dict(fills),
         ledger=ledger_of(svc, run),
         chart=chart_data(run, store, decisions, trades), after=after,

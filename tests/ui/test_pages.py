@@ -211,3 +211,26 @@ def test_the_chart_marks_each_resting_orders_life(ui_backend: Backend) -> None:
         assert (limit["from"], limit["to"]) == (day0, day1)  # decided on day 0, filled day 1
         assert lives[ids["stop"]]["to"] == day0  # cancelled the day it was placed
         assert lives[ids["stop"]]["price"] == 80.0  # a stop's level is its stop price
+
+
+def test_the_runs_page_filters_like_the_api(ui_backend: Backend) -> None:
+    with running_api(ui_backend, reconcile=False) as api, api.client() as c, \
+            browser_like(api) as ui:
+        first, second = create_model(c, "first"), create_model(c, "second")
+        kept = create(c, intraday(first))
+        stopped = create(c, intraday(second))
+        c.post(f"/v1/runs/{stopped['id']}/stop").raise_for_status()
+
+        def shown(query: str) -> set[int]:
+            r = ui.get(f"/ui?{query}")
+            assert r.status_code == 200, r.text
+            return {int(i) for i in re.findall(r'<tr data-run="(\d+)"', r.text)}
+        both = {kept["id"], stopped["id"]}
+        assert shown("") == both
+        assert shown("status=&model_id=&batch_id=&schedule_id=") == both  # the blank form
+        assert shown("status=stopped") == {stopped["id"]}
+        assert shown(f"model_id={first}") == {kept["id"]}
+        assert shown("batch_id=7") == set() and "match these filters" in ui.get(
+            "/ui?batch_id=7").text
+        rows = ui.get("/ui/runs.json", params={"status": "queued"}).json()
+        assert [r["id"] for r in rows] == [kept["id"]]
