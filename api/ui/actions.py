@@ -4,6 +4,7 @@ function, so a stop from the page is the API's stop."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
@@ -79,6 +80,7 @@ def stop_run(run_id: Id, who: FormViewer, svc: ServicesDep, next: Next = "") -> 
 
 @router.post("/runs/{run_id}/delete")
 async def delete_run(run_id: Id, who: FormViewer, svc: ServicesDep) -> Response:
+    await asyncio.to_thread(owned_run, svc, run_id, who.user_id)  # else a 404 page
     await runs.delete_run(run_id, who, svc)  # stops it first, as DELETE /v1/runs/{id}
     return back("/ui")
 

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from core.eventlog import EventType
@@ -105,7 +106,7 @@ def test_stop_from_the_run_page(ui_backend: Backend, browser: WebDriver) -> None
         sign_in(browser, api.url)
         browser.get(f"{api.url}/ui/runs/{run['id']}")
         wait_until(lambda: len(timeline_steps(browser)) >= 5)
-        browser.find_element(By.ID, "stop").click()
+        browser.find_element(By.ID, "stop").send_keys(Keys.ENTER)  # with the keyboard
         wait_until(lambda: text(browser, "#status") == "stopped", timeout=60)
         stopped = c.get(f"/v1/runs/{run['id']}").json()
         assert stopped["status"] == "stopped" and stopped["progress"]["step"] < 390
@@ -123,7 +124,7 @@ def test_stop_all_from_the_runs_page_asks_first(ui_backend: Backend,
         browser.find_element(By.ID, "stop-all").click()
         assert browser.find_element(By.TAG_NAME, "h1").text == "Stop all runs?"
         screenshot(browser, "stop-all")
-        browser.find_element(By.ID, "confirm-stop-all").click()
+        browser.find_element(By.ID, "confirm-stop-all").send_keys(Keys.SPACE)
         wait_until(lambda: "Asked 3 runs to stop" in text(browser, "main"))
         for run in runs:
             wait_status(c, run["id"], {"stopped"}, timeout=60)
