@@ -36,8 +36,10 @@ def timeline_steps(browser: WebDriver) -> list[int]:
     return [int(li.get_attribute("data-step") or -1) for li in items]
 
 
-def test_a_run_page_follows_the_run_to_its_end(ui_backend: Backend, browser: WebDriver) -> None:
-    with running_api(ui_backend, runner_env=SLOW) as api, api.client() as c:
+def test_a_run_page_follows_the_run_to_its_end(backend: Backend, browser: WebDriver) -> None:
+    """On both deployments: PostgreSQL with Redis Streams (the cluster's event ids) and
+    SQLite (the embedded default)."""
+    with running_api(backend, runner_env=SLOW) as api, api.client() as c:
         run = create(c, intraday(create_model(c)))
         sign_in(browser, api.url)
         browser.get(f"{api.url}/ui/runs/{run['id']}")
