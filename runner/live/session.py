@@ -55,8 +55,11 @@ class LiveSession(Session):
                  broker: AlpacaPaperBook | None = None, **kwargs: Any) -> None:
         super().__init__(clock=clock, late=self._late, **kwargs)
         self.broker = broker  # the paper account's book (runner.live.paper), if any
+        # The step a replacement runner may play again with orders the lost one had not
+        # sent yet: past the deadline, they are not sent late.
+        self._resumed_at = self.run.steps_done if self.run.attempts > 1 else None
         if isinstance(self.trading, PaperTrading):
-            self.trading.late = self._late
+            self.trading.late = self._late_replay
         live = self.run.spec.live
         assert live is not None, "a live session plays a live run"
         self.feed = feed
@@ -321,6 +324,9 @@ class LiveSession(Session):
             return None
         return (f"missed: decided {lag:.1f}s after the bar closed, past the decision "
                 f"deadline ({self.deadline:.0f}s); nothing was traded late")
+
+    def _late_replay(self, step: int) -> str | None:
+        return self._late(step) if step == self._resumed_at else None
 
     def _announce(self, level: str, message: str, **details: Any) -> None:
         log.log(logging.WARNING if level == "warning" else logging.INFO, message)

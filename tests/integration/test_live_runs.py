@@ -147,7 +147,7 @@ def test_a_whole_live_session_decides_once_per_closed_bar_and_fills_at_its_close
         stream: tuple[str, Any, MarketDataSettings], store: Store, event_log: EventLog
 ) -> None:
     source, fake, market = stream
-    clock = clock_at(OPEN - dt.timedelta(seconds=30))
+    clock = clock_at(OPEN - dt.timedelta(seconds=30), connect=5.0)
     gap = ("MSFT", 100)
     with Driver(fake.send_minute, clock, gaps=frozenset({gap})):
         done = play_live(store, event_log, live_spec(source, decision_deadline_seconds=600),
