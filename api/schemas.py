@@ -104,7 +104,10 @@ class IntradayRunCreate(RunCreateBase):
     mode: Literal[Mode.INTRADAY]
     symbols: list[Symbol] = Field(min_length=1, max_length=10, description="Distinct tickers",
                                   json_schema_extra={"uniqueItems": True})
-    date: JsonDate = Field(description="The trading date: an XNYS session, not in the future")
+    date: JsonDate | None = Field(
+        default=None, description="The trading date: an XNYS session, not in the future. "
+                                  "A live run may leave it out: today's session until its "
+                                  "close, else the next one (and it must be that one)")
     # null is accepted where a field of the other mode is absent, as it always was.
     start: None = Field(default=None, description="Daily runs only")
     end: None = Field(default=None, description="Daily runs only")
@@ -131,6 +134,10 @@ class Progress(BaseModel):
     equity: Decimal | None = None
     cash: Decimal | None = None
     last_action: str | None = None
+    wall_time: dt.datetime | None = Field(
+        default=None, description="A live run: when its last step was done")
+    lag_seconds: float | None = Field(
+        default=None, description="A live run: from its last bar's close to that step done")
 
 
 class RunOut(BaseModel):
@@ -170,7 +177,8 @@ class RunOut(BaseModel):
         progress = Progress(step=step, total=run.steps_total,
                             equity=live.get("equity") or final.get("final_equity"),
                             cash=live.get("cash") or final.get("final_cash"),
-                            last_action=live.get("last_action"))
+                            last_action=live.get("last_action"),
+                            wall_time=live.get("wall_time"), lag_seconds=live.get("lag_seconds"))
         return cls(id=run.id, user_id=run.user_id, model_id=run.model_id, status=run.status,
                    status_reason=run.status_reason, spec=run.spec, progress=progress,
                    created_at=run.created_at, admitted_at=run.admitted_at,

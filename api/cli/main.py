@@ -218,13 +218,26 @@ def runs_create(
     max_tokens: Annotated[int | None, typer.Option(
         "--max-tokens", help="LLM token budget (input + output) of the run",
         show_default=False)] = None,
+    live: Annotated[bool, typer.Option(
+        "--live", help="Trade the session as it happens (today's until its close, else the "
+                       "next), from the provider's stream")] = False,
+    broker: Annotated[str | None, typer.Option(
+        help="Live runs: sim (tickrun's fills, the default) or alpaca_paper (your Alpaca "
+             "paper account)", show_default=False)] = None,
+    flatten_on_stop: Annotated[bool, typer.Option(
+        "--flatten-on-stop", help="Live runs: close the positions when stopped")] = False,
     idempotency_key: Annotated[str | None, typer.Option()] = None,
     follow_run: Annotated[bool, typer.Option("--follow", help="Follow it to the end")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Queue a run (intraday with --date, daily with --start/--end)."""
+    """Queue a run: intraday with --date, daily with --start/--end, live with --live."""
     body: dict[str, Any] = {"model_id": model_id, "symbols": [s.upper() for s in symbols],
-                            "mode": "intraday" if date else "daily", "initial_cash": cash}
+                            "mode": "intraday" if date or live else "daily",
+                            "initial_cash": cash}
+    if live:
+        body["live"] = {k: v for k, v in (("broker", broker),
+                                          ("flatten_on_stop", flatten_on_stop or None))
+                        if v is not None}
     body.update({k: v for k, v in (("date", date), ("start", start), ("end", end),
                                    ("decider", decider), ("data", data_source),
                                    ("max_cost_usd", max_cost_usd), ("max_tokens", max_tokens))

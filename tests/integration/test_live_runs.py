@@ -14,7 +14,7 @@ import datetime as dt
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -50,11 +50,11 @@ KEY_ID, SECRET, POLYGON_KEY = "PKLIVETEST0123456789", "live-secret-0123456789abc
 SYMBOLS = ("AAPL", "MSFT")
 
 
-def price(symbol: str, i: int) -> Bar:
+def price(symbol: str, i: int, session: Sequence[dt.datetime] = SESSION) -> Bar:
     """A wave the SMA crossover trades on; MSFT a little higher."""
     base = Decimal(100 if symbol == "AAPL" else 300)
     close = base + Decimal(str(round(3 * math.sin(i / 6), 2)))
-    return Bar(SESSION[i], close - Decimal("0.05"), close + Decimal("0.1"),
+    return Bar(session[i], close - Decimal("0.05"), close + Decimal("0.1"),
                close - Decimal("0.1"), close, Decimal(1000 + i))
 
 
@@ -62,8 +62,10 @@ class Driver:
     """Sends each minute's bars when the clock is `lead` seconds before its end."""
 
     def __init__(self, send: Callable[[str, Bar], int], clock: LiveClock, *,
-                 gaps: frozenset[tuple[str, int]] = frozenset(), lead: float = 40.0) -> None:
+                 gaps: frozenset[tuple[str, int]] = frozenset(), lead: float = 40.0,
+                 session: Sequence[dt.datetime] = SESSION) -> None:
         self.send, self.clock, self.gaps, self.lead = send, clock, gaps, lead
+        self.session = session
         self.sent = 0
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -78,14 +80,14 @@ class Driver:
 
     def _run(self) -> None:
         i = 0
-        while i < len(SESSION) and not self._done.is_set():
-            due = SESSION[i] + MINUTE - dt.timedelta(seconds=self.lead)
+        while i < len(self.session) and not self._done.is_set():
+            due = self.session[i] + MINUTE - dt.timedelta(seconds=self.lead)
             if self.clock() < due:
                 time.sleep(0.001)
                 continue
             for symbol in SYMBOLS:
                 if (symbol, i) not in self.gaps:
-                    self.send(symbol, price(symbol, i))
+                    self.send(symbol, price(symbol, i, self.session))
             self.sent += 1
             i += 1
 
