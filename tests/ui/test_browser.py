@@ -246,3 +246,23 @@ def test_resting_orders_are_drawn(ui_backend: Backend, browser: WebDriver) -> No
         assert chart.get_attribute("data-fills") == "2"  # the market buy and the limit
         assert len(browser.find_elements(By.CSS_SELECTOR, "#orders tbody tr")) == 6
         browser.get("about:blank")  # the run never ends: leave before the server does
+
+
+def test_a_live_runs_clock_and_lag_follow_its_progress(ui_backend: Backend,
+                                                      browser: WebDriver) -> None:
+    with running_api(ui_backend, reconcile=False) as api, api.client() as c:
+        run = create(c, intraday(create_model(c)))
+        sign_in(browser, api.url)
+        browser.get(f"{api.url}/ui/runs/{run['id']}")
+        assert not browser.find_element(By.ID, "clock-box").is_displayed()
+        events = ui_backend.event_log()
+        events.append(run["id"], EventType.PROGRESS, {
+            "step": 3, "total": 390, "equity": "100000", "cash": "100000",
+            "bar_time": "2025-03-03T14:32:00+00:00", "last_action": "hold",
+            "wall_time": "2025-03-03T14:33:01.500000+00:00", "lag_seconds": 1.5})
+        events.close()
+        wait_until(lambda: browser.find_element(By.ID, "clock-box").is_displayed())
+        assert text(browser, "#clock") == "2025-03-03 14:33:01 UTC"
+        assert text(browser, "#lag") == "1.5 s"
+        assert text(browser, "#steps") == "3/390"
+        browser.get("about:blank")  # the run never ends: leave before the server does

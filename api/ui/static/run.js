@@ -157,6 +157,12 @@
     document.getElementById("steps").textContent = p.step + "/" + p.total;
     if (p.equity !== undefined) document.getElementById("equity").textContent = money(p.equity);
     if (p.phase) document.getElementById("reason").textContent = p.phase;
+    if (p.wall_time) {  // a live run: its clock, and how long after its bar closed
+      document.getElementById("clock-box").hidden = false;
+      document.getElementById("clock").textContent = p.wall_time.replace("T", " ").slice(0, 19) + " UTC";
+      document.getElementById("lag").textContent =
+        p.lag_seconds === undefined || p.lag_seconds === null ? "–" : Number(p.lag_seconds).toFixed(1) + " s";
+    }
     refreshChart();
   }
 
