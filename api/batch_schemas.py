@@ -11,6 +11,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.schemas import JsonDate, StorableBody
+from core import calendar
+from core.live_options import LiveOptions
 from core.spec import (
     BASELINE_DECIDERS,
     MAX_REPEATS,
@@ -49,6 +51,14 @@ class RunOptions(BaseModel):
     max_cost_usd: Decimal | None = as_in_spec("max_cost_usd")
     max_tokens: int | None = as_in_spec("max_tokens")
     blind: bool = as_in_spec("blind")
+    live: LiveOptions | None = as_in_spec("live")
+
+    def live_fill(self, options: dict[str, Any]) -> dict[str, Any]:
+        """A live run fills at the decision bar's close unless the body said otherwise
+        (and then RunSpec refuses it with the reason)."""
+        if self.live is not None and "fill" not in self.model_fields_set:
+            options["fill"] = FillRule.CLOSE
+        return options
 
 
 OPTIONS = tuple(RunOptions.model_fields)
@@ -138,6 +148,15 @@ class BatchCreate(StorableBody, RunOptions):
                     "comparison names the blind player `<signature> (blind)`, so memory of "
                     "the period shows as the gap between the two")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _live_session(cls, data: Any) -> Any:
+        """Live runs side by side: the session live now, unless `dates` names it."""
+        if (isinstance(data, dict) and data.get("live") is not None
+                and data.get("dates") is None and data.get("ranges") is None):
+            data = {**data, "dates": [calendar.live_session(dt.datetime.now(dt.UTC))]}
+        return data
+
     @model_validator(mode="after")
     def _matrix(self) -> BatchCreate:
         if (self.dates is None) == (self.ranges is None):
@@ -200,7 +219,7 @@ class BatchCreate(StorableBody, RunOptions):
                            blind=False)
         return RunSpec.model_validate({
             "mode": self.mode, "symbols": [cell.symbol], "date": cell.date,
-            "start": cell.start, "end": cell.end, **options})
+            "start": cell.start, "end": cell.end, **self.live_fill(options)})
 
 
 class BatchProgress(BaseModel):

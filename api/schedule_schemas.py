@@ -72,6 +72,9 @@ class ScheduleCreate(StorableBody, RunOptions):
             raise ValueError("`sessions` is for daily schedules")
         if self.decider is DeciderKind.REPLAY:
             raise ValueError("a schedule cannot replay: a replay plays one recorded run")
+        if (self.live is not None and "session" in self.model_fields_set
+                and self.session is not SessionRule.TODAY):
+            raise ValueError("a live schedule plays the fire's own session (session: today)")
         return self
 
     def template(self) -> dict[str, Any]:
@@ -81,6 +84,10 @@ class ScheduleCreate(StorableBody, RunOptions):
         template = {k: v for k, v in body.items() if k in keep}
         if self.mode is Mode.DAILY:
             template.setdefault("sessions", 5)
+        if self.live is not None:  # a live run plays the fire's session, as it happens
+            template["session"] = SessionRule.TODAY.value
+            template.update({k: v.value if hasattr(v, "value") else v
+                             for k, v in self.live_fill({}).items()})
         return template
 
 

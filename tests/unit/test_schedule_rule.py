@@ -129,3 +129,15 @@ def test_a_fire_before_the_close_of_the_session_it_plays_is_no_run_on_provider_d
     assert spec_for(template, ny(D(2025, 12, 1), 16, 5)).date == D(2025, 12, 1)
     # Synthetic bars need no close.
     assert spec_for({**template, "data": "synthetic"}, ny(D(2025, 12, 1), 9, 25)).date
+
+
+def test_a_live_template_fires_a_live_run_of_the_fires_own_session() -> None:
+    template = {"mode": "intraday", "symbols": ["AAPL"], "data": "alpaca",
+                "live": {"broker": "sim"}}
+    spec = spec_for(template, ny(D(2025, 11, 28), 9, 25))  # before the half day opens
+    assert spec.date == D(2025, 11, 28) and spec.live is not None
+    assert spec.fill.value == "close" and spec.step_count() == 210
+    # Fired after that session's close, it would play the next one: no run.
+    with pytest.raises(InvalidSpec, match="a live run plays the session live now, "
+                                          "2025-12-01"):
+        spec_for(template, ny(D(2025, 11, 28), 13, 30))
