@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from decimal import Decimal
 
 import pytest
 
-from controller.kubernetes.jobs import build_job, job_name, label_value
+from controller.kubernetes.jobs import broker_secret_name, build_job, job_name, label_value
 from controller.kubernetes.settings import KubernetesSettings
+from core.live_options import Broker
 from core.records import Run
+from core.spec import RunSpec
 from core.status import RunStatus
 from tests.factories import daily_spec
 
@@ -140,3 +143,26 @@ def test_mcp_header_values_come_from_the_operators_secret_only_when_named(
     container = build_job(a_run(), KubernetesSettings())["spec"]["template"]["spec"][
         "containers"][0]
     assert container["envFrom"] == [{"secretRef": {"name": "tickrun-mcp", "optional": True}}]
+
+
+def test_a_paper_run_reads_its_users_broker_secret_and_no_other_run_does() -> None:
+    """A live run on alpaca_paper gets its own user's Secret (envFrom, not optional: a
+    pod without the keys never starts); a sim live run and a replay get none; the
+    book is a label for kubectl."""
+    paper = RunSpec.model_validate({"mode": "intraday", "symbols": ["AAPL"],
+                                    "date": "2025-07-03", "data": "alpaca",
+                                    "live": {"broker": "alpaca_paper"}})
+    run = dataclasses.replace(a_run("Alice@Example.com"), spec=paper)
+    job = build_job(run, KubernetesSettings())
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": "tickrun-broker-alice-example.com"}}]
+    assert job["metadata"]["labels"]["tickrun.io/live"] == "alpaca_paper"
+    assert "TICKRUN_BROKER" not in json.dumps(job)
+    sim = dataclasses.replace(run, spec=paper.model_copy(
+        update={"live": paper.live.model_copy(update={"broker": Broker.SIM})}))  # type: ignore[union-attr]
+    sim_job = build_job(sim, KubernetesSettings())
+    assert "envFrom" not in sim_job["spec"]["template"]["spec"]["containers"][0]
+    assert sim_job["metadata"]["labels"]["tickrun.io/live"] == "sim"
+    assert "envFrom" not in build_job(a_run(), KubernetesSettings())["spec"]["template"][
+        "spec"]["containers"][0]
+    assert broker_secret_name("tickrun-broker-", "7d9f_6A1C") == "tickrun-broker-7d9f-6a1c"
