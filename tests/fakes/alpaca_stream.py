@@ -40,14 +40,14 @@ class FakeAlpacaStream(FakeStreamServer):
     name = "alpaca-stream"
 
     def __init__(self, key_id: str = "fake-key-id", secret_key: str = "fake-secret",
-                 feeds: tuple[str, ...] = ("iex",)) -> None:
-        super().__init__()
+                 feeds: tuple[str, ...] = ("iex",), host: str = "127.0.0.1") -> None:
+        super().__init__(host)
         self.key_id = key_id
         self.secret_key = secret_key
         self.feeds = feeds
 
     def url(self, feed: str = "iex") -> str:
-        return f"ws://127.0.0.1:{self.port}/v2/{feed}"
+        return f"ws://{self.host}:{self.port}/v2/{feed}"
 
     def send_minute(self, symbol: str, bar: Bar, *, trades: int = 10,
                     vwap: Decimal | None = None) -> int:

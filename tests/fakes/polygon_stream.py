@@ -49,7 +49,7 @@ class FakePolygonStream(FakeStreamServer):
     @property
     def feed(self) -> str:
         """What the client takes as its `feed` (host:port), with `secure=False`."""
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def send_minute(self, symbol: str, bar: Bar, *, vwap: Decimal | None = None) -> int:
         """Push `bar` (its time: the minute's start) as an AM aggregate to every session

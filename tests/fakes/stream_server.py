@@ -38,7 +38,8 @@ class FakeStreamServer:
 
     name = "stream"
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host  # the test cluster's pods reach the host at its bridge address
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever,
                                         name=f"fake-{self.name}", daemon=True)
@@ -100,7 +101,7 @@ class FakeStreamServer:
             self._changed.notify_all()
 
     async def _listen(self) -> None:
-        self._server = await serve(self._handle, "127.0.0.1", 0, max_size=2**20)
+        self._server = await serve(self._handle, self.host, 0, max_size=2**20)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _shut(self) -> None:

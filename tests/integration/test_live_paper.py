@@ -38,7 +38,15 @@ from runner.shutdown import StopSignal
 from tests.factories import make_run
 from tests.fakes.alpaca_stream import FakeAlpacaStream
 from tests.fakes.alpaca_trading import FINAL, FakeAlpacaTrading
-from tests.integration.test_live_runs import HALF_DAY, OPEN, SESSION, SYMBOLS, Driver, before, price
+from tests.integration.test_live_runs import (
+    HALF_DAY,
+    OPEN,
+    SYMBOLS,
+    Driver,
+    before,
+    close_of,
+    price,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -85,7 +93,7 @@ class Market:
         cid, qty = order["client_order_id"], Decimal(order["qty"])
         parsed = parse_client_order_id(cid)
         step = parsed[1] if parsed else JOIN
-        at = price(order["symbol"], min(step, len(SESSION) - 1)).close + SLIP
+        at = close_of(order["symbol"], step) + SLIP
         if what == "fill":
             self.fake.fill(cid, price=at)
         elif what == "half":

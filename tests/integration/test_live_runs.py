@@ -50,10 +50,14 @@ KEY_ID, SECRET, POLYGON_KEY = "PKLIVETEST0123456789", "live-secret-0123456789abc
 SYMBOLS = ("AAPL", "MSFT")
 
 
-def price(symbol: str, i: int, session: Sequence[dt.datetime] = SESSION) -> Bar:
-    """A wave the SMA crossover trades on; MSFT a little higher."""
+def close_of(symbol: str, i: int) -> Decimal:
+    """The close of minute `i`: a wave the SMA crossover trades on; MSFT higher."""
     base = Decimal(100 if symbol == "AAPL" else 300)
-    close = base + Decimal(str(round(3 * math.sin(i / 6), 2)))
+    return base + Decimal(str(round(3 * math.sin(i / 6), 2)))
+
+
+def price(symbol: str, i: int, session: Sequence[dt.datetime] = SESSION) -> Bar:
+    close = close_of(symbol, i)
     return Bar(session[i], close - Decimal("0.05"), close + Decimal("0.1"),
                close - Decimal("0.1"), close, Decimal(1000 + i))
 
