@@ -155,14 +155,6 @@ class DeciderBroker:
         if self.closed:
             raise StepClosed(f"step {self.orders.step} is over; the order was not sent")
 
-    def submit(self, order: Order, reasoning: str | None = None) -> Trade:
-        with self._lock:
-            self._check_open()
-            trade = self.orders.submit(order, reasoning)
-            self.trades.append(trade)
-            self.actions += 1
-            return trade
-
     def place(self, order: Order, reasoning: str | None = None) -> OrderRecord | Trade:
         with self._lock:
             self._check_open()

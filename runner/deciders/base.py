@@ -28,9 +28,6 @@ class StepBroker(Protocol):
     next seq number(s); a refusal is an answer (a refused trade or order, a Refusal),
     never an exception."""
 
-    def submit(self, order: Order, reasoning: str | None = None) -> Trade:
-        """A market order: its trade, filled or refused (ValueError for another type)."""
-
     def place(self, order: Order, reasoning: str | None = None) -> OrderRecord | Trade:
         """Any order: a market order's trade; a limit, stop or stop-limit order as it
         rests in the book (open from the next bar on), or refused when malformed."""

@@ -414,7 +414,7 @@ def test_a_closed_tools_broker_refuses_every_late_call(store: Store,
     broker.close()
     for call in (lambda: broker.place(limit(Side.BUY, 1, "90")),
                  lambda: broker.cancel(1), lambda: broker.close_all(),
-                 lambda: broker.submit(market(Side.BUY, 1))):
+                 lambda: broker.place(market(Side.BUY, 1))):
         with pytest.raises(StepClosed):
             call()
     assert store.list_orders(session.run.id) == []

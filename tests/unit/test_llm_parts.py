@@ -336,9 +336,9 @@ def test_order_tools_reject_bad_arguments_with_a_reason_and_send_nothing(
 def test_a_closed_decider_broker_refuses_late_orders() -> None:
     inner = Broker()
     broker = DeciderBroker(inner)  # type: ignore[arg-type]
-    broker.submit(Order(Side.BUY, "AAPL", Decimal(1)))
+    broker.place(Order(Side.BUY, "AAPL", Decimal(1)))
     made = broker.close()
     assert len(made) == 1
     with pytest.raises(StepClosed):
-        broker.submit(Order(Side.BUY, "AAPL", Decimal(1)))
+        broker.place(Order(Side.BUY, "AAPL", Decimal(1)))
     assert len(inner.orders) == 1
