@@ -92,6 +92,8 @@ def dev(host: str = "127.0.0.1", port: int = 8321,
 
     err.print(f"tickrun dev on http://{host}:{port} (data in {data_dir}/; the CLI reads "
               f"its token from {data_dir}/dev-token)")
+    err.print(f"web console: http://{host}:{port}/ui (sign in with the token in "
+              f"{data_dir}/dev-token)")
     run_dev(host, port, data_dir)
 
 
@@ -113,6 +115,8 @@ def demo(as_json: JsonOpt = False, symbol: str = "AAPL",
         if not as_json:
             err.print(f"run {run['id']}: {symbol} on {day}, {run['progress']['total']} "
                       f"minute steps, SMA crossover on {SYNTHETIC}")
+            err.print(f"watch it in the web console: {server.url}/ui/runs/{run['id']} (sign "
+                      f"in with the token in {data_dir}/dev-token)")
         follow(client, run["id"], err, quiet=as_json)
         final = client.get(f"/v1/runs/{run['id']}")
     if as_json:

@@ -13,6 +13,7 @@ import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -50,16 +51,24 @@ def pct(value: Any, sign: bool = True) -> str:
     return f"{float(value):+.2f}%" if sign else f"{float(value):.2f}%"
 
 
+NEW_YORK = ZoneInfo("America/New_York")
+
+
 def number(value: Any, digits: int = 2) -> str:
     return NONE if value is None else f"{float(value):,.{digits}f}"
 
 
 def when(value: dt.datetime | str | None) -> str:
+    """A time in exchange time (New York), as a trader reads a session; a daily bar
+    (stamped at midnight UTC) as its date."""
     if value is None:
         return NONE
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value)
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    utc = value.astimezone(dt.UTC)
+    if utc.time() == dt.time():
+        return utc.strftime("%Y-%m-%d")
+    return utc.astimezone(NEW_YORK).strftime("%Y-%m-%d %H:%M ET")
 
 
 def pretty(value: Any) -> str:

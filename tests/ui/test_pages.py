@@ -13,6 +13,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from api.ui.render import NEW_YORK
 from core.records import Decision
 from tests.apiserver import ApiServer, Backend, running_api, token, wait_status
 from tests.integration.test_api_batches import daily_batch, models
@@ -181,7 +182,7 @@ def test_batch_and_schedule_pages(ui_backend: Backend) -> None:
         shown = ui.get(f"/ui/schedules/{schedule['id']}")
         assert shown.status_code == 200 and "30 16 * * 1-5" in shown.text
         first = dt.datetime.fromisoformat(schedule["next_fires"][0])
-        assert first.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC") in shown.text
+        assert first.astimezone(NEW_YORK).strftime("%Y-%m-%d %H:%M ET") in shown.text
         assert other.get(f"/ui/schedules/{schedule['id']}").status_code == 404
 
 

@@ -15,18 +15,46 @@
     if (v === null || v === undefined || v === "") return "–";
     return Number(v).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
   }
-  function when(iso) {
+  function when(iso, seconds) {  // as render.when: New York time; a daily bar as its date
     if (!iso) return "–";
-    return iso.replace("T", " ").slice(0, 16) + " UTC";
+    const d = new Date(iso);
+    if (d.getUTCHours() === 0 && d.getUTCMinutes() === 0 && d.getUTCSeconds() === 0) {
+      return d.toISOString().slice(0, 10);
+    }
+    const parts = {};
+    new Intl.DateTimeFormat("en-CA", { timeZone: "America/New_York", hourCycle: "h23",
+      year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+      second: seconds ? "2-digit" : undefined })
+      .formatToParts(d).forEach(function (p) { parts[p.type] = p.value; });
+    return parts.year + "-" + parts.month + "-" + parts.day + " " + parts.hour + ":" + parts.minute +
+      (seconds ? ":" + parts.second : "") + " ET";
+  }
+  // Minute bars read in exchange time (New York), as a trader reads them; daily bars
+  // are stamped at midnight UTC, so their dates stay UTC.
+  const NY = { timeZone: "America/New_York", hour12: false };
+  const nyTime = new Intl.DateTimeFormat("en-US", Object.assign({ hour: "2-digit", minute: "2-digit" }, NY));
+  const nyDay = new Intl.DateTimeFormat("en-US", Object.assign({ month: "short", day: "numeric" }, NY));
+  function nyTick(time, type) {
+    const d = new Date(time * 1000);
+    return type >= 3 ? nyTime.format(d) : nyDay.format(d);  // 3: a time of day
   }
   function chartOptions(el) {
-    return {
+    const intraday = el.dataset.intraday !== "false";
+    const options = {
       autoSize: true,
       layout: { background: { color: "#ffffff" }, textColor: "#24292f", fontSize: 12 },
       grid: { vertLines: { color: "#eef1f4" }, horzLines: { color: "#eef1f4" } },
-      timeScale: { timeVisible: el.dataset.intraday !== "false", secondsVisible: false },
+      timeScale: { timeVisible: intraday, secondsVisible: false },
       rightPriceScale: { borderColor: "#d0d7de" },
     };
+    if (intraday) {
+      options.timeScale.tickMarkFormatter = nyTick;
+      options.localization = { timeFormatter: function (t) {
+        const d = new Date(t * 1000);
+        return nyDay.format(d) + " " + nyTime.format(d) + " ET";
+      } };
+    }
+    return options;
   }
 
   function priceChart(el) {
@@ -159,7 +187,7 @@
     if (p.phase) document.getElementById("reason").textContent = p.phase;
     if (p.wall_time) {  // a live run: its clock, and how long after its bar closed
       document.getElementById("clock-box").hidden = false;
-      document.getElementById("clock").textContent = p.wall_time.replace("T", " ").slice(0, 19) + " UTC";
+      document.getElementById("clock").textContent = when(p.wall_time, true);
       document.getElementById("lag").textContent =
         p.lag_seconds === undefined || p.lag_seconds === null ? "–" : Number(p.lag_seconds).toFixed(1) + " s";
     }
