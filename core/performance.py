@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -178,6 +178,19 @@ def buy_and_hold_curve(initial_cash: Decimal, entry_price: Decimal,
     shares = ((initial_cash - fee) / entry_price).to_integral_value(rounding=ROUND_DOWN)
     cash = initial_cash - shares * entry_price - fee
     return [cash + shares * c for c in closes]
+
+
+def split_buy_and_hold_curve(initial_cash: Decimal, entries: Mapping[str, Decimal],
+                             closes: Mapping[str, Sequence[Decimal]],
+                             fee: Decimal = Decimal(0)) -> list[Decimal]:
+    """The cash split evenly over the symbols, each part bought at its entry price and
+    held: the whole's value at each close (the benchmark of a run)."""
+    if not closes:
+        return []
+    per_symbol = initial_cash / len(closes)
+    curves = [buy_and_hold_curve(per_symbol, entries[symbol], series, fee)
+              for symbol, series in closes.items()]
+    return [sum(values, Decimal(0)) for values in zip(*curves, strict=True)]
 
 
 def _round(value: float | None) -> float | None:

@@ -40,20 +40,22 @@ def data_quality(run: Run, prices: RunPrices) -> dict[str, Any]:
             "bars_filled": sum(1 for b in bars if b.filled)}
 
 
+def buy_and_hold_curve(run: Run, prices: RunPrices, steps: int) -> list[Decimal]:
+    """The initial cash split evenly and bought at the first fill price: its value at
+    each of the first `steps` closes."""
+    if steps == 0:
+        return []
+    closes = {s: [b.close for b in bars[:steps]] for s, bars in prices.bars.items()}
+    return performance.split_buy_and_hold_curve(run.spec.initial_cash, prices.fill_prices(0),
+                                                closes, run.spec.fee_per_trade)
+
+
 def buy_and_hold(run: Run, prices: RunPrices, steps: int) -> Benchmark | None:
-    """The initial cash split evenly and bought at the first fill price, held over the
-    first `steps` closes."""
+    """The buy-and-hold benchmark over the first `steps` closes (buy_and_hold_curve)."""
     if steps == 0:
         return None
-    spec = run.spec
-    per_symbol = spec.initial_cash / len(spec.symbols)
-    entry = prices.fill_prices(0)
-    curves = [performance.buy_and_hold_curve(per_symbol, entry[symbol],
-                                             [b.close for b in bars[:steps]],
-                                             spec.fee_per_trade)
-              for symbol, bars in prices.bars.items()]
-    combined = [sum(values, Decimal(0)) for values in zip(*curves, strict=True)]
-    bench = performance.summarize(spec.initial_cash, combined, [],
+    combined = buy_and_hold_curve(run, prices, steps)
+    bench = performance.summarize(run.spec.initial_cash, combined, [],
                                   prices.timeline.periods_per_year)
     return {"final_equity": bench["final_equity"], "return_pct": bench["return_pct"],
             "max_drawdown_pct": bench["max_drawdown_pct"], "sharpe": bench["sharpe"]}

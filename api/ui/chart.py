@@ -77,18 +77,13 @@ def run_prices(run: Run, store: Store) -> RunPrices | None:
     return RunPrices(timeline, bars, run.spec.fill)
 
 
-def buy_and_hold(run: Run, prices: RunPrices, steps: int) -> list[Decimal]:
-    """The benchmark's value at each close played (runner.result.buy_and_hold's curve)."""
+def _buy_and_hold(run: Run, prices: RunPrices, steps: int) -> list[Decimal]:
+    """The runner's benchmark curve (runner.result.buy_and_hold_curve), from the bars."""
     if steps == 0:
         return []
-    spec = run.spec
-    per_symbol = spec.initial_cash / len(spec.symbols)
-    entry = prices.fill_prices(0)
-    curves = [performance.buy_and_hold_curve(per_symbol, entry[symbol],
-                                             [b.close for b in bars[:steps]],
-                                             spec.fee_per_trade)
-              for symbol, bars in prices.bars.items()]
-    return [sum(values, Decimal(0)) for values in zip(*curves, strict=True)]
+    closes = {s: [b.close for b in bars[:steps]] for s, bars in prices.bars.items()}
+    return performance.split_buy_and_hold_curve(run.spec.initial_cash, prices.fill_prices(0),
+                                                closes, run.spec.fee_per_trade)
 
 
 def _bar(b: Bar) -> dict[str, Any]:
@@ -137,7 +132,7 @@ def chart_data(run: Run, store: Store, decisions: list[Decision],
         "fills": [_fill(t) for t in fills if t.symbol == symbol],
         "orders": [life for life in lives if life["symbol"] == symbol],
     } for symbol in run.spec.symbols}
-    bench = buy_and_hold(run, prices, steps) if prices else []
+    bench = _buy_and_hold(run, prices, steps) if prices else []
     times = prices.timeline.times[:steps] if prices else []
     return {
         "run_id": run.id, "steps": steps, "bars_available": prices is not None,
