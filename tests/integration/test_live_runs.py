@@ -28,6 +28,7 @@ from core.exitcodes import EXIT_OK
 from core.marketdata.live.minutes import MINUTE
 from core.marketdata.settings import MarketDataSettings
 from core.records import Run
+from core.risk_limits import RiskLimits
 from core.spec import RunSpec
 from core.status import RunStatus
 from core.store import Store, open_store
@@ -229,3 +230,33 @@ def _events(event_log: EventLog, run_id: int) -> list[Any]:
             return out
         out += batch
         after = batch[-1].id
+
+
+@pytest.mark.parametrize("risk, flatten", [({"max_order_notional": "1000"}, False),
+                                           ({"max_drawdown_pct": "0.001"}, True)])
+def test_the_risk_guard_refuses_over_its_limit_and_stops_a_live_run_at_its_drawdown(
+        store: Store, event_log: EventLog, risk: dict[str, str], flatten: bool) -> None:
+    polygon = FakePolygonStream(POLYGON_KEY)
+    with polygon:
+        market = MarketDataSettings(polygon_api_key=SecretStr(POLYGON_KEY),
+                                    polygon_stream_host=polygon.feed,
+                                    polygon_stream_secure=False)
+        clock = clock_at(OPEN + 150 * MINUTE, connect=0.5, speed=600)
+        spec = live_spec("polygon", decision_deadline_seconds=600, flatten_on_stop=flatten)
+        spec = spec.model_copy(update={"risk": RiskLimits.model_validate(risk)})
+        with Driver(polygon.send_minute, clock, gaps=before(150)):
+            done = play_live(store, event_log, spec, market, clock)
+    orders = store.list_orders(done.id, limit=1000)
+    if not flatten:  # every buy is over $1,000: refused with the limit's reason
+        assert done.status is RunStatus.COMPLETED, done
+        assert orders and all(o.state.value == "refused" for o in orders)
+        assert all((o.reason or "").startswith("risk limit max_order_notional: ")
+                   for o in orders)
+        return
+    assert done.status is RunStatus.STOPPED, done
+    assert (done.status_reason or "").startswith("risk limit max_drawdown_pct: "), done
+    # Stopped by its own limit: a stop the run meant, so it flattened.
+    assert store.get_portfolio(done.id).holdings == {}
+    flat = [t for t in store.list_trades(done.id) if t.seq >= 4_000_000]
+    assert flat and all(t.filled for t in flat)
+    assert (done.result or {})["live"]["left_open"]["positions"] == {}
