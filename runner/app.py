@@ -268,8 +268,8 @@ def _live_session(run: Run, deps: RunnerDeps, parts: dict[str, Any]) -> LiveSess
     """A live run's session: the provider's stream, the run's clock, and on a paper
     account the broker's book and the trading service that books its fills."""
     assert run.spec.live is not None
-    feed = live_feed_for(run.spec, deps.market_data)
     clock = LiveClock.parse(deps.settings.live_clock)
+    feed = live_feed_for(run.spec, deps.market_data, clock)
     if run.spec.live.broker is not Broker.ALPACA_PAPER:
         return LiveSession(feed=feed, clock=clock, **parts)
     keys = deps.broker

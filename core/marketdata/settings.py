@@ -39,6 +39,15 @@ class MarketDataSettings(BaseSettings):
                     "delayed.massive.com (15 minutes late)")
     polygon_stream_secure: bool = Field(
         default=True, description="wss (true) or ws to the Massive stream host")
+    live_bars: Literal["stream", "poll"] = Field(
+        default="stream",
+        description="How a live run gets its minute bars: stream (the provider's "
+                    "websocket) or poll (its REST bars endpoint every live_poll_seconds, "
+                    "for a deployment where no stream is configured)")
+    live_poll_seconds: float = Field(
+        default=5.0, gt=0,
+        description="With live_bars=poll: seconds (of the run's clock) between two polls "
+                    "of the latest closed minutes; each minute's end is polled too")
     market_data_provider: ProviderName | None = Field(
         default=None,
         description="The provider of runs that name none; unset: polygon when its key is "

@@ -9,7 +9,8 @@ bar is a pure function of (symbol, bar start), so a test computes the exact valu
 expects. Minute bars cover 04:00 New York to four hours after the close (20:00, or 17:00
 on a half day) on XNYS sessions (core.calendar); daily bars are stamped midnight New
 York. Knobs: gaps, days without data, splits (raw prices before the split date are
-ratio x adjusted). `FakeMarketServer` is the HTTP side both fakes share: scripted
+ratio x adjusted), a day in progress (`trading_until`: no bar starts after a clock's
+now). `FakeMarketServer` is the HTTP side both fakes share: scripted
 failures, every request recorded (thread-safe), start/close or a `with` block.
 
 `Market.research` (`Research`) is the research truth: news articles (both fakes serve
@@ -101,8 +102,17 @@ class Market:
         self._empty: set[tuple[str, dt.date]] = set()
         self._splits: dict[str, dict[dt.date, Decimal]] = {}
         self.research = Research()
+        # A day in progress: the market's now (None: every day is over). A bar that
+        # starts after it does not exist yet; the minute forming at it is served, as
+        # the providers serve it.
+        self.now: Callable[[], dt.datetime] | None = None
 
     # -- knobs -------------------------------------------------------------------------
+    def trading_until(self, now: Callable[[], dt.datetime] | None) -> None:
+        """Serve only the bars that started by `now()` (a test's clock), the forming
+        minute included; None: every bar."""
+        self.now = now
+
     def gap(self, symbol: str, day: dt.date, *times: dt.time) -> None:
         """No minute bar for `symbol` at these New York times of `day` (no trade then)."""
         self._gaps.setdefault((symbol, day), set()).update(times)
@@ -146,7 +156,9 @@ class Market:
             elif (daily := self.daily_bar(symbol, day, adjusted=adjusted)) is not None:
                 found.append(daily)
             day += dt.timedelta(days=1)
-        return [bar for bar in found if start <= bar.start < end]
+        cut = self.now() if self.now is not None else None
+        return [bar for bar in found
+                if start <= bar.start < end and (cut is None or bar.start <= cut)]
 
     @staticmethod
     def minute_bar(symbol: str, start: dt.datetime) -> FakeBar:

@@ -97,7 +97,19 @@ class AlpacaProvider(BarProvider):
 
     def fetch(self, symbol: str, interval: Interval, first: dt.date,
               last: dt.date) -> list[Bar]:
-        what = f"{symbol} {interval.value} bars {first}..{last} (feed {self._feed.value})"
+        return self._bars(symbol, _request(symbol, interval, first, last, self._feed),
+                          f"{symbol} {interval.value} bars {first}..{last}")
+
+    def fetch_minutes(self, symbol: str, start: dt.datetime, end: dt.datetime) -> list[Bar]:
+        request = StockBarsRequest(symbol_or_symbols=symbol, timeframe=TimeFrame(
+            1, TimeFrameUnit.Minute), start=start, end=end, adjustment=Adjustment.SPLIT,
+            feed=self._feed)
+        return self._bars(symbol, request, f"{symbol} 1m bars {start.isoformat()}.."
+                                   f"{end.isoformat()}")
+
+    def _bars(self, symbol: str, request: StockBarsRequest, what: str) -> list[Bar]:
+        """Every bar of `symbol` that `request` (of that symbol alone) lists, all pages."""
+        what = f"{what} (feed {self._feed.value})"
         client = StockHistoricalDataClient(
             api_key=self._key_id.get_secret_value(),
             secret_key=self._secret_key.get_secret_value(),
@@ -106,7 +118,7 @@ class AlpacaProvider(BarProvider):
                       f"{self._feed.value} ({FEED_SETTING})")
         with session(client, what, self._deadline_seconds, (self._key_id, self._secret_key),
                      advice_403):
-            raw = client.get_stock_bars(_request(symbol, interval, first, last, self._feed))
+            raw = client.get_stock_bars(request)
         if not isinstance(raw, dict):  # raw_data=True: {symbol: [bar, ...]}
             raise ProviderUnavailable(f"alpaca's client returned {type(raw).__name__}")
         return [_bar(bar, what) for bar in raw.get(symbol) or []]

@@ -84,6 +84,14 @@ class PolygonProvider(BarProvider):
                                     limit=PAGE_LIMIT)
             return [_bar(agg) for agg in aggs]
 
+    def fetch_minutes(self, symbol: str, start: dt.datetime, end: dt.datetime) -> list[Bar]:
+        what = f"{symbol} 1m bars {start.isoformat()}..{end.isoformat()}"
+        with session(self._api_key, self._base_url, self._deadline_seconds, what) as client:
+            # Datetimes go as Unix milliseconds: an inclusive range of bar starts.
+            aggs = client.list_aggs(symbol, 1, "minute", start, end, adjusted=True,
+                                    sort="asc", limit=PAGE_LIMIT)
+            return [_bar(agg) for agg in aggs]
+
 
 @contextmanager
 def session(api_key: SecretStr, base_url: str, deadline_seconds: float,

@@ -1,0 +1,245 @@
+"""The polled live feed (TICKRUN_LIVE_BARS=poll) against local servers speaking Alpaca's
+and Massive's REST bar endpoints (tests/fakes), on a scaled clock: the fakes' market is
+a day in progress by that clock (bars up to its current minute, the forming one
+included), and the feed emits only the minutes that ended, each once, in order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from core.errors import ProviderRefused
+from core.eventlog import EventLog
+from core.eventlog.sqlite_log import SqliteEventLog
+from core.marketdata.live.base import Connected, Disconnected, LiveBar, LiveEvent
+from core.marketdata.live.minutes import MINUTE
+from core.marketdata.live.polling import PollingFeed
+from core.marketdata.providers.factory import build_provider
+from core.marketdata.settings import MarketDataSettings
+from core.spec import RunSpec
+from core.status import RunStatus
+from core.store import Store, open_store
+from core.store.sqlite import SqliteStore
+from runner.live.clock import LiveClock
+from runner.live.feeds import live_feed_for
+from tests.fakes.alpaca_server import FakeAlpaca
+from tests.fakes.polygon_server import FakeMarketServer, FakePolygon, Market
+from tests.integration.test_live_runs import (
+    HALF_DAY,
+    OPEN,
+    SESSION,
+    SYMBOLS,
+    clock_at,
+    live_spec,
+    play_live,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+KEY_ID, SECRET, POLYGON_KEY = "PKPOLLTEST0123456789", "poll-secret-0123456789abc", "poly-poll-key"
+WRONG_KEY = "WRONG-KEY-do-not-print-0123"
+SPEED = 120.0  # clock seconds per wall second: a minute in half a second
+INTERVAL = 5.0  # seconds of the clock between polls
+DEADLINE = 0.8  # wall seconds one poll retries: a 503 is asked twice, then the poll fails
+
+
+@dataclass
+class Rest:
+    source: str
+    fake: FakeMarketServer
+    settings: MarketDataSettings
+
+    def feed(self, clock: LiveClock, settings: MarketDataSettings | None = None
+             ) -> PollingFeed:
+        provider = build_provider("alpaca" if self.source == "alpaca" else "polygon",
+                                  settings or self.settings)
+        return PollingFeed(provider, interval=INTERVAL, clock=clock,
+                           wall_seconds=clock.wall_seconds)
+
+
+@pytest.fixture(params=["alpaca", "polygon"])
+def rest(request: pytest.FixtureRequest) -> Iterator[Rest]:
+    market = Market(SYMBOLS)
+    fake: FakeMarketServer
+    if request.param == "alpaca":
+        fake = FakeAlpaca(KEY_ID, SECRET, market=market, feeds=("iex",))
+        settings = MarketDataSettings(
+            alpaca_api_key_id=SecretStr(KEY_ID), alpaca_api_secret_key=SecretStr(SECRET),
+            alpaca_data_url=fake.url, alpaca_feed="iex",
+            market_data_fetch_deadline_seconds=DEADLINE, live_bars="poll",
+            live_poll_seconds=INTERVAL)
+    else:
+        fake = FakePolygon(POLYGON_KEY, market=market)
+        settings = MarketDataSettings(
+            polygon_api_key=SecretStr(POLYGON_KEY), polygon_base_url=fake.url,
+            market_data_fetch_deadline_seconds=DEADLINE, live_bars="poll",
+            live_poll_seconds=INTERVAL)
+    with fake:
+        yield Rest(request.param, fake, settings)
+
+
+@dataclass
+class Seen:
+    event: LiveEvent
+    at: dt.datetime  # the clock when the consumer got it
+
+
+def collect(feed: PollingFeed, clock: LiveClock, until: dt.datetime) -> list[Seen]:
+    """Every event until the clock reads `until`."""
+    seen: list[Seen] = []
+    while clock() < until:
+        event = feed.get(timeout=0.05)
+        if event is not None:
+            seen.append(Seen(event, clock()))
+    return seen
+
+
+def bars_of(seen: list[Seen], symbol: str) -> list[LiveBar]:
+    return [s.event for s in seen if isinstance(s.event, LiveBar) and s.event.symbol == symbol]
+
+
+def assert_each_closed_minute_once(seen: list[Seen], market: Market, upto: int) -> None:
+    """Every symbol's bars are the session's minutes 0..upto-1 at least, each once, in
+    order, each got after its minute ended, each the market's bar."""
+    for symbol in SYMBOLS:
+        bars = bars_of(seen, symbol)
+        times = [b.bar.time for b in bars]
+        assert times == SESSION[:len(times)], (symbol, times[:3], len(times))
+        assert len(times) >= upto, (symbol, len(times))
+        for live in bars:
+            want = market.minute_bar(symbol, live.bar.time)
+            assert (live.bar.open, live.bar.high, live.bar.low, live.bar.close,
+                    live.bar.volume) == (want.open, want.high, want.low, want.close,
+                                         want.volume)
+    for s in seen:
+        if isinstance(s.event, LiveBar):
+            assert s.event.bar.time + MINUTE <= s.at, (s.event, s.at)
+
+
+def test_only_closed_minutes_are_emitted_each_once_in_order(rest: Rest) -> None:
+    clock = clock_at(OPEN + 2 * MINUTE + dt.timedelta(seconds=30), connect=0.2, speed=SPEED)
+    rest.fake.market.trading_until(clock)
+    with rest.feed(clock) as feed:
+        feed.start(SYMBOLS)
+        seen = collect(feed, clock, OPEN + 6 * MINUTE + dt.timedelta(seconds=50))
+    assert isinstance(seen[0].event, Connected) and seen[0].event.attempt == 1
+    assert [s.event for s in seen if not isinstance(s.event, LiveBar)] == [
+        Connected(rest.source, 1)]
+    assert_each_closed_minute_once(seen, rest.fake.market, upto=6)
+    for symbol in SYMBOLS:  # the forming minute (13:36) was served, never emitted
+        assert len(bars_of(seen, symbol)) == 6
+    # Each poll asks from the minute after the last one emitted.
+    assert len({r.params.get("start") or r.path for r in rest.fake.requests}) > 2
+
+
+def test_a_failing_poll_is_a_drop_and_loses_no_minute(rest: Rest) -> None:
+    clock = clock_at(OPEN + 3 * MINUTE + dt.timedelta(seconds=10), connect=0.2, speed=SPEED)
+    rest.fake.market.trading_until(clock)
+    with rest.feed(clock) as feed:
+        feed.start(SYMBOLS)
+        seen = collect(feed, clock, OPEN + 4 * MINUTE + dt.timedelta(seconds=10))
+        # 503s for 30 requests: about 15 polls, over a minute of the clock
+        rest.fake.fail_next(30, 503)
+        seen += collect(feed, clock, OPEN + 8 * MINUTE + dt.timedelta(seconds=40))
+    events = [s.event for s in seen if not isinstance(s.event, LiveBar)]
+    assert events[0] == Connected(rest.source, 1)
+    assert isinstance(events[1], Disconnected) and "503" in events[1].reason, events
+    assert events[2:] == [Connected(rest.source, 2)], events
+    assert_each_closed_minute_once(seen, rest.fake.market, upto=8)
+    assert 503 in {r.status for r in rest.fake.requests}
+
+
+@pytest.mark.parametrize("refusal", [401, 403])
+def test_a_refusal_ends_the_feed_naming_the_setting_not_the_key(rest: Rest,
+                                                                 refusal: int) -> None:
+    clock = clock_at(OPEN + 3 * MINUTE, connect=0.0, speed=SPEED)
+    rest.fake.market.trading_until(clock)
+    settings, setting = _refused(rest, refusal)
+    with rest.feed(clock, settings) as feed:
+        feed.start(SYMBOLS)
+        with pytest.raises(ProviderRefused) as refused:
+            collect(feed, clock, OPEN + 5 * MINUTE)
+        with pytest.raises(ProviderRefused):  # and for good
+            feed.get(timeout=0)
+    message = str(refused.value)
+    assert setting in message, message
+    for secret in (WRONG_KEY, KEY_ID, SECRET, POLYGON_KEY):
+        assert secret not in message
+    assert {r.status for r in rest.fake.requests} == {refusal}
+
+
+def _refused(rest: Rest, status: int) -> tuple[MarketDataSettings, str]:
+    """Settings the fake refuses with `status`, and the setting the refusal names."""
+    if rest.source == "alpaca":
+        if status == 401:
+            return (rest.settings.model_copy(update={"alpaca_api_secret_key":
+                                                     SecretStr(WRONG_KEY)}),
+                    "TICKRUN_ALPACA_API_SECRET_KEY")
+        return rest.settings.model_copy(update={"alpaca_feed": "sip"}), "TICKRUN_ALPACA_FEED"
+    assert isinstance(rest.fake, FakePolygon)
+    if status == 401:
+        return (rest.settings.model_copy(update={"polygon_api_key": SecretStr(WRONG_KEY)}),
+                "TICKRUN_POLYGON_API_KEY")
+    rest.fake.entitled = False
+    return rest.settings, "TICKRUN_POLYGON_API_KEY"
+
+
+def test_live_bars_poll_gives_a_live_run_the_polling_feed_on_its_clock(rest: Rest) -> None:
+    clock = clock_at(OPEN, speed=SPEED)
+    feed = live_feed_for(live_spec(rest.source), rest.settings, clock)
+    assert isinstance(feed, PollingFeed) and feed.provider == rest.source
+    assert feed.interval == INTERVAL
+    stream = live_feed_for(live_spec(rest.source),
+                           rest.settings.model_copy(update={"live_bars": "stream"}), clock)
+    assert not isinstance(stream, PollingFeed)
+
+
+@pytest.fixture
+def store(sqlite_url: str) -> Iterator[Store]:
+    s = open_store(sqlite_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def event_log(sqlite_url: str) -> Iterator[EventLog]:
+    log = SqliteEventLog(SqliteStore(sqlite_url.removeprefix("sqlite:///")))
+    yield log
+    log.close()
+
+
+def test_a_live_run_joining_late_plays_every_minute_from_polled_bars(
+        rest: Rest, store: Store, event_log: EventLog) -> None:
+    # The runner joins 205 minutes into the half day: its first poll brings the
+    # minutes gone by (too late to decide but the last ones), then each minute as it
+    # closes. Slower than the stream tests: a poll is a round trip to the provider
+    # (tens of milliseconds), which the 5 s grace of a minute must cover.
+    join = 205
+    clock = clock_at(OPEN + join * MINUTE + dt.timedelta(seconds=20), connect=1.0, speed=30)
+    rest.fake.market.trading_until(clock)
+    spec = RunSpec.model_validate({**live_spec(rest.source, decision_deadline_seconds=600)
+                                  .model_dump(mode="json"), "symbols": ["MSFT"]})
+    done = play_live(store, event_log, spec, rest.settings, clock)
+    assert done.status is RunStatus.COMPLETED, done
+    assert done.steps_done == 210
+    decisions = store.list_decisions(done.id, limit=1000)
+    assert [d.step for d in decisions] == list(range(210))
+    missed = [d.step for d in decisions if d.outcome == "missed"]
+    assert missed and max(missed) < join, missed  # the minutes gone by, past the deadline
+    live: dict[str, Any] = (done.result or {})["live"]
+    assert live["gaps"] == 0, live
+    # The bars it played are the provider's, every minute from the join on (the
+    # minutes gone by were decided missed before the first poll answered).
+    cached = list(store.load_prices("MSFT", "1m", SESSION[0], SESSION[-1],
+                                    source=rest.source))
+    played = SESSION[-len(cached):]
+    assert [b.bar_time for b in cached] == played and len(played) >= 210 - join, cached[:1]
+    assert [b.close for b in cached] == [rest.fake.market.minute_bar("MSFT", t).close
+                                         for t in played]
+    assert store.cached_days(rest.source, "MSFT", "1m", HALF_DAY, HALF_DAY) == set()
