@@ -82,7 +82,7 @@ class LiveSession(Session):
     def play(self) -> Ending:
         start = self.run.steps_done
         book = MinuteBook(self.timeline.times[start:], self.run.spec.symbols,
-                          clock=self.live_clock)
+                          clock=self.live_clock, grace=self.feed.grace)
         self._restore(start, book)
         self._whole_session = start == 0 and self.live_clock() < self.timeline.times[0] + \
             dt.timedelta(seconds=self.deadline)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import queue
 import random
@@ -38,6 +39,9 @@ from core.errors import ProviderRefused
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT = 10.0  # seconds close() waits for the client's thread
+# How long after a minute's end a stream's bar for it may still come (a consumer's
+# MinuteBook waits that long before a missing bar is a gap).
+DEFAULT_GRACE = dt.timedelta(seconds=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,7 @@ class LiveBarFeed(ABC):
     """A provider's live minute bars for a set of symbols, as events in arrival order."""
 
     provider: str = "live"
+    grace: dt.timedelta = DEFAULT_GRACE  # after a minute's end, how long its bars may come
 
     def __init__(self) -> None:
         self._events: queue.Queue[LiveEvent | _Failed] = queue.Queue()

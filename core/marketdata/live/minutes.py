@@ -32,11 +32,16 @@ from types import MappingProxyType
 from typing import Protocol
 
 from core.bars import Bar
-from core.marketdata.live.base import Connected, Disconnected, LiveBar, LiveEvent
+from core.marketdata.live.base import (
+    DEFAULT_GRACE,
+    Connected,
+    Disconnected,
+    LiveBar,
+    LiveEvent,
+)
 
 Clock = Callable[[], dt.datetime]
 MINUTE = dt.timedelta(minutes=1)
-DEFAULT_GRACE = dt.timedelta(seconds=5)
 DEFAULT_POLL_SECONDS = 1.0
 
 

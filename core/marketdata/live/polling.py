@@ -22,6 +22,10 @@ A poll fetches every symbol before it emits anything (minute by minute, each
 minute's symbols together): a poll that fails halfway emits nothing, and the next asks
 again from the same minutes.
 
+Its `grace` (the wait before a minute's missing bar is a gap, for the consumer's
+MinuteBook) covers the poll after a minute's end and the next one: an interval plus
+6 s.
+
 `wall_seconds` converts the clock's seconds to the wall's (runner.live.clock
 LiveClock.wall_seconds), so a scaled clock polls as fast as it runs.
 """
@@ -38,7 +42,7 @@ from zoneinfo import ZoneInfo
 from core import calendar
 from core.bars import Bar
 from core.errors import ProviderRefused, ProviderUnavailable
-from core.marketdata.live.base import LiveBarFeed
+from core.marketdata.live.base import DEFAULT_GRACE, LiveBarFeed
 from core.marketdata.providers.base import BarProvider
 
 log = logging.getLogger(__name__)
@@ -80,6 +84,9 @@ class PollingFeed(LiveBarFeed):
         self.provider = provider.source
         self._bars = provider
         self.interval = interval
+        # A minute's bar is asked for just after its end, and once more an interval
+        # later should the provider not have had it yet; each poll takes a moment.
+        self.grace = SETTLE + dt.timedelta(seconds=interval) + DEFAULT_GRACE
         self._clock = clock
         self._wall_seconds = wall_seconds
         self._emitted: dict[str, dt.datetime] = {}  # per symbol, the last minute emitted
