@@ -132,8 +132,11 @@ def test_only_closed_minutes_are_emitted_each_once_in_order(rest: Rest) -> None:
     assert [s.event for s in seen if not isinstance(s.event, LiveBar)] == [
         Connected(rest.source, 1)]
     assert_each_closed_minute_once(seen, rest.fake.market, upto=6)
-    for symbol in SYMBOLS:  # the forming minute (13:36) was served, never emitted
+    for symbol in SYMBOLS:  # the fake serves the forming minute; it was never emitted
         assert len(bars_of(seen, symbol)) == 6
+        asked = clock()
+        served = rest.fake.market.bars(symbol, "minute", OPEN, OPEN + 60 * MINUTE)
+        assert served[-1].start + MINUTE > asked, (served[-1], asked)
     # Each poll asks from the minute after the last one emitted.
     assert len({r.params.get("start") or r.path for r in rest.fake.requests}) > 2
 
@@ -144,13 +147,15 @@ def test_a_failing_poll_is_a_drop_and_loses_no_minute(rest: Rest) -> None:
     with rest.feed(clock) as feed:
         feed.start(SYMBOLS)
         seen = collect(feed, clock, OPEN + 4 * MINUTE + dt.timedelta(seconds=10))
-        # 503s for 30 requests: about 15 polls, over a minute of the clock
-        rest.fake.fail_next(30, 503)
+        # 503s for 40 requests: 20 polls (each asks twice), over a minute of the clock
+        rest.fake.fail_next(40, 503)
         seen += collect(feed, clock, OPEN + 8 * MINUTE + dt.timedelta(seconds=40))
     events = [s.event for s in seen if not isinstance(s.event, LiveBar)]
     assert events[0] == Connected(rest.source, 1)
     assert isinstance(events[1], Disconnected) and "503" in events[1].reason, events
     assert events[2:] == [Connected(rest.source, 2)], events
+    dropped, back = (s.at for s in seen if s.event in events[1:3])
+    assert back - dropped >= MINUTE, (dropped, back)  # minutes ended while polls failed
     assert_each_closed_minute_once(seen, rest.fake.market, upto=8)
     assert 503 in {r.status for r in rest.fake.requests}
 
