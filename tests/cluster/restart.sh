@@ -27,8 +27,7 @@ setsid "${cmd[@]}" >>"$LOGS/$name.log" 2>&1 < /dev/null 9>&- &
 echo $! > "$RUN/$name.pid"
 
 K=$BIN_DIR/kubectl
-healthy() {
-  running "$name" || { tail -n 30 "$LOGS/$name.log" >&2; die "$name exited after restart"; }
+healthy() {  # its output is dropped: whether it still runs is asked outside it
   case $name in
     kube-apiserver) "$K" --kubeconfig "$KUBECONFIG_PATH" get --raw /readyz ;;
     kubelet) curl -fsS http://127.0.0.1:10248/healthz ;;
@@ -39,6 +38,7 @@ healthy() {
 }
 end=$(( $(date +%s) + 90 ))
 until healthy >/dev/null 2>&1; do
+  running "$name" || { tail -n 30 "$LOGS/$name.log" >&2; die "$name exited after restart"; }
   (( $(date +%s) <= end )) || die "$name not healthy 90s after its restart"
   sleep 0.2
 done
