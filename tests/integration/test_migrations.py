@@ -45,7 +45,7 @@ def policies(url: str) -> set[str]:
 
 
 def test_plain_postgres_gets_tables_and_no_policies(empty_database: str) -> None:
-    assert "applied 10 migration(s)" in migrate(empty_database)
+    assert "applied 11 migration(s)" in migrate(empty_database)
     assert "applied 0 migration(s)" in migrate(empty_database)
     assert policies(empty_database) == set()
 
@@ -64,7 +64,7 @@ def test_supabase_gets_row_level_security(empty_database: str) -> None:
 
 def test_sqlite_migrates_by_the_same_command(tmp_path: object) -> None:
     url = f"sqlite:///{tmp_path}/x.db"
-    assert "applied 9 migration(s)" in migrate(url)
+    assert "applied 10 migration(s)" in migrate(url)
     assert "applied 0 migration(s)" in migrate(url)
 
 
@@ -116,7 +116,7 @@ def test_postgres_fill_time_migration_backfills_existing_rows(empty_database: st
             conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (name,))
         for statement in OLD_ROWS:
             conn.execute(statement.encode())
-    assert "applied 8 migration(s): 0003_fill_time_and_ledger_indexes.sql, 0004_" in migrate(
+    assert "applied 9 migration(s): 0003_fill_time_and_ledger_indexes.sql, 0004_" in migrate(
         empty_database)
     check_old_rows_got_fill_times(empty_database)
     with psycopg.connect(empty_database) as conn, pytest.raises(psycopg.errors.CheckViolation):
@@ -136,6 +136,6 @@ def test_sqlite_fill_time_migration_backfills_existing_rows(tmp_path: Path) -> N
         for statement in OLD_ROWS:
             conn.execute(statement)
         conn.commit()
-    assert "applied 8 migration(s): 0002_fill_time_and_ledger_indexes.sql, 0003_" in migrate(
+    assert "applied 9 migration(s): 0002_fill_time_and_ledger_indexes.sql, 0003_" in migrate(
         f"sqlite:///{path}")
     check_old_rows_got_fill_times(f"sqlite:///{path}")
