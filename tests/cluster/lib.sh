@@ -38,6 +38,15 @@ running() {
     [[ $cmdline == *"$1"* ]]
 }
 
+# alive PID: the process exists and has not exited (a zombie has). For a process this
+# script just started: its command line may be mid-exec (empty) for a moment, so
+# `running` could take it for gone.
+alive() {
+  local state
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
 # lock NAME: hold $CACHE_ROOT/NAME.lock until this script exits (several checkouts on one
 # machine share the cluster and its caches). Daemons must not inherit fd 9.
 lock() {

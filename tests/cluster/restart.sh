@@ -38,7 +38,8 @@ healthy() {  # its output is dropped: whether it still runs is asked outside it
 }
 end=$(( $(date +%s) + 90 ))
 until healthy >/dev/null 2>&1; do
-  running "$name" || { tail -n 30 "$LOGS/$name.log" >&2; die "$name exited after restart"; }
+  alive "$(cat "$RUN/$name.pid")" ||
+    { tail -n 30 "$LOGS/$name.log" >&2; die "$name exited after restart"; }
   (( $(date +%s) <= end )) || die "$name not healthy 90s after its restart"
   sleep 0.2
 done

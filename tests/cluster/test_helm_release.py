@@ -375,8 +375,17 @@ def test_upgrade_migrates_again_and_rolls_the_pods(release: Release) -> None:
     wait_until(rolled, 120, "the new API and controller pods Ready",
                diagnose=lambda: diagnose(release.cluster, release.namespace))
     with release.client() as c:
-        assert c.get("/readyz").status_code == 200
+        # Ready pods are not yet a Service that answers: kube-proxy programs the new
+        # endpoints after the pods' Ready condition (once seen refused under load).
+        wait_until(lambda: _answers(c, "/readyz"), 60, "the Service answering /readyz")
         assert c.get("/v1/runs").status_code == 200
+
+
+def _answers(c: httpx.Client, path: str) -> bool:
+    try:
+        return c.get(path).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def lease_holder(r: Release) -> str | None:

@@ -38,7 +38,8 @@ started_alive() { # every component started so far still runs; else its log, and
   for f in "$RUN"/*.pid; do
     [ -e "$f" ] || continue
     c=$(basename "$f" .pid)
-    running "$c" || { tail -n 30 "$LOGS/$c.log" >&2 || true; die "$c exited during start-up"; }
+    alive "$(cat "$f")" ||
+      { tail -n 30 "$LOGS/$c.log" >&2 || true; die "$c exited during start-up"; }
   done
 }
 
