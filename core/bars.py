@@ -26,3 +26,8 @@ class Bar:
     close: Decimal
     volume: Decimal
     filled: bool = False  # no trade that minute: the last close repeated, zero volume
+
+    @classmethod
+    def flat(cls, time: dt.datetime, price: Decimal) -> Bar:
+        """A bar made up for a minute with no trade: one price, no volume, `filled`."""
+        return cls(time, price, price, price, price, Decimal(0), filled=True)

@@ -203,6 +203,11 @@ class Order:
                 return f"stop_loss must be positive, got {self.stop_loss}"
         return None
 
+    @classmethod
+    def closing(cls, symbol: str, held: Decimal) -> Order:
+        """The market order that closes a position of `held` shares (negative: short)."""
+        return cls(Side.SELL if held > 0 else Side.COVER, symbol, abs(held))
+
     def to_json(self) -> dict[str, Any]:
         # The keys an order always had, then the newer ones only when set: the JSON of
         # a market order is what it was before orders could rest.

@@ -386,7 +386,7 @@ class TradingService:
                     held = tx.portfolio.held(symbol)
                     if held == 0:
                         continue
-                    order = Order(Side.SELL if held > 0 else Side.COVER, symbol, abs(held))
+                    order = Order.closing(symbol, held)
                     trades.append(self._market(
                         tx, step, first_seq + i, order, price=prices[symbol],
                         bar_time=bar_time, filled_at=fill_time, marks=prices,

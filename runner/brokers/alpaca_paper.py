@@ -465,8 +465,7 @@ class AlpacaPaperBook:
                 held = position.quantity if position is not None else Decimal(0)
             if held == 0:
                 continue
-            order = Order(side=Side.SELL if held > 0 else Side.COVER, symbol=symbol,
-                          quantity=abs(held))
+            order = Order.closing(symbol, held)
             sent[symbol] = self.submit(order, run_id, step, first_seq + n)
         return sent
 

@@ -112,7 +112,7 @@ class PaperTrading(TradingService):
         for i, symbol in enumerate(names):
             held = holdings.get(symbol, Decimal(0))
             if held:
-                order = Order(Side.SELL if held > 0 else Side.COVER, symbol, abs(held))
+                order = Order.closing(symbol, held)
                 trades.append(self.execute(run_id, step, first_seq + i, order,
                                            price=prices[symbol], bar_time=bar_time,
                                            filled_at=filled_at, reasoning=reasoning,

@@ -234,9 +234,7 @@ class LiveSession(Session):
                 series.append(bar)
             elif series:  # before a symbol's first bar a minute is no gap: it is missed
                 gaps.append(symbol)
-                last = series[-1].close
-                series.append(Bar(closed.minute, last, last, last, last, Decimal(0),
-                                  filled=True))
+                series.append(Bar.flat(closed.minute, series[-1].close))
         if gaps:
             self.gaps += len(gaps)
             telemetry.LIVE_GAPS.inc(len(gaps))
@@ -263,14 +261,13 @@ class LiveSession(Session):
                                    f"{start} minutes played")
             first = min(found.values(), key=lambda bar: bar.time)
             series = self.bars[symbol]
-            for at in times[:start]:
+            for step, at in enumerate(times[:start]):
                 bar = found.get(at)
                 if bar is None and not series and at < first.time:
                     continue  # before the first price: backfilled below
                 if bar is None:
-                    last = (series[-1] if series else first).close
-                    bar = Bar(at, last, last, last, last, Decimal(0), filled=True)
-                _backfill(series, times.index(at), bar)
+                    bar = Bar.flat(at, (series[-1] if series else first).close)
+                _backfill(series, step, bar)
                 series.append(bar)
             _backfill(series, start, first)
             for at in times[start:]:
@@ -383,5 +380,4 @@ def _backfill(series: list[Bar], step: int, first: Bar) -> None:
     steps recorded as missed ever read them)."""
     while len(series) < step:
         at = first.time - MINUTE * (step - len(series))
-        series.append(Bar(at, first.open, first.open, first.open, first.open, Decimal(0),
-                          filled=True))
+        series.append(Bar.flat(at, first.open))

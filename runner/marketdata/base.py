@@ -11,7 +11,6 @@ import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal
 
 from core import calendar
 from core.bars import Bar
@@ -67,7 +66,7 @@ def align(symbol: str, timeline: Timeline, found: dict[dt.datetime, Bar]) -> lis
             if not out:
                 raise InvalidSpec(f"no {timeline.interval} bar for {symbol} at {t.isoformat()}")
             last = out[-1].close
-            bar = Bar(t, last, last, last, last, Decimal(0), filled=True)
+            bar = Bar.flat(t, last)
         out.append(bar)
     return out
 
