@@ -30,7 +30,11 @@ from tests.integration.test_llm_decider import JAN, by_step, llm_settings
 pytestmark = pytest.mark.timeout(120)
 
 LLM = "openai/gpt-4.1-mini"
-TODAY = utc_day(dt.datetime.now(dt.UTC))
+
+
+def today() -> dt.date:
+    """The UTC day now: asked at each use, since the suite may run across midnight."""
+    return utc_day(dt.datetime.now(dt.UTC))
 
 
 def deps(store: Store, event_log: EventLog, fake: FakeOpenAI, api_key: str, *,
@@ -120,7 +124,7 @@ def test_the_daily_limit_counts_the_users_other_runs_and_stops_this_one(
                                  daily_usd=Decimal("0.05"))) == EXIT_OK
     done = store.get_run(run.id)
     assert done.status_reason == (f"daily LLM spend limit reached: $0.06 of $0.05 for "
-                                  f"user-a on {TODAY} UTC")
+                                  f"user-a on {today()} UTC")
     assert done.steps_done == 1
     # An operator's limit for the user wins over the default: None is no limit at all.
     store.set_daily_limit("user-a", None, by="ops")
@@ -144,13 +148,14 @@ def test_spend_sums_are_exact_and_grouped_by_day_and_model(store: Store) -> None
     for cost in ("0.1", "0.2"):
         earlier_spend(store, "user-s", cost)
     earlier_spend(store, "user-t", "5")
-    since, until = day_window(TODAY)
+    day = today()
+    since, until = day_window(day)
     assert store.spend_by_user(["user-s", "user-t", "user-u"], since, until) == {
         "user-s": Decimal("0.3"), "user-t": Decimal("5")}
-    assert store.spend_by_user(["user-s"], *day_window(TODAY + dt.timedelta(days=1))) == {}
+    assert store.spend_by_user(["user-s"], *day_window(day + dt.timedelta(days=1))) == {}
     rows = store.usage("user-s", since, until)
     assert [(r.day, r.spend.decisions, r.spend.cost_usd, r.spend.tokens_in) for r in rows] \
-        == [(TODAY, 1, Decimal("0.1"), 100), (TODAY, 1, Decimal("0.2"), 100)]
+        == [(day, 1, Decimal("0.1"), 100), (day, 1, Decimal("0.2"), 100)]
 
 
 def test_admission_holds_only_the_llm_runs_of_a_user_over_the_limit(store: Store) -> None:
@@ -160,7 +165,7 @@ def test_admission_holds_only_the_llm_runs_of_a_user_over_the_limit(store: Store
     llm = llm_run(store, user_id="user-h")
     waiting = make_run(store, daily_spec(**JAN, decider="llm"), user_id="user-h",
                        model=store.get_model(llm.model_id), admit=False)
-    limit = DailyLimit(Decimal("0.10"), TODAY)
+    limit = DailyLimit(Decimal("0.10"), today())
     admitted = {r.id for r in run_status(store).admit_queued(5, 10, spend=limit)}
     assert admitted == {sma.id}
     held = store.get_run(waiting.id)
@@ -190,7 +195,7 @@ def test_over_the_limit_runs_wait_queued_until_the_next_utc_day(
         run = create(c, body)["id"]
         reason = wait_for(lambda: c.get(f"/v1/runs/{run}").json()["status_reason"], 10)
         assert reason.startswith("waiting: daily LLM spend limit reached ($0.05 of $0.05 on "
-                                 f"{TODAY} UTC)"), reason
+                                 f"{utc_day(now[0])} UTC)"), reason
         assert c.get(f"/v1/runs/{run}").json()["status"] == "queued"
         usage = c.get("/v1/usage").json()
         assert (usage["daily_limit_usd"], usage["limit_source"]) == ("0.05", "default")
@@ -209,7 +214,7 @@ def test_usage_and_limits_over_http(backend: Backend) -> None:
         assert report["user_id"] == "user-u" and report["limit_source"] == "none"
         [row] = report["days"]
         assert (row["day"], row["decisions"], row["tokens_in"], Decimal(row["cost_usd"])) == (
-            str(TODAY), 1, 100, Decimal("0.25"))
+            str(today()), 1, 100, Decimal("0.25"))
         # Only operators set limits or read another user's usage.
         refused = user.put("/v1/usage/limits/user-u", json={"daily_cost_usd": "100"})
         assert refused.status_code == 403, refused.text
