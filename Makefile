@@ -22,13 +22,11 @@ typecheck: deps
 architecture: deps
 	.venv/bin/lint-imports
 
-# The whole suite: static checks, then every test tier (unit, integration, e2e and the
-# real-cluster tests). pytest's "no tests ran" (exit 5) fails the build.
+# The whole suite: static checks, then every test tier (unit, integration, e2e, ui and
+# the real-cluster tests) in parallel processes, the test cluster set up meanwhile
+# (scripts/run-tests.sh). pytest's "no tests ran" (exit 5) fails the build.
 test: deps lint typecheck architecture
-	@if grep -q '^cluster-up:' tests/cluster/cluster.mk 2>/dev/null; then \
-	  $(MAKE) --no-print-directory cluster-up cluster-images; fi
-	$(PY) -m pytest -p no:cacheprovider tests; rc=$$?; \
-	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+	@scripts/run-tests.sh
 
 unit: deps
 	$(PY) -m pytest tests/unit

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +17,7 @@ from core.store import open_store
 from runner.trading import TradingService
 from tests.apiserver import Backend, running_api, wait_for, wait_status
 from tests.factories import daily_spec, make_model, make_run
+from tests.processes import kill_runner
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -246,7 +246,7 @@ def test_a_runner_killed_without_saving_is_finalized_from_the_ledger(
     with running_api(backend, executor=executor) as api, api.client() as c:
         run = create(c, intraday(create_model(c)))
         wait_for(lambda: c.get(f"/v1/runs/{run['id']}").json()["progress"]["step"] >= 20)
-        subprocess.run(["pkill", "-KILL", "-f", f"runner --run-id {run['id']}$"], check=True)
+        kill_runner(run["id"])
         failed = wait_status(c, run["id"], {"failed"}, timeout=30)
         assert failed["status_reason"] == "runner killed by SIGKILL after 0 restarts"
         result = failed["result"]
@@ -260,7 +260,7 @@ def test_a_killed_runner_is_replaced_and_the_run_resumes(backend: Backend) -> No
     with running_api(backend, runner_env=SLOW) as api, api.client() as c:
         run = create(c, intraday(create_model(c)))
         wait_for(lambda: c.get(f"/v1/runs/{run['id']}").json()["progress"]["step"] >= 20)
-        subprocess.run(["pkill", "-KILL", "-f", f"runner --run-id {run['id']}$"], check=True)
+        kill_runner(run["id"])
         done = wait_status(c, run["id"], {"completed", "failed"}, timeout=90)
         assert done["status"] == "completed" and done["attempts"] == 2, done
         decisions = c.get(f"/v1/runs/{run['id']}/decisions?limit=500").json()
