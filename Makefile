@@ -22,8 +22,8 @@ typecheck: deps
 architecture: deps
 	.venv/bin/lint-imports
 
-# The whole suite: static checks, then every test tier (unit, integration, e2e, ui and
-# the real-cluster tests) in parallel processes, the test cluster set up meanwhile
+# The whole suite: static checks, then every test tier (unit, integration, e2e, ui) in
+# parallel processes while the test cluster is set up and its tests run beside them
 # (scripts/run-tests.sh). pytest's "no tests ran" (exit 5) fails the build.
 test: deps lint typecheck architecture
 	@scripts/run-tests.sh

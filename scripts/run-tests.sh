@@ -1,41 +1,45 @@
 #!/usr/bin/env bash
-# The whole test suite, as `make test` and CI run it.
+# The whole test suite, as `make test` and CI run it, in two streams at once:
 #
-# The test cluster (build, start, images: minutes on a fresh machine) is set up in the
-# background while the tests run in parallel processes (pytest-xdist). Each test module
-# stays on one process, and the cluster tests all on one (tests/conftest.py); that
-# process waits for the set-up before its first cluster test, the others do not.
-# pytest's "no tests ran" (exit 5) fails the build.
+# - the real-cluster tests (tests/cluster) in one process, after the test cluster's
+#   set-up (build, start, images: minutes on a fresh machine): they share one cluster and
+#   some restart its parts, so they run one at a time;
+# - every other test in parallel processes (pytest-xdist), each module on one process
+#   (its module fixtures); each process starts its own PostgreSQL and Redis.
+#
+# The cluster stream's output is printed after the other's. Either failing fails the
+# build; pytest's "no tests ran" (exit 5) too.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-workers=${TICKRUN_TEST_WORKERS:-3}
-setup_dir=$(mktemp -d -t tickrun-cluster-setup.XXXXXX)
-export TICKRUN_CLUSTER_SETUP_LOG=$setup_dir/log TICKRUN_CLUSTER_SETUP_STATUS=$setup_dir/status
-if [ "${TICKRUN_SKIP_CLUSTER:-}" = 1 ] || ! grep -q '^cluster-up:' tests/cluster/cluster.mk; then
-  echo 0 >"$TICKRUN_CLUSTER_SETUP_STATUS"
-  setup_pid=
-else
-  echo "test cluster: set up in the background (log: $TICKRUN_CLUSTER_SETUP_LOG)"
-  # The status file appears whole (rename), only once the set-up ended.
-  ( make --no-print-directory cluster-up cluster-images >"$TICKRUN_CLUSTER_SETUP_LOG" 2>&1
-    echo $? >"$setup_dir/status.new" && mv "$setup_dir/status.new" "$TICKRUN_CLUSTER_SETUP_STATUS"
-  ) &
-  setup_pid=$!
-fi
+workers=${TICKRUN_TEST_WORKERS:-2}
+pytest=(.venv/bin/python -m pytest -p no:cacheprovider)
+cluster_log=$(mktemp -t tickrun-cluster-tests.XXXXXX)
 
-.venv/bin/python -m pytest -p no:cacheprovider -n "$workers" --dist loadgroup tests "$@"
+cluster_stream() {
+  if [ "${TICKRUN_SKIP_CLUSTER:-}" != 1 ]; then
+    local start=$SECONDS
+    make --no-print-directory cluster-up cluster-images || return 1
+    echo "cluster set-up: $((SECONDS - start))s"
+  fi
+  "${pytest[@]}" tests/cluster
+}
+
+echo "cluster tests: set-up and tests in the background (output below, after the others)"
+cluster_stream >"$cluster_log" 2>&1 &
+cluster_pid=$!
+
+"${pytest[@]}" -n "$workers" --dist loadfile --ignore=tests/cluster tests
 rc=$?
 
-if [ -n "$setup_pid" ]; then
-  wait "$setup_pid"
-  echo "---- test cluster set-up (make cluster-up cluster-images) ----"
-  cat "$TICKRUN_CLUSTER_SETUP_LOG"
-  setup_rc=$(cat "$TICKRUN_CLUSTER_SETUP_STATUS" 2>/dev/null || echo 1)
-  if [ "$setup_rc" != 0 ] && [ "$rc" = 0 ]; then
-    echo "the test cluster's set-up failed (exit $setup_rc)"; rc=1
-  fi
-fi
-rm -rf "$setup_dir"
-if [ "$rc" -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi
-exit "$rc"
+wait "$cluster_pid"
+cluster_rc=$?
+echo "================ the cluster stream (tests/cluster) ================"
+cat "$cluster_log"
+rm -f "$cluster_log"
+
+for code in "$rc" "$cluster_rc"; do
+  if [ "$code" -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi
+done
+if [ "$cluster_rc" -ne 0 ]; then echo "the cluster stream failed (exit $cluster_rc)"; fi
+[ "$rc" -eq 0 ] && [ "$cluster_rc" -eq 0 ]

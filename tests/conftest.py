@@ -1,5 +1,4 @@
-"""Shared fixtures: real PostgreSQL and Redis, and a store on each backend; how the
-suite is spread over parallel processes (pytest-xdist, `--dist loadgroup`)."""
+"""Shared fixtures: real PostgreSQL and Redis, and a store on each backend."""
 
 from __future__ import annotations
 
@@ -17,29 +16,7 @@ from core.eventlog.sqlite_log import SqliteEventLog
 from core.store import Store, open_store
 from core.store.sqlite import SqliteStore
 from tests.apiserver import Backend
-from tests.cluster.setup import wait_for_cluster_setup
 from tests.servers import Postgres, Redis, start_postgres, start_redis
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A module's tests stay on one process (its module fixtures are set up once); the
-    cluster tests all on one: they share one cluster, and some restart its parts."""
-    for item in items:
-        group = "cluster" if is_cluster_test(item) else item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
-def is_cluster_test(item: pytest.Item) -> bool:
-    return item.nodeid.startswith("tests/cluster/")
-
-
-@pytest.hookimpl(hookwrapper=True, tryfirst=True)
-def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
-    """Before the first cluster test, wait for the cluster's set-up running in the
-    background (scripts/run-tests.sh); outside the test's timeout, which starts within."""
-    if is_cluster_test(item):
-        wait_for_cluster_setup()
-    yield
 
 
 @pytest.fixture(scope="session")

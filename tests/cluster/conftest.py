@@ -32,7 +32,6 @@ from tests.cluster.helpers import (
     runtime_images,
     wait_until,
 )
-from tests.cluster.setup import cluster_setup_failure
 from tests.cluster.stack import Stack
 from tests.servers import Postgres, Redis
 
@@ -41,8 +40,6 @@ from tests.servers import Postgres, Redis
 def cluster() -> Iterator[Cluster]:
     if os.environ.get("TICKRUN_SKIP_CLUSTER") == "1":
         pytest.skip("TICKRUN_SKIP_CLUSTER=1: the real-Kubernetes tests are skipped on purpose")
-    if failure := cluster_setup_failure():
-        pytest.fail(failure, pytrace=False)
     kubeconfig = Path(os.environ.get("TICKRUN_KUBECONFIG") or cluster_path("kubeconfig"))
     if not kubeconfig.is_file():
         pytest.fail(f"no test cluster (no {kubeconfig}): run `make cluster-up cluster-images`"
