@@ -46,6 +46,12 @@ class Authenticator:
         return jwt.PyJWKClient(self.settings.jwks_url, cache_keys=True, lifespan=3600,
                                timeout=5)
 
+    @property
+    def may_fetch_keys(self) -> bool:
+        """Whether verifying a token may read the JWKS URL (network); without one it is
+        CPU work only: the dev token or a shared secret."""
+        return self.settings.jwks_url is not None
+
     def authenticate(self, authorization: str | None) -> Caller:
         if not authorization:
             raise unauthorized("missing bearer token")

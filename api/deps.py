@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import Caller
@@ -13,16 +14,21 @@ from api.services import Services
 bearer = HTTPBearer(auto_error=False, description="Supabase access token (JWT)")
 
 
-def services(request: Request) -> Services:
+# Both are `async def`: FastAPI runs a plain `def` dependency on the thread pool, a hop
+# per request that cost more than the work itself (issue 27's profile).
+async def services(request: Request) -> Services:
     svc: Services = request.app.state.services
     return svc
 
 
-def caller(request: Request,
-           creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-           svc: Annotated[Services, Depends(services)]) -> Caller:
+async def caller(request: Request,
+                 creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+                 svc: Annotated[Services, Depends(services)]) -> Caller:
     header = f"{creds.scheme} {creds.credentials}" if creds else None
-    who = svc.auth.authenticate(header)
+    if svc.auth.may_fetch_keys:  # a JWKS fetch must not block the event loop
+        who = await run_in_threadpool(svc.auth.authenticate, header)
+    else:
+        who = svc.auth.authenticate(header)
     request.state.user_id = who.user_id
     return who
 

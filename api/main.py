@@ -70,10 +70,12 @@ def create_app(services: Services | None = None, *,
         # The exchange calendar takes a second or two to build: before the first request
         # (every POST checks its session), not during it.
         await anyio.to_thread.run_sync(calendar.exchange_calendar)
+        await svc.open_reads()
         svc.start_controller(svc.resync_seconds)
         try:
             yield
         finally:
+            await svc.close_reads()
             svc.close()
 
     app = FastAPI(title="tickrun", version="0.1.0", description=DESCRIPTION,

@@ -14,10 +14,12 @@ from controller.executor import Executor
 from controller.reconciler import Reconciler
 from core.errors import NotFound
 from core.eventlog import EventLog
+from core.eventlog.async_progress import ProgressReads
 from core.lifecycle import Lifecycle
 from core.marketdata.settings import MarketDataSettings
 from core.spend import SpendSettings
 from core.store import Store
+from core.store.async_reads import RunReads
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,33 @@ class Services:
     resync_seconds: float = 300.0  # TICKRUN_RESYNC_SECONDS
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _run_reads: RunReads | None = None
+    _progress_reads: ProgressReads | None = None
+
+    async def open_reads(self) -> None:
+        """The hot reads (a run, a page of runs, their progress) on this process's event
+        loop, for the `async def` routes: called in the app's lifespan."""
+        self._run_reads = self.store.async_reads()
+        await self._run_reads.open()
+        self._progress_reads = self.events.async_progress()
+
+    async def close_reads(self) -> None:
+        for reads in (self._run_reads, self._progress_reads):
+            if reads is not None:
+                await reads.close()
+        self._run_reads = self._progress_reads = None
+
+    @property
+    def run_reads(self) -> RunReads:
+        if self._run_reads is None:
+            raise RuntimeError("the reads open with the app (Services.open_reads)")
+        return self._run_reads
+
+    @property
+    def progress_reads(self) -> ProgressReads:
+        if self._progress_reads is None:
+            raise RuntimeError("the reads open with the app (Services.open_reads)")
+        return self._progress_reads
 
     @property
     def lifecycle(self) -> Lifecycle:

@@ -66,6 +66,18 @@ def _outs(svc: Services, runs: list[Run]) -> list[RunOut]:
     return [RunOut.of(run, live.get(run.id, {})) for run in runs]
 
 
+async def _live_outs(svc: Services, runs: list[Run]) -> list[RunOut]:
+    """`_outs` on the event loop: the hot GET routes read without a thread hop."""
+    live: dict[int, dict[str, Any]] = {}
+    active = [r.id for r in runs if not r.status.is_terminal]
+    if active:
+        try:
+            live = await svc.progress_reads.get_progress_many(active)
+        except Exception as exc:  # the live view is optional; the store is the record
+            log.warning("progress of %d runs unavailable: %s", len(active), exc)
+    return [RunOut.of(run, live.get(run.id, {})) for run in runs]
+
+
 @router.post("", status_code=201, response_model=RunOut, responses={
     200: {"model": RunOut, "description": "Replay of an earlier request (same key)"},
     **problems(400, 409, 413, 422, why={
@@ -134,7 +146,7 @@ def _check_replay_source(svc: Services, spec: RunSpec, user_id: str) -> None:
 
 
 @router.get("", response_model=RunPage, responses=problems(400, 422))
-def list_runs(who: CallerDep, svc: ServicesDep,
+async def list_runs(who: CallerDep, svc: ServicesDep,
               status_: Annotated[RunStatus | None, Query(alias="status")] = None,
               symbol: Annotated[str | None, Query(pattern=r"^[A-Za-z.\-]{1,12}$")] = None,
               model_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
@@ -146,13 +158,33 @@ def list_runs(who: CallerDep, svc: ServicesDep,
                   ge=1, le=2**63 - 1, description="The runs a schedule fired")] = None,
               ) -> RunPage:
     """The caller's runs, newest first."""
-    flt = RunFilter(status=status_, symbol=symbol.upper() if symbol else None,
-                    model_id=model_id, mode=mode.value if mode else None,
-                    before_id=decode_cursor(cursor), limit=limit + 1, batch_id=batch_id,
-                    schedule_id=schedule_id)
-    runs, next_cursor = keyset_page(svc.store.list_runs(who.user_id, flt), limit,
+    flt = run_filter(status=status_, symbol=symbol, model_id=model_id, mode=mode,
+                     cursor=cursor, limit=limit, batch_id=batch_id, schedule_id=schedule_id)
+    runs, next_cursor = keyset_page(await svc.run_reads.list_runs(who.user_id, flt), limit,
+                                    lambda r: r.id)
+    return RunPage(items=await _live_outs(svc, runs), next_cursor=next_cursor)
+
+
+def run_filter(*, status: RunStatus | None, symbol: str | None, model_id: int | None,
+               mode: Mode | None, cursor: str | None, limit: int, batch_id: int | None,
+               schedule_id: int | None) -> RunFilter:
+    """GET /v1/runs's query as the store's filter (one more row: is there a next page)."""
+    return RunFilter(status=status, symbol=symbol.upper() if symbol else None,
+                     model_id=model_id, mode=mode.value if mode else None,
+                     before_id=decode_cursor(cursor), limit=limit + 1, batch_id=batch_id,
+                     schedule_id=schedule_id)
+
+
+def runs_page(svc: Services, user_id: str, flt: RunFilter) -> RunPage:
+    """GET /v1/runs's page from a worker thread (the console's pages)."""
+    runs, next_cursor = keyset_page(svc.store.list_runs(user_id, flt), flt.limit - 1,
                                     lambda r: r.id)
     return RunPage(items=_outs(svc, runs), next_cursor=next_cursor)
+
+
+def run_out(svc: Services, run: Run) -> RunOut:
+    """GET /v1/runs/{id}'s document from a worker thread (the console's pages)."""
+    return _out(svc, run)
 
 
 @router.post("/stop-all", status_code=202, response_model=StopAllOut)
@@ -178,8 +210,9 @@ def stop_all_is_post_only() -> None:
 
 
 @router.get("/{run_id}", response_model=RunOut, responses=ONE_RUN)
-def get_run(run_id: RunId, who: CallerDep, svc: ServicesDep) -> RunOut:
-    return _out(svc, svc.store.get_run(run_id, who.user_id))
+async def get_run(run_id: RunId, who: CallerDep, svc: ServicesDep) -> RunOut:
+    run = await svc.run_reads.get_run(run_id, who.user_id)
+    return (await _live_outs(svc, [run]))[0]
 
 
 def request_stop(svc: Services, run: Run) -> Run:

@@ -47,9 +47,9 @@ def owned_run(svc: Services, run_id: int, user_id: str) -> Run:
 
 def _page(svc: Services, who: Caller, f: Filters) -> RunPage:
     """GET /v1/runs itself: the same filters, the same keyset pages, the same rows."""
-    return runs.list_runs(who, svc, status_=f.status, symbol=None, model_id=f.model_id,
-                          mode=None, cursor=f.cursor, limit=PAGE, batch_id=f.batch_id,
-                          schedule_id=f.schedule_id)
+    return runs.runs_page(svc, who.user_id, runs.run_filter(
+        status=f.status, symbol=None, model_id=f.model_id, mode=None, cursor=f.cursor,
+        limit=PAGE, batch_id=f.batch_id, schedule_id=f.schedule_id))
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def _row(r: RunOut) -> dict[str, Any]:
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 def run_page(request: Request, run_id: Id, who: Viewer, svc: ServicesDep) -> HTMLResponse:
     run = owned_run(svc, run_id, who.user_id)
-    view = run_view(svc, run, runs.get_run(run_id, who, svc))
+    view = run_view(svc, run, runs.run_out(svc, run))
     return page(request, "run.html", view=view, run=view.run, limit=LIMIT)
 
 

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # What a client may send as Last-Event-ID: an id of either log's shape (Redis stream ids
 # `ms-seq`, SQLite's numbers), each part below 2**63 so that any store can bind it.
@@ -44,6 +44,10 @@ class Event:
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "run_id": self.run_id, "type": self.type.value,
                 "time": self.time.isoformat(), "data": self.data}
+
+
+if TYPE_CHECKING:
+    from core.eventlog.async_progress import ProgressReads
 
 
 class EventLog(ABC):
@@ -84,6 +88,12 @@ class EventLog(ABC):
         """The progress of several runs (a list page's): one round trip where the log
         can batch them."""
         return {run_id: self.get_progress(run_id) for run_id in run_ids}
+
+    def async_progress(self) -> ProgressReads:
+        """Progress reads for an event loop (the API's); close them in that loop."""
+        from core.eventlog.async_progress import ThreadedProgressReads
+
+        return ThreadedProgressReads(self)
 
     @abstractmethod
     def finish(self, run_id: int) -> None:

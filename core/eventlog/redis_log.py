@@ -12,6 +12,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from core.eventlog.async_progress import ProgressReads, RedisProgressReads
 from core.eventlog.base import Event, EventLog, EventType
 
 BLOCKING_TIMEOUT_SECONDS = 10.0  # socket timeout of XREAD BLOCK; longer blocks are capped
@@ -37,6 +38,8 @@ class RedisEventLog(EventLog):
                  timeout_seconds: float = 0.5, read_timeout_seconds: float = 2.0,
                  prefix: str = "tickrun") -> None:
         self._prefix = prefix
+        self._url = url
+        self._read_timeout = read_timeout_seconds
         self._maxlen = maxlen
         self._ttl = ttl_seconds
         # Writes get a short timeout so a sick Redis cannot stall a trading step; reads
@@ -115,6 +118,10 @@ class RedisEventLog(EventLog):
         found: list[dict[str, str]] = pipe.execute()
         return {run_id: {k: json.loads(v) for k, v in raw.items()}
                 for run_id, raw in zip(run_ids, found, strict=True)}
+
+    def async_progress(self) -> ProgressReads:
+        return RedisProgressReads(self._url, lambda run_id: progress_key(run_id, self._prefix),
+                                  timeout_seconds=self._read_timeout)
 
     def finish(self, run_id: int) -> None:
         pipe = self._writer.pipeline()

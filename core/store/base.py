@@ -12,6 +12,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
+from core.store.async_reads import RunReads, ThreadedRunReads
 from core.store.batches import BatchRun, BatchStore
 from core.store.ledger import LedgerStore
 from core.store.ledger_tx import LedgerTx
@@ -55,3 +56,7 @@ class Database(ABC):
 class Store(Database, ModelStore, RunStore, BatchStore, ScheduleStore, LedgerStore,
             OrderStore, RetentionStore, SpendStore, PriceStore, ResearchStore):
     """Every aggregate's interface: what `store.get_run(...)` and its kin reach."""
+
+    def async_reads(self) -> RunReads:
+        """The hot run reads for an event loop (the API's); open them in that loop."""
+        return ThreadedRunReads(self)

@@ -19,6 +19,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from core.errors import StoreUnavailable
 from core.store import codec
+from core.store.async_reads import PostgresRunReads, RunReads
 from core.store.sql import Cursor, SqlStore
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,10 @@ class PostgresStore(SqlStore):
             conninfo, min_size=min_size, max_size=max_size, timeout=timeout, open=True,
             kwargs={"row_factory": dict_row, "autocommit": False, **TCP_LIVENESS},
         )
+
+    def async_reads(self) -> RunReads:
+        return PostgresRunReads(self._conninfo, self.dialect, max_size=self._pool.max_size,
+                                connect_kwargs=TCP_LIVENESS)
 
     @contextmanager
     def _tx(self, write: bool = False) -> Iterator[Cursor]:

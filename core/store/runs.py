@@ -100,6 +100,26 @@ def insert_run(cur: Cursor, d: Dialect, user_id: str, model_id: int, spec: RunSp
     return row
 
 
+def run_list_query(d: Dialect, user_id: str | None, flt: RunFilter) -> tuple[str, list[Any]]:
+    """A page of runs, newest first: the one query of the store and of its async reads."""
+    where: list[str] = ["1 = 1"]
+    params: list[Any] = []
+    for column, value in (("user_id", user_id), ("status", flt.status),
+                          ("model_id", flt.model_id), ("mode", flt.mode),
+                          ("batch_id", flt.batch_id), ("schedule_id", flt.schedule_id)):
+        if value is not None:
+            where.append(f"{column} = %s")
+            params.append(codec.column(d, value))
+    if flt.symbol is not None:
+        where.append("(',' || symbols || ',') LIKE %s")
+        params.append(f"%,{flt.symbol},%")
+    if flt.before_id is not None:
+        where.append("id < %s")
+        params.append(flt.before_id)
+    sql = f"SELECT * FROM runs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s"
+    return sql, [*params, flt.limit]
+
+
 class RunsSql(SqlAccess, RunStore):
     def create_run(self, user_id: str, model_id: int, spec: RunSpec, steps_total: int, *,
                    idempotency_key: str | None = None,
@@ -125,25 +145,9 @@ class RunsSql(SqlAccess, RunStore):
         return codec.record_from(Run, self._owned_row("runs", "run", run_id, user_id))
 
     def list_runs(self, user_id: str | None, flt: RunFilter = RunFilter()) -> list[Run]:
-        where: list[str] = ["1 = 1"]
-        params: list[Any] = []
-        for column, value in (("user_id", user_id), ("status", flt.status),
-                              ("model_id", flt.model_id), ("mode", flt.mode),
-                              ("batch_id", flt.batch_id), ("schedule_id", flt.schedule_id)):
-            if value is not None:
-                where.append(f"{column} = %s")
-                params.append(codec.column(self.dialect, value))
-        if flt.symbol is not None:
-            where.append("(',' || symbols || ',') LIKE %s")
-            params.append(f"%,{flt.symbol},%")
-        if flt.before_id is not None:
-            where.append("id < %s")
-            params.append(flt.before_id)
+        sql, params = run_list_query(self.dialect, user_id, flt)
         with self._tx() as cur:
-            rows = cur.all(
-                f"SELECT * FROM runs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s",
-                (*params, flt.limit),
-            )
+            rows = cur.all(sql, params)
         return [codec.record_from(Run, r) for r in rows]
 
     def runs_with_status(self, statuses: Sequence[RunStatus]) -> list[Run]:

@@ -45,6 +45,14 @@ def equal_to(wanted: Mapping[str, Any]) -> tuple[str, list[Any]]:
     return " AND ".join(f"{column} = %s" for column in given) or "TRUE", list(given.values())
 
 
+def owned(row: Row | None, what: str, row_id: int, user_id: str | None) -> Row:
+    """The row when it exists and is the user's (`user_id` None: anyone's); NotFound
+    otherwise: another user's row is as absent as a missing one."""
+    if row is None or (user_id is not None and row["user_id"] != user_id):
+        raise NotFound(f"{what} {row_id} not found")
+    return row
+
+
 class Cursor(Protocol):
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
@@ -80,9 +88,7 @@ class SqlAccess(ABC):
         (`user_id` None: anyone's)."""
         with self._tx() as cur:
             row = cur.one(f"SELECT * FROM {table} WHERE id = %s", (row_id,))
-        if row is None or (user_id is not None and row["user_id"] != user_id):
-            raise NotFound(f"{what} {row_id} not found")
-        return row
+        return owned(row, what, row_id, user_id)
 
     def _days_between(self, table: str, key: Mapping[str, Any], first: dt.date,
                       last: dt.date) -> set[dt.date]:

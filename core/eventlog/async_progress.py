@@ -1,0 +1,60 @@
+"""Runs' live progress for an event loop (the API's), without a thread per read.
+
+Redis reads on redis.asyncio with the same keys and decoding as RedisEventLog; the
+SQLite log (a file in this process) reads through the log itself on a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio
+
+from core.eventlog.base import EventLog
+
+Progress = dict[str, Any]
+
+
+class ProgressReads(ABC):
+    @abstractmethod
+    async def get_progress_many(self, run_ids: Sequence[int]) -> dict[int, Progress]:
+        """Each run's progress (empty when it has none), in one round trip."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+class ThreadedProgressReads(ProgressReads):
+    def __init__(self, log: EventLog) -> None:
+        self._log = log
+
+    async def get_progress_many(self, run_ids: Sequence[int]) -> dict[int, Progress]:
+        return await asyncio.to_thread(self._log.get_progress_many, run_ids)
+
+    async def close(self) -> None:
+        pass  # the log's connections are the log's
+
+
+class RedisProgressReads(ProgressReads):
+    def __init__(self, url: str, keys: Any, *, timeout_seconds: float) -> None:
+        """`keys`: run id -> its progress key (RedisEventLog's)."""
+        self._keys = keys
+        # As short a timeout as the log's reads: a frozen Redis must not hold requests.
+        self._redis = redis.asyncio.Redis.from_url(
+            url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds,
+            decode_responses=True, max_connections=200)
+
+    async def get_progress_many(self, run_ids: Sequence[int]) -> dict[int, Progress]:
+        pipe = self._redis.pipeline(transaction=False)
+        for run_id in run_ids:
+            pipe.hgetall(self._keys(run_id))
+        found: list[dict[str, str]] = await pipe.execute()
+        return {run_id: {k: json.loads(v) for k, v in raw.items()}
+                for run_id, raw in zip(run_ids, found, strict=True)}
+
+    async def close(self) -> None:
+        await self._redis.aclose()  # type: ignore[attr-defined]  # types-redis predates it
