@@ -9,6 +9,10 @@
   machine's cores: the JSON gives each one's CPU seconds during every measurement, and
   the load average before it. A route with failed requests is listed in
   `routes_with_errors`, never averaged away.
+- The ceiling, in the same run: a bare FastAPI app (bench/bare_app.py: an async route,
+  the same uvicorn, uvloop and httptools, as many workers) answering GET /v1/runs/{id}
+  with the API's own document, under the same wrk; `share_of_ceiling` is the API's
+  rate over it, the figure to compare across machines and runs.
 - SSE: 1,000 concurrent subscribers of one run on one API process, and 10,000 over two
   (`--workers 2`); events are appended to Redis with their send time, and each
   subscriber measures delivery latency. wrk cannot follow a stream, and a Python client
@@ -412,11 +416,61 @@ def bench_workers(workers: int, seconds: int,
             time.sleep(1)
             routes[route.name] = measure(target, route, seconds)
             print(_describe(workers, route, routes[route.name]), flush=True)
+        routes["ceiling_get_run_50"] = _ceiling(target, workers, seconds)
+        routes["get_run_50"]["share_of_ceiling"] = round(
+            routes["get_run_50"]["rps"] / routes["ceiling_get_run_50"]["rps"], 3)
+        print(f"workers={workers} get_run_50 is {routes['get_run_50']['share_of_ceiling']:.0%}"
+              " of the bare app's rate in this run", flush=True)
         if with_sse:
             sse = {"api_workers": workers, "load_before": _load(),
                    **_sse(url, user, redis, run_ids[0], SUBSCRIBERS.get(workers, 1000))}
             print(f"workers={workers} sse: {json.dumps(sse)}", flush=True)
     return routes, sse
+
+
+def _ceiling(target: Target, workers: int, seconds: int) -> dict[str, Any]:
+    """GET /v1/runs/{id} at 50 connections against the bare app (bench/bare_app.py)
+    answering the API's own document for that run, on as many workers."""
+    from tests.servers import free_port
+
+    route = ROUTES[0]
+    document = httpx.get(_route_url(target, route), timeout=30, headers={
+        "Authorization": f"Bearer {target.token}"}).raise_for_status().text
+    port = free_port()
+    env = {**os.environ, "TICKRUN_BENCH_RUN_DOC": document}
+    proc = subprocess.Popen([sys.executable, "-m", "bench.bare_app", str(port), str(workers)],
+                            env=env, stdout=sys.stderr)
+    try:
+        bare = Target(f"http://127.0.0.1:{port}", target.token, target.body, target.run_ids,
+                      {"bare_app": proc.pid}, target.scripts)
+        _wait_answers(_route_url(bare, route), proc, workers)
+        _wrk(_route_url(bare, route), CONNECTIONS, WARM_UP_S, _script(bare, route))
+        time.sleep(1)
+        result = measure(bare, route, seconds)
+        print(_describe(workers, Route("ceiling", "GET", route.path, CONNECTIONS), result),
+              flush=True)
+        return result
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def _wait_answers(url: str, proc: subprocess.Popen[bytes], workers: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(url).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    else:
+        raise RuntimeError("the bare app did not start")
+    while workers > 1 and len(api_workers(proc.pid)) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the bare app started fewer than {workers} workers")
+        time.sleep(0.1)
+    time.sleep(3 if workers > 1 else 0)
 
 
 def main(argv: list[str]) -> int:
