@@ -30,6 +30,9 @@ RECONCILE_ERRORS = Counter("tickrun_controller_reconcile_errors_total",
 RUN_ERRORS = Counter("tickrun_controller_run_errors_total",
                      "Errors reconciling one run, by kind (temporary, refused, invalid)",
                      ["kind"])
+EVENTS_DROPPED = Counter(
+    "tickrun_controller_events_dropped_total",
+    "Kubernetes Events dropped because the queue of those not yet sent was full")
 RUNS_ADMITTED = Counter("tickrun_runs_admitted_total", "Runs admitted by the reconciler")
 RUNS_FINALIZED = Counter("tickrun_runs_finalized_total",
                          "Runs the reconciler finalized because the runner could not",

@@ -132,11 +132,16 @@ class KubernetesExecutor(Executor):
         return self.informer.run_ids() if self.informer else set()
 
     def record(self, run_id: int, reason: str, message: str, *, warning: bool = False) -> None:
-        job = self.informer.job(run_id) if self.informer else None
-        if job is None:  # just made: its uid ties the Event to it for `kubectl describe`
-            job = self._read_job(run_id)
-        self.recorder.record(job or {"metadata": {"name": job_name(run_id)}}, reason, message,
+        self.recorder.record(lambda: self._job_for_event(run_id), reason, message,
                              warning=warning)
+
+    def _job_for_event(self, run_id: int) -> dict[str, Any]:
+        """On the Event sender's thread: the Job as the informer has it, else read (just
+        made: its uid ties the Event to it for `kubectl describe`), else by name."""
+        job = self.informer.job(run_id) if self.informer else None
+        if job is None:
+            job = self._read_job(run_id)
+        return job or {"metadata": {"name": job_name(run_id)}}
 
     def record_on_lease(self, lease: str, reason: str, message: str, *,
                         warning: bool = False) -> None:
@@ -146,6 +151,7 @@ class KubernetesExecutor(Executor):
                              kind="Lease", api_version="coordination.k8s.io/v1")
 
     def close(self) -> None:
+        self.recorder.close()
         self.api.close()
 
     # -- internals ---------------------------------------------------------------------
