@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 TCP_LIVENESS = {"keepalives": 1, "keepalives_idle": 15, "keepalives_interval": 5,
                 "keepalives_count": 3, "tcp_user_timeout": 10_000}
 
+ASYNC_READ_CONNECTIONS = 8  # at most, per process (the API's hot reads)
 # One constant key: every admission decision in the cluster is serialized on it.
 ADMISSION_LOCK_KEY = 7_461_021
 # The channel of tell_controller: NOTIFY reaches every listening controller at once.
@@ -101,7 +102,11 @@ class PostgresStore(SqlStore):
         )
 
     def async_reads(self) -> RunReads:
-        return PostgresRunReads(self._conninfo, self.dialect, max_size=self._pool.max_size,
+        # Few connections: an API worker is CPU-bound long before eight reads of a
+        # fraction of a millisecond each wait on the pool, and every API worker's pool
+        # counts against the server's max_connections beside the store's own.
+        return PostgresRunReads(self._conninfo, self.dialect,
+                                max_size=min(self._pool.max_size, ASYNC_READ_CONNECTIONS),
                                 connect_kwargs=TCP_LIVENESS)
 
     @contextmanager
