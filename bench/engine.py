@@ -3,7 +3,8 @@
 - runner overhead per step (SMA baseline, decider cost excluded by its triviality) with
   persistence on PostgreSQL and on SQLite, and a whole 390-step intraday session as a
   real `python -m runner` process;
-- trade latency p50/p99 and trades/s across 8 concurrent runs on PostgreSQL;
+- trade latency p50/p99 and trades/s across 8 concurrent runs on PostgreSQL, and
+  across 50 (`trade_latency_50`);
 - the same SMA crossover on the same GOOG daily bars in backtesting.py and in tickrun:
   the same trades (entry/exit dates and prices), and the speed ratio.
 """
@@ -200,6 +201,9 @@ def main(argv: list[str]) -> int:
         result.update(step_overhead(pg.url(), redis.url(), str(tmp / "a.db")))
         result["session_390_steps_process_s"] = round(session_process(pg.url(), redis.url()), 3)
         result.update(trade_latency(pg.url()))
+        # Many runs at once: the same trades from 50 runs' threads (pool of 52).
+        many = trade_latency(pg.url(), runs=50, trades_per_run=100)
+        result["trade_latency_50"] = {k: v for k, v in many.items() if k != "concurrent_runs"}
         result.update(versus_backtesting(str(tmp / "b.db")))
         for key, value in result.items():
             if key != "bench":

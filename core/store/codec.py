@@ -180,11 +180,13 @@ def names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
 
-def insert(table: str, names: Mapping[str, Any] | tuple[str, ...], tail: str = "") -> str:
-    """INSERT INTO table (names...) VALUES (%s, ...) and `tail` (ON CONFLICT, RETURNING)."""
+def insert(table: str, names: Mapping[str, Any] | tuple[str, ...], tail: str = "", *,
+           rows: int = 1) -> str:
+    """INSERT INTO table (names...) VALUES (%s, ...) and `tail` (ON CONFLICT, RETURNING);
+    `rows` rows of values: their parameters one row after the other."""
     cols = list(names)
-    return (f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks(len(cols))})"
-            + (f" {tail}" if tail else ""))
+    values = ", ".join([f"({marks(len(cols))})"] * rows)
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES {values}" + (f" {tail}" if tail else "")
 
 
 def marks(n: int) -> str:

@@ -26,7 +26,7 @@ from core.records import (
     TradeStatus,
 )
 from core.store import codec
-from core.store.sqlbase import Cursor, Dialect, insert, insert_row, utcnow
+from core.store.sqlbase import Cursor, Dialect, insert_row, utcnow
 
 # An order with its trade's id (a filled or refused order has one trade at most).
 ORDER_COLUMNS = "o.*, (SELECT t.id FROM trades t WHERE t.order_id = o.id) AS trade_id"
@@ -167,8 +167,9 @@ class SqlLedgerTx(LedgerTx):
         row = self._insert("trades", codec.fields_of(trade, skip=("id",)), "RETURNING *")
         return codec.record_from(Trade, row)
 
+    # The writes below are answered by nobody: they go out with the commit (`later`).
     def save_portfolio(self, portfolio: Portfolio) -> None:
-        self._cur.run(
+        self._cur.later(
             "UPDATE portfolios SET cash = %s, holdings = %s WHERE run_id = %s",
             (self._d.money(portfolio.cash), self._d.json(codec.holdings_to(portfolio.holdings)),
              portfolio.run_id),
@@ -176,8 +177,8 @@ class SqlLedgerTx(LedgerTx):
         self.portfolio = portfolio
 
     def insert_position(self, position: PositionRecord) -> None:
-        insert(self._cur, self._d, "positions",
-               codec.fields_of(position, holdings=codec.holdings_to(position.holdings)))
+        values = codec.fields_of(position, holdings=codec.holdings_to(position.holdings))
+        self._cur.later(codec.insert("positions", values), codec.columns(self._d, values))
 
     # -- orders ----------------------------------------------------------------------
     def _order(self, where: str, *params: Any) -> OrderRecord | None:
@@ -242,11 +243,12 @@ class SqlLedgerTx(LedgerTx):
         now = utcnow()
         rows = [codec.fields_of(e, skip=("id",), run_id=self.portfolio.run_id,
                                 created_at=now) for e in events]
-        self._cur.many(codec.insert("order_events", rows[0]),
-                       [codec.columns(self._d, r) for r in rows])
+        # One statement of every row: a change's events are written together.
+        self._cur.later(codec.insert("order_events", rows[0], rows=len(rows)),
+                        [v for r in rows for v in codec.columns(self._d, r)])
 
     def mark_bars_done(self, step: int) -> None:
-        self._cur.run("UPDATE portfolios SET bars_done = %s WHERE run_id = %s",
-                      (step, self.portfolio.run_id))
+        self._cur.later("UPDATE portfolios SET bars_done = %s WHERE run_id = %s",
+                        (step, self.portfolio.run_id))
         self.bars_done = step
 

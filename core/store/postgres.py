@@ -43,8 +43,13 @@ LISTEN_RETRY_SECONDS = 1.0
 
 
 class PostgresCursor:
-    def __init__(self, cur: psycopg.Cursor[dict[str, Any]]) -> None:
+    """A transaction's statements; in a batch (`pipeline`), a statement goes out when
+    its answer is waited for, with every statement queued before it."""
+
+    def __init__(self, cur: psycopg.Cursor[dict[str, Any]],
+                 pipeline: psycopg.Pipeline | None = None) -> None:
         self._cur = cur
+        self._pipeline = pipeline
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[codec.Row]:
         self._cur.execute(sql, params)
@@ -56,15 +61,25 @@ class PostgresCursor:
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         self._cur.execute(sql, params)
+        if self._pipeline is not None:  # the row count is the answer waited for
+            self._pipeline.sync()
         return self._cur.rowcount
 
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self._cur.executemany(sql, rows)
 
+    def later(self, sql: str, params: Sequence[Any] = ()) -> None:
+        # Its result is never read: the cursor's next statement replaces it.
+        self._cur.execute(sql, params)
+
 
 class PostgresDialect:
     for_update = " FOR UPDATE"
     for_share = " FOR SHARE"
+    chains_writes = True
+
+    def lock_rows(self, update: str, share: str | None) -> str:
+        return f" FOR UPDATE OF {update}" + (f" FOR SHARE OF {share}" if share else "")
 
     def money(self, value: Decimal | None) -> Any:
         return value
@@ -98,7 +113,9 @@ class PostgresStore(SqlStore):
         self._conninfo = conninfo
         self._pool = ConnectionPool(
             conninfo, min_size=min_size, max_size=max_size, timeout=timeout, open=True,
-            kwargs={"row_factory": dict_row, "autocommit": False, **TCP_LIVENESS},
+            # autocommit: a transaction is always explicit (conn.transaction(), or a
+            # batch's own BEGIN), and a statement outside one is its own transaction.
+            kwargs={"row_factory": dict_row, "autocommit": True, **TCP_LIVENESS},
         )
 
     def async_reads(self) -> RunReads:
@@ -110,15 +127,20 @@ class PostgresStore(SqlStore):
                                 connect_kwargs=TCP_LIVENESS)
 
     @contextmanager
-    def _tx(self, write: bool = False) -> Iterator[Cursor]:
-        try:
-            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+    def _tx(self, write: bool = False, batch: bool = False) -> Iterator[Cursor]:
+        with answering(), self._pool.connection() as conn:
+            if batch:
+                with _batch(conn) as cur:
+                    yield cur
+                return
+            with conn.transaction(), conn.cursor() as cur:
                 yield PostgresCursor(cur)  # type: ignore[arg-type]
-        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
-            # One word for "the database does not answer": the API says 503, a runner
-            # waits and retries its step (every step's writes are idempotent).
-            raise StoreUnavailable(f"the database does not answer: {exc}".strip()[:300],
-                                   delay=2.0) from exc
+
+    @contextmanager
+    def _one_statement(self, write: bool = True) -> Iterator[Cursor]:
+        # No BEGIN nor COMMIT: the statement is its own transaction (autocommit).
+        with answering(), self._pool.connection() as conn, conn.cursor() as cur:
+            yield PostgresCursor(cur)  # type: ignore[arg-type]
 
     def migrate(self) -> list[str]:
         applied: list[str] = []
@@ -162,6 +184,37 @@ class PostgresStore(SqlStore):
                 log.warning("controller channel lost (%s); listening again in %.0fs", exc,
                             LISTEN_RETRY_SECONDS)
                 stop.wait(LISTEN_RETRY_SECONDS)
+
+
+@contextmanager
+def _batch(conn: psycopg.Connection[Any]) -> Iterator[Cursor]:
+    """A transaction in pipeline mode whose BEGIN and COMMIT are statements of its own
+    (psycopg's transaction would wait for each): the BEGIN goes out with the first read,
+    the COMMIT with the writes queued last, and nothing else is waited for. After an
+    error the pipeline is left first, then the transaction rolled back (should that
+    fail too, the pool rolls back a connection returned inside a transaction)."""
+    committed = False
+    try:
+        with conn.cursor() as cur:
+            with conn.pipeline() as pipeline:
+                cur.execute("BEGIN")
+                yield PostgresCursor(cur, pipeline)
+                cur.execute("COMMIT")
+            committed = True
+    finally:
+        if not committed and not conn.closed:
+            conn.execute("ROLLBACK")
+
+
+@contextmanager
+def answering() -> Iterator[None]:
+    """One word for "the database does not answer": the API says 503, a runner waits
+    and retries its step (every step's writes are idempotent)."""
+    try:
+        yield
+    except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+        raise StoreUnavailable(f"the database does not answer: {exc}".strip()[:300],
+                               delay=2.0) from exc
 
 
 def migration_scripts(dialect: str) -> list[tuple[str, str]]:

@@ -59,10 +59,22 @@ class Cursor(Protocol):
     def run(self, sql: str, params: Sequence[Any] = ()) -> int: ...
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
 
+    def later(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """A write whose answer nobody waits for: in a batch transaction (PostgreSQL)
+        it goes out with the next statement waited on, or with the commit; its error,
+        if any, is raised there and the transaction rolls back."""
+
 
 class Dialect(Protocol):
     for_update: str
     for_share: str
+    # Whether several writes can be one statement (PostgreSQL's data-modifying WITH);
+    # SQLite runs them one by one in its write transaction.
+    chains_writes: bool
+
+    def lock_rows(self, update: str, share: str | None) -> str:
+        """The locking clause of a join: `update`'s rows for update, `share`'s (if
+        any) in share mode."""
 
     def money(self, value: Decimal | None) -> Any: ...
     def json(self, value: Any) -> Any: ...
@@ -80,8 +92,17 @@ class SqlAccess(ABC):
     dialect: Dialect
 
     @abstractmethod
-    def _tx(self, write: bool = False) -> AbstractContextManager[Cursor]:
-        """A transaction; `write` ones take the database's write lock where it has one."""
+    def _tx(self, write: bool = False, batch: bool = False) -> AbstractContextManager[Cursor]:
+        """A transaction; `write` ones take the database's write lock where it has one.
+        In a `batch` one, the cursor's `later` writes may go out together (PostgreSQL's
+        pipeline mode): the transaction's writes nothing waits for cost no round trip."""
+
+    def _one_statement(self, write: bool = True) -> AbstractContextManager[Cursor]:
+        """A transaction of one statement: PostgreSQL runs it on its own (no BEGIN nor
+        COMMIT: one round trip). SQLite, which cannot chain writes in one statement
+        (Dialect.chains_writes), runs the statements in a transaction (`write`: a
+        write one): in process, they cost no round trip."""
+        return self._tx(write=write)
 
     def _owned_row(self, table: str, what: str, row_id: int, user_id: str | None) -> Row:
         """The row of that id; NotFound when missing or when it belongs to another user

@@ -51,10 +51,17 @@ class SqliteCursor:
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self._conn.executemany(self._sql(sql), [tuple(r) for r in rows])
 
+    def later(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.run(sql, params)  # in process: nothing to gain by waiting
+
 
 class SqliteDialect:
     for_update = ""  # a write transaction holds the whole database
     for_share = ""
+    chains_writes = False  # no data-modifying WITH: a write transaction's statements
+
+    def lock_rows(self, update: str, share: str | None) -> str:
+        return ""
 
     def money(self, value: Decimal | None) -> Any:
         return None if value is None else str(value)
@@ -148,7 +155,7 @@ class SqliteStore(SqlStore):
             conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
 
     @contextmanager
-    def _tx(self, write: bool = False) -> Iterator[Cursor]:
+    def _tx(self, write: bool = False, batch: bool = False) -> Iterator[Cursor]:
         conn = self.connect()
         if write:
             self.begin_write(conn)

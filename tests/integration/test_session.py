@@ -242,6 +242,9 @@ class CountingCursor:
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self._cur.many(sql, rows)
 
+    def later(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._cur.later(sql, params)
+
 
 def count_reads(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     reads: list[tuple[str, int]] = []
@@ -249,11 +252,19 @@ def count_reads(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str
     transaction = store._tx
 
     @contextmanager
-    def counted(write: bool = False) -> Iterator[CountingCursor]:
-        with transaction(write) as cur:
+    def counted(write: bool = False, batch: bool = False) -> Iterator[CountingCursor]:
+        with transaction(write, batch) as cur:
+            yield CountingCursor(cur, reads)
+
+    statement = store._one_statement
+
+    @contextmanager
+    def counted_statement(write: bool = True) -> Iterator[CountingCursor]:
+        with statement(write) as cur:
             yield CountingCursor(cur, reads)
 
     monkeypatch.setattr(store, "_tx", counted)
+    monkeypatch.setattr(store, "_one_statement", counted_statement)
     return reads
 
 
