@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -42,7 +41,7 @@ async def run_events(
 ) -> EventSourceResponse:
     """Replays the run's events after Last-Event-ID (all of them without it), then
     follows live ones; ends after the final `result` event."""
-    await asyncio.to_thread(svc.store.get_run, run_id, who.user_id)  # 404 for others' runs
+    await svc.run_reads.get_run(run_id, who.user_id)  # 404 for others' runs
     resume = last_event_id or after
     if resume is not None:
         resume = svc.events.resume_point(resume)
@@ -73,7 +72,7 @@ async def _final_from_store(svc: Services, run_id: int) -> ServerSentEvent | Non
     when the database cannot say now: the stream ends and the client resumes later,
     rather than being told a live run was deleted."""
     try:
-        run = await asyncio.to_thread(svc.store.get_run, run_id)
+        run = await svc.run_reads.get_run(run_id)
         data = result_data(run.status, run.status_reason, run.result)
     except NotFound:
         data = result_data("deleted", "the run was deleted", None)

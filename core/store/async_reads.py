@@ -19,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from core.errors import StoreUnavailable
 from core.records import Run
 from core.store import codec
+from core.store.pg_health import checked_if_idle_async, returned_async
 from core.store.runs import RunFilter, RunStore, run_list_query
 from core.store.sqlbase import Dialect, owned
 
@@ -69,7 +70,8 @@ class PostgresRunReads(RunReads):
         # Autocommit: each read is one statement, no transaction to open and close.
         self._pool = AsyncConnectionPool(
             conninfo, min_size=1, max_size=max_size, timeout=timeout, open=False,
-            kwargs={**connect_kwargs, "row_factory": dict_row, "autocommit": True})
+            kwargs={**connect_kwargs, "row_factory": dict_row, "autocommit": True},
+            check=checked_if_idle_async, reset=returned_async)
 
     async def open(self) -> None:
         await self._pool.open(wait=False)
@@ -89,7 +91,7 @@ class PostgresRunReads(RunReads):
         try:
             async with self._pool.connection() as conn, conn.cursor() as cur:
                 await cur.execute(sql, params)
-                return await cur.fetchall()  # type: ignore[return-value]  # dict_row
+                return await cur.fetchall()
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
             # As the store says it: the API answers 503 (core.store.postgres).
             raise StoreUnavailable(f"the database does not answer: {exc}".strip()[:300],

@@ -20,6 +20,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from core.errors import StoreUnavailable
 from core.store import codec
 from core.store.async_reads import PostgresRunReads, RunReads
+from core.store.pg_health import checked_if_idle, returned
 from core.store.sql import Cursor, SqlStore
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ class PostgresStore(SqlStore):
             # autocommit: a transaction is always explicit (conn.transaction(), or a
             # batch's own BEGIN), and a statement outside one is its own transaction.
             kwargs={"row_factory": dict_row, "autocommit": True, **TCP_LIVENESS},
+            check=checked_if_idle, reset=returned,
         )
 
     def async_reads(self) -> RunReads:
@@ -134,13 +136,13 @@ class PostgresStore(SqlStore):
                     yield cur
                 return
             with conn.transaction(), conn.cursor() as cur:
-                yield PostgresCursor(cur)  # type: ignore[arg-type]
+                yield PostgresCursor(cur)
 
     @contextmanager
     def _one_statement(self, write: bool = True) -> Iterator[Cursor]:
         # No BEGIN nor COMMIT: the statement is its own transaction (autocommit).
         with answering(), self._pool.connection() as conn, conn.cursor() as cur:
-            yield PostgresCursor(cur)  # type: ignore[arg-type]
+            yield PostgresCursor(cur)
 
     def migrate(self) -> list[str]:
         applied: list[str] = []
