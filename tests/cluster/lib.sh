@@ -16,6 +16,11 @@ KUBECONFIG_PATH=$STATE_DIR/kubeconfig
 POD_CIDR=10.244.0.0/24
 BRIDGE_NAME=tickrun0
 HOST_ADDRESS_FOR_PODS=10.244.0.1
+# The bridge's own MAC, i.e. the MAC of $HOST_ADDRESS_FOR_PODS on the pods' link. Set
+# explicitly: a Linux bridge without one takes the lowest MAC of its ports (the pods'
+# host-side veths) and changes it whenever a pod comes or goes, and a pod that had
+# resolved the old one sends to a MAC nobody owns until its ARP entry expires (~40 s).
+BRIDGE_MAC=02:74:72:00:00:01
 SERVICE_CIDR=10.96.0.0/16
 SERVICE_IP=10.96.0.1
 NODE_NAME=tickrun-node
@@ -24,6 +29,15 @@ CONTAINERD_SOCK=/run/tickrun-containerd/containerd.sock
 # The cluster's processes, in start order.
 COMPONENTS=(containerd etcd kube-apiserver coredns kube-controller-manager kube-scheduler
             kubelet kube-proxy)
+
+# bridge_mac: the bridge keeps $BRIDGE_MAC, whatever ports come and go. A MAC set by
+# hand (addr_assign_type 3, NET_ADDR_SET) is never recalculated from the ports.
+bridge_mac() {
+  [ "$(cat "/sys/class/net/$BRIDGE_NAME/address" 2>/dev/null)" = "$BRIDGE_MAC" ] &&
+    [ "$(cat "/sys/class/net/$BRIDGE_NAME/addr_assign_type" 2>/dev/null)" = 3 ] && return 0
+  ip link set dev "$BRIDGE_NAME" address "$BRIDGE_MAC"
+  log "bridge $BRIDGE_NAME: MAC set to $BRIDGE_MAC"
+}
 
 # running NAME: true when the process in $STATE_DIR/run/NAME.pid is alive and is NAME
 # (a stale pid file after a reboot must never make us signal someone else's process).

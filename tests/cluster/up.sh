@@ -48,6 +48,8 @@ all_running() {
   for c in "${COMPONENTS[@]}"; do running "$c" || return 1; done
 }
 if [ -f "$KUBECONFIG_PATH" ] && all_running && admin get --raw /readyz >/dev/null 2>&1; then
+  # A cluster started before the bridge had a fixed MAC gets it now.
+  bridge_mac
   log "cluster already running; kubeconfig: $KUBECONFIG_PATH"
   exit 0
 fi
@@ -71,6 +73,10 @@ sysctl -qw net.ipv4.ip_forward=1
 if ! ip link show "$BRIDGE_NAME" >/dev/null 2>&1; then
   ip link add "$BRIDGE_NAME" type bridge
 fi
+# A fixed MAC (BRIDGE_MAC in lib.sh): else the host's MAC on this link is the lowest of
+# the pods' veths', a pod's teardown changes it, and a new pod that had just resolved
+# 10.244.0.1 sends its SYNs to a MAC no port owns until its ARP entry expires (~40 s).
+bridge_mac
 ip addr replace "$HOST_ADDRESS_FOR_PODS/${POD_CIDR#*/}" dev "$BRIDGE_NAME"
 ip link set "$BRIDGE_NAME" up
 
