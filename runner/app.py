@@ -211,9 +211,9 @@ def _interrupted(run_id: int, deps: RunnerDeps, publisher: EventPublisher) -> in
 
 def _prepare_through_outages(run: Run, deps: RunnerDeps, publisher: EventPublisher
                              ) -> Session | None:
-    """Prepare the session; while the database does not answer (a restart, or a new
-    pod's first connection stalling until its TCP timeout), wait and prepare again, as a
-    step does, rather than fail the pod and wait out the Job's backoff for a new one.
+    """Prepare the session; while the database does not answer (a restart, or a path
+    to it lost until the connection's TCP timeout), wait and prepare again, as a step
+    does, rather than fail the pod and wait out the Job's backoff for a new one.
     None when a stop comes while waiting."""
     deadline = time.monotonic() + deps.settings.store_outage_seconds
     delay = 0.5

@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 # instead of hanging until the Job's deadline: the caller sees StoreUnavailable and
 # retries (a runner plays its step again). An idle one within about 30 s (keepalives);
 # one with a query unacknowledged by the peer's kernel within 10 s, which only a lost
-# path causes (a busy server's kernel still acknowledges at once; a new pod's first
-# connection was seen stalling on the test cluster, bench cluster).
+# path causes (a busy server's kernel still acknowledges at once). On the test cluster
+# such a path was the pod bridge's MAC changing under a new pod (fixed in
+# tests/cluster/lib.sh); a real network can lose one the same way.
 TCP_LIVENESS = {"keepalives": 1, "keepalives_idle": 15, "keepalives_interval": 5,
                 "keepalives_count": 3, "tcp_user_timeout": 10_000}
 
