@@ -283,7 +283,7 @@ def _api(env: dict[str, str], port: int, workers: int) -> Iterator[subprocess.Po
         [sys.executable, "-m", "api", "--host", "127.0.0.1", "--port", str(port),
          "--workers", str(workers)], env=env, stdout=sys.stderr)
     try:
-        _wait_ready(f"http://127.0.0.1:{port}", proc, workers)
+        _wait_ready(f"http://127.0.0.1:{port}/readyz", proc, workers)
         yield proc
     finally:
         proc.terminate()
@@ -294,21 +294,23 @@ def _api(env: dict[str, str], port: int, workers: int) -> Iterator[subprocess.Po
             proc.wait()
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], workers: int) -> None:
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], workers: int,
+                what: str = "API") -> None:
+    """Until `url` answers 200 and every worker of the server `proc` runs."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            if httpx.get(f"{url}/readyz").status_code == 200:
+            if httpx.get(url).status_code == 200:
                 break
         except httpx.TransportError:
             pass
         time.sleep(0.1)
     else:
-        raise RuntimeError("API did not start")
+        raise RuntimeError(f"{what} did not start")
     # One worker answering does not mean all are: wait for the others' start-up too.
     while workers > 1 and len(api_workers(proc.pid)) < workers:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"API started fewer than {workers} workers")
+            raise RuntimeError(f"{what} started fewer than {workers} workers")
         time.sleep(0.1)
     time.sleep(3 if workers > 1 else 0)
 
@@ -443,7 +445,7 @@ def _ceiling(target: Target, workers: int, seconds: int) -> dict[str, Any]:
     try:
         bare = Target(f"http://127.0.0.1:{port}", target.token, target.body, target.run_ids,
                       {"bare_app": proc.pid}, target.scripts)
-        _wait_answers(_route_url(bare, route), proc, workers)
+        _wait_ready(_route_url(bare, route), proc, workers, "the bare app")
         _wrk(_route_url(bare, route), CONNECTIONS, WARM_UP_S, _script(bare, route))
         time.sleep(1)
         result = measure(bare, route, seconds)
@@ -453,24 +455,6 @@ def _ceiling(target: Target, workers: int, seconds: int) -> dict[str, Any]:
     finally:
         proc.terminate()
         proc.wait(30)
-
-
-def _wait_answers(url: str, proc: subprocess.Popen[bytes], workers: int) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(url).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    else:
-        raise RuntimeError("the bare app did not start")
-    while workers > 1 and len(api_workers(proc.pid)) < workers:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the bare app started fewer than {workers} workers")
-        time.sleep(0.1)
-    time.sleep(3 if workers > 1 else 0)
 
 
 def main(argv: list[str]) -> int:
