@@ -1,5 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite, as `make test` and CI run it, in two streams at once:
+# The whole test suite, as `make test` and CI run it.
+#
+# By default one pytest process runs every tier after the test cluster's set-up, as CI
+# has run it green. With TICKRUN_TEST_WORKERS=N (N >= 1) it runs in two streams at once
+# (19 instead of 36 minutes warm, 33.5 from nothing), but timing-sensitive tests (the LLM
+# rate limiter's pacing, scaled live clocks, decision deadlines) still fail there now
+# and then on two cores: not the default until they hold under that load.
 #
 # - the real-cluster tests (tests/cluster) in one process, after the test cluster's
 #   set-up (build, start, images: minutes on a fresh machine): they share one cluster and
@@ -12,8 +18,18 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-workers=${TICKRUN_TEST_WORKERS:-2}
+workers=${TICKRUN_TEST_WORKERS:-0}
 pytest=(.venv/bin/python -m pytest -p no:cacheprovider)
+
+if [ "$workers" -eq 0 ]; then
+  if [ "${TICKRUN_SKIP_CLUSTER:-}" != 1 ]; then
+    make --no-print-directory cluster-up cluster-images || exit 1
+  fi
+  "${pytest[@]}" tests
+  rc=$?
+  if [ "$rc" -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi
+  exit "$rc"
+fi
 cluster_log=$(mktemp -t tickrun-cluster-tests.XXXXXX)
 
 cluster_stream() {
