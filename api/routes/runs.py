@@ -57,24 +57,34 @@ def _out(svc: Services, run: Run) -> RunOut:
 def _outs(svc: Services, runs: list[Run]) -> list[RunOut]:
     """A page of runs with the live progress of those not final, read in one batch."""
     live: dict[int, dict[str, Any]] = {}
-    active = [r.id for r in runs if not r.status.is_terminal]
-    if active:
+    if active := _active(runs):
         try:
             live = svc.events.get_progress_many(active)
         except Exception as exc:  # the live view is optional; the store is the record
-            log.warning("progress of %d runs unavailable: %s", len(active), exc)
-    return [RunOut.of(run, live.get(run.id, {})) for run in runs]
+            _progress_unavailable(active, exc)
+    return _documents(runs, live)
 
 
 async def _live_outs(svc: Services, runs: list[Run]) -> list[RunOut]:
     """`_outs` on the event loop: the hot GET routes read without a thread hop."""
     live: dict[int, dict[str, Any]] = {}
-    active = [r.id for r in runs if not r.status.is_terminal]
-    if active:
+    if active := _active(runs):
         try:
             live = await svc.progress_reads.get_progress_many(active)
         except Exception as exc:  # the live view is optional; the store is the record
-            log.warning("progress of %d runs unavailable: %s", len(active), exc)
+            _progress_unavailable(active, exc)
+    return _documents(runs, live)
+
+
+def _active(runs: list[Run]) -> list[int]:
+    return [r.id for r in runs if not r.status.is_terminal]
+
+
+def _progress_unavailable(run_ids: list[int], exc: Exception) -> None:
+    log.warning("progress of %d runs unavailable: %s", len(run_ids), exc)
+
+
+def _documents(runs: list[Run], live: dict[int, dict[str, Any]]) -> list[RunOut]:
     return [RunOut.of(run, live.get(run.id, {})) for run in runs]
 
 

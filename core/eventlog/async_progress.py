@@ -19,6 +19,11 @@ from core.eventlog.base import EventLog
 Progress = dict[str, Any]
 
 
+def decode_progress(raw: dict[str, str]) -> Progress:
+    """A run's progress hash as Redis holds it (each field JSON), for either client."""
+    return {k: json.loads(v) for k, v in raw.items()}
+
+
 class ProgressReads(ABC):
     @abstractmethod
     async def get_progress_many(self, run_ids: Sequence[int]) -> dict[int, Progress]:
@@ -53,7 +58,7 @@ class RedisProgressReads(ProgressReads):
         for run_id in run_ids:
             pipe.hgetall(self._keys(run_id))
         found: list[dict[str, str]] = await pipe.execute()
-        return {run_id: {k: json.loads(v) for k, v in raw.items()}
+        return {run_id: decode_progress(raw)
                 for run_id, raw in zip(run_ids, found, strict=True)}
 
     async def close(self) -> None:

@@ -12,7 +12,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from core.eventlog.async_progress import ProgressReads, RedisProgressReads
+from core.eventlog.async_progress import ProgressReads, RedisProgressReads, decode_progress
 from core.eventlog.base import Event, EventLog, EventType
 
 BLOCKING_TIMEOUT_SECONDS = 10.0  # socket timeout of XREAD BLOCK; longer blocks are capped
@@ -109,14 +109,14 @@ class RedisEventLog(EventLog):
 
     def get_progress(self, run_id: int) -> dict[str, Any]:
         raw: dict[str, str] = self._reader.hgetall(progress_key(run_id, self._prefix))
-        return {k: json.loads(v) for k, v in raw.items()}
+        return decode_progress(raw)
 
     def get_progress_many(self, run_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         pipe = self._reader.pipeline(transaction=False)
         for run_id in run_ids:
             pipe.hgetall(progress_key(run_id, self._prefix))
         found: list[dict[str, str]] = pipe.execute()
-        return {run_id: {k: json.loads(v) for k, v in raw.items()}
+        return {run_id: decode_progress(raw)
                 for run_id, raw in zip(run_ids, found, strict=True)}
 
     def async_progress(self) -> ProgressReads:
