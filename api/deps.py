@@ -25,9 +25,10 @@ async def caller(request: Request,
                  creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
                  svc: Annotated[Services, Depends(services)]) -> Caller:
     header = f"{creds.scheme} {creds.credentials}" if creds else None
-    if svc.auth.may_fetch_keys:  # a JWKS fetch must not block the event loop
+    who = svc.auth.remembered(header)
+    if who is None and svc.auth.may_fetch_keys:  # a JWKS fetch must not block the loop
         who = await run_in_threadpool(svc.auth.authenticate, header)
-    else:
+    elif who is None:
         who = svc.auth.authenticate(header)
     request.state.user_id = who.user_id
     return who

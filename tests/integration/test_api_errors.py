@@ -127,6 +127,16 @@ def test_bad_tokens_are_refused(api: ApiServer, bearer: str | None) -> None:
             assert r.headers["www-authenticate"].startswith("Bearer")
 
 
+def test_a_token_accepted_within_the_leeway_is_refused_once_past_it(api: ApiServer) -> None:
+    """The API remembers verified tokens (api.auth.VerifiedTokens), never past `exp`: a
+    token 28 s expired passes within the 30 s leeway and is refused 3 s later."""
+    late = token("user-a", expires_in=-28)
+    with httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {late}"}) as c:
+        assert c.get("/v1/runs").status_code == 200
+        time.sleep(3)
+        problem(c.get("/v1/runs"), 401)
+
+
 class _Jwks(BaseHTTPRequestHandler):
     body = b"{}"
 
