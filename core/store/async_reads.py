@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from core.errors import StoreUnavailable
@@ -71,7 +72,7 @@ class PostgresRunReads(RunReads):
         self._pool = AsyncConnectionPool(
             conninfo, min_size=1, max_size=max_size, timeout=timeout, open=False,
             kwargs={**connect_kwargs, "row_factory": dict_row, "autocommit": True},
-            check=checked_if_idle_async, reset=returned_async)
+            configure=_json_as_text, check=checked_if_idle_async, reset=returned_async)
 
     async def open(self) -> None:
         await self._pool.open(wait=False)
@@ -96,3 +97,10 @@ class PostgresRunReads(RunReads):
             # As the store says it: the API answers 503 (core.store.postgres).
             raise StoreUnavailable(f"the database does not answer: {exc}".strip()[:300],
                                    delay=2.0) from exc
+
+
+async def _json_as_text(conn: psycopg.AsyncConnection[Any]) -> None:
+    """JSON columns as their text, which the codec parses: a run's spec is then read
+    once per text (codec's frozen models), not validated again on every request."""
+    for name in ("json", "jsonb"):
+        conn.adapters.register_loader(name, TextLoader)

@@ -87,11 +87,27 @@ def _reader(hint: Any, *, in_json: bool = False) -> Read:
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return hint
     if isinstance(hint, type) and issubclass(hint, BaseModel):
+        if not in_json and hint.model_config.get("frozen"):
+            return functools.partial(_frozen_model, hint)
         return lambda v: hint.model_validate(v if in_json else js(v))
     from_json = getattr(hint, "from_json", None)  # a record kept as JSON (an Order)
     if from_json is not None:
         return from_json  # type: ignore[no-any-return]
     return functools.partial(_unreadable, hint)  # a field callers give (record_from)
+
+
+def _frozen_model(model: type[BaseModel], value: Any) -> BaseModel:
+    """A frozen model (a run's spec) from its column: one instance per document text,
+    which readers may share, since nobody can change it. Reading the spec was most of
+    the cost of a page of runs (issue 27)."""
+    if isinstance(value, str | bytes):
+        return _model_of_text(model, value)
+    return model.model_validate(value)  # PostgreSQL's parsed JSON (the store's pool)
+
+
+@functools.lru_cache(maxsize=4096)
+def _model_of_text(model: type[BaseModel], text: str | bytes) -> BaseModel:
+    return model.model_validate(json.loads(text))
 
 
 def _unreadable(hint: Any, value: Any) -> Any:
