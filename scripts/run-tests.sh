@@ -1,51 +1,89 @@
 #!/usr/bin/env bash
-# The whole test suite, as `make test` and CI run it.
+# The whole test suite, as `make test` and CI run it: two streams at once.
 #
-# By default one pytest process runs every tier after the test cluster's set-up, as CI
-# has run it green. With TICKRUN_TEST_WORKERS=N (N >= 1) it runs in two streams at once
-# (19 instead of 36 minutes warm, 33.5 from nothing), but timing-sensitive tests (the LLM
-# rate limiter's pacing, scaled live clocks, decision deadlines) still fail there now
-# and then on two cores: not the default until they hold under that load.
+# First the test cluster's binaries start building (a Go build of Kubernetes: minutes on
+# a fresh machine, nothing when cached) while the project's own dependencies install and
+# the static checks (ruff, mypy, import-linter) run. Then:
+# - the cluster stream: the test cluster's set-up (on a fresh machine a Go build of
+#   Kubernetes and the images: most of the wall time), then the real-cluster tests
+#   (tests/cluster) in one process: they share one cluster and some restart its parts.
+#   helm and the api image serve only the chart tests: they are built while the other
+#   cluster tests run, and the chart tests come last;
+# - every other test in TICKRUN_TEST_WORKERS (default 2) pytest-xdist processes, each
+#   module on one process (its module fixtures); each process starts its own PostgreSQL
+#   and Redis.
 #
-# - the real-cluster tests (tests/cluster) in one process, after the test cluster's
-#   set-up (build, start, images: minutes on a fresh machine): they share one cluster and
-#   some restart its parts, so they run one at a time;
-# - every other test in parallel processes (pytest-xdist), each module on one process
-#   (its module fixtures); each process starts its own PostgreSQL and Redis.
+# TICKRUN_TEST_WORKERS=0 runs everything in one pytest process after the cluster's
+# set-up instead (slower; for a failure that may depend on the parallel load).
 #
 # The cluster stream's output is printed after the other's. Either failing fails the
 # build; pytest's "no tests ran" (exit 5) too.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-workers=${TICKRUN_TEST_WORKERS:-0}
+workers=${TICKRUN_TEST_WORKERS:-2}
 pytest=(.venv/bin/python -m pytest -p no:cacheprovider)
+chart_tests=(tests/cluster/test_chart.py tests/cluster/test_helm_release.py)
+build_log=$(mktemp -t tickrun-cluster-build.XXXXXX)
+build_pgid=""
+trap '[ -z "$build_pgid" ] || kill -- "-$build_pgid" 2>/dev/null; rm -f "$build_log"' EXIT
+
+# pytest's exit code, with "no tests ran" (5) a failure.
+checked() {
+  "$@"
+  local rc=$?
+  if [ "$rc" -eq 5 ]; then echo "pytest collected no tests: failing"; return 1; fi
+  return "$rc"
+}
+
+# The cluster's binaries build in a process group of their own (stopped if the checks
+# fail); `make cluster-up` below waits for that build through its lock.
+if [ "${TICKRUN_SKIP_CLUSTER:-}" != 1 ]; then
+  setsid tests/cluster/build.sh core >"$build_log" 2>&1 &
+  build_pgid=$!
+fi
+make --no-print-directory deps lint typecheck architecture || exit 1
 
 if [ "$workers" -eq 0 ]; then
   if [ "${TICKRUN_SKIP_CLUSTER:-}" != 1 ]; then
-    make --no-print-directory cluster-up cluster-images || exit 1
+    make --no-print-directory cluster-up cluster-images || { cat "$build_log"; exit 1; }
+    build_pgid=""
   fi
-  "${pytest[@]}" tests
-  rc=$?
-  if [ "$rc" -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi
-  exit "$rc"
+  checked "${pytest[@]}" tests
+  exit
 fi
-cluster_log=$(mktemp -t tickrun-cluster-tests.XXXXXX)
 
 cluster_stream() {
-  if [ "${TICKRUN_SKIP_CLUSTER:-}" != 1 ]; then
-    local start=$SECONDS
-    make --no-print-directory cluster-up cluster-images || return 1
-    echo "cluster set-up: $((SECONDS - start))s"
+  if [ "${TICKRUN_SKIP_CLUSTER:-}" = 1 ]; then
+    checked "${pytest[@]}" tests/cluster
+    return
   fi
-  "${pytest[@]}" tests/cluster
+  local start=$SECONDS chart_log chart_pid rc=0
+  make --no-print-directory cluster-up || { cat "$build_log"; return 1; }
+  cat "$build_log"
+  tests/cluster/images.sh runner || return 1
+  echo "cluster set-up: $((SECONDS - start))s"
+  chart_log=$(mktemp -t tickrun-chart-build.XXXXXX)
+  (tests/cluster/build.sh helm && tests/cluster/images.sh api) >"$chart_log" 2>&1 &
+  chart_pid=$!
+  checked "${pytest[@]}" tests/cluster "${chart_tests[@]/#/--ignore=}" || rc=1
+  if ! wait "$chart_pid"; then
+    cat "$chart_log"; rm -f "$chart_log"
+    echo "building helm or the api image failed"
+    return 1
+  fi
+  cat "$chart_log"; rm -f "$chart_log"
+  echo "chart tests' set-up (helm, the api image) done: $((SECONDS - start))s into the stream"
+  checked "${pytest[@]}" "${chart_tests[@]}" || rc=1
+  return "$rc"
 }
 
+cluster_log=$(mktemp -t tickrun-cluster-tests.XXXXXX)
 echo "cluster tests: set-up and tests in the background (output below, after the others)"
 cluster_stream >"$cluster_log" 2>&1 &
 cluster_pid=$!
 
-"${pytest[@]}" -n "$workers" --dist loadfile --ignore=tests/cluster tests
+checked "${pytest[@]}" -n "$workers" --dist loadfile --ignore=tests/cluster tests
 rc=$?
 
 wait "$cluster_pid"
@@ -54,8 +92,5 @@ echo "================ the cluster stream (tests/cluster) ================"
 cat "$cluster_log"
 rm -f "$cluster_log"
 
-for code in "$rc" "$cluster_rc"; do
-  if [ "$code" -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi
-done
 if [ "$cluster_rc" -ne 0 ]; then echo "the cluster stream failed (exit $cluster_rc)"; fi
 [ "$rc" -eq 0 ] && [ "$cluster_rc" -eq 0 ]

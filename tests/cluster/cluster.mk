@@ -2,11 +2,11 @@
 # top-level README, "Test cluster"). Included by the top-level Makefile.
 .PHONY: cluster-build cluster-up cluster-down cluster-status cluster-images cluster-tests cluster-kwok
 
-# Build (cold, once per version) or find in the cache the Kubernetes, etcd, helm and
-# pause binaries.
+# Build (cold, once per version) or find in the cache the Kubernetes, etcd, coredns,
+# pause and helm binaries.
 cluster-build:
 	@tests/cluster/install-deps.sh
-	@start=$$(date +%s); tests/cluster/build.sh && \
+	@start=$$(date +%s); tests/cluster/build.sh all && \
 	  echo "cluster-build: $$(( $$(date +%s) - start ))s"
 
 # Start the cluster (builds first if needed); prints its cold or warm set-up time. A

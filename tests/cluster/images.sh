@@ -5,7 +5,8 @@
 #   tickrun/runner:dev       Dockerfile.runner FROM the base, built with buildah
 #   tickrun/api:dev          Dockerfile.api FROM the base (api + controller)
 # Built images go into containerd's k8s.io namespace (pods use imagePullPolicy
-# IfNotPresent). Usage: images.sh pause|base|app|all
+# IfNotPresent). Usage: images.sh pause|base|runner|api|app|all (app: runner and api;
+# all: pause and app). Only the chart tests use the api image.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 mkdir -p "$IMAGE_CACHE"
@@ -117,6 +118,7 @@ stage_context() {
     Dockerfile.runner Dockerfile.api | tar -C "$ctx" -xf -
 }
 
+# app_images KIND...: the runner and/or api images.
 app_images() {
   local base ctx h name df tar start
   base=$(base_image)
@@ -128,7 +130,7 @@ app_images() {
   [ ! -f /etc/ssl/certs/ca-certificates.crt ] ||
     trust+=(-v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
   [ ! -f /etc/pip.conf ] || trust+=(-v /etc/pip.conf:/etc/pip.conf:ro)
-  for kind in runner api; do
+  for kind in "$@"; do
     name=tickrun/$kind:dev; df=Dockerfile.$kind
     h=$( (echo "$base"; cd "$ctx" && find . -type f ! -name 'Dockerfile.*' -print0 | sort -z |
           xargs -0 sha256sum; cat "$df") | sha256sum | cut -c1-16)
@@ -154,7 +156,8 @@ app_images() {
 case ${1:-all} in
   pause) pause_image ;;
   base) base_image >/dev/null ;;
-  app) app_images ;;
-  all) pause_image; app_images ;;
-  *) die "usage: $0 pause|base|app|all" ;;
+  runner|api) app_images "$1" ;;
+  app) app_images runner api ;;
+  all) pause_image; app_images runner api ;;
+  *) die "usage: $0 pause|base|runner|api|app|all" ;;
 esac

@@ -110,8 +110,8 @@ def service_url(r: Release) -> str:
 
 
 @pytest.fixture(scope="module")
-def release(cluster: Cluster, namespace: str, postgres_server: Postgres, redis_server: Redis,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
+def release(cluster: Cluster, api_image: str, namespace: str, postgres_server: Postgres,
+            redis_server: Redis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
     database = f"h_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(postgres_server.url(database="postgres"), autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {database}")
