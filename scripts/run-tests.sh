@@ -5,7 +5,8 @@
 # a fresh machine, nothing when cached) while the project's own dependencies install and
 # the static checks (ruff, mypy, import-linter) run. Then:
 # - the cluster stream: the test cluster's set-up (on a fresh machine a Go build of
-#   Kubernetes and the images: most of the wall time), then the real-cluster tests
+#   Kubernetes and the images: most of the wall time; the Debian base image is made
+#   while the binaries build), then the real-cluster tests
 #   (tests/cluster) in one process: they share one cluster and some restart its parts.
 #   helm and the api image serve only the chart tests: they are built while the other
 #   cluster tests run, and the chart tests come last;
@@ -58,9 +59,17 @@ cluster_stream() {
     checked "${pytest[@]}" tests/cluster
     return
   fi
-  local start=$SECONDS chart_log chart_pid rc=0
+  local start=$SECONDS base_log base_pid chart_log chart_pid rc=0
+  # The Debian base image (debootstrap: mostly downloads) needs no running cluster: it
+  # is made while the binaries still build.
+  tests/cluster/install-deps.sh || return 1
+  base_log=$(mktemp -t tickrun-base-image.XXXXXX)
+  tests/cluster/images.sh base >"$base_log" 2>&1 &
+  base_pid=$!
   make --no-print-directory cluster-up || { cat "$build_log"; return 1; }
   cat "$build_log"
+  wait "$base_pid" || { cat "$base_log"; rm -f "$base_log"; return 1; }
+  cat "$base_log"; rm -f "$base_log"
   tests/cluster/images.sh runner || return 1
   echo "cluster set-up: $((SECONDS - start))s"
   chart_log=$(mktemp -t tickrun-chart-build.XXXXXX)
