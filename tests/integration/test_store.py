@@ -55,6 +55,20 @@ def test_idempotency_key_returns_the_same_run_or_conflicts(store: Store) -> None
     assert len(store.list_runs("user-a")) == 1
 
 
+def test_a_run_on_another_users_model_is_refused_and_leaves_nothing(store: Store) -> None:
+    """The model's check is part of the run's transaction (a pipeline on PostgreSQL):
+    refused, it writes nothing, and the connection serves the next run."""
+    theirs = make_model(store, "user-b", "beta")
+    for _ in range(3):  # more than once: each refusal's connection goes back to the pool
+        with pytest.raises(NotFound):
+            store.create_run("user-a", theirs.id, intraday_spec(), 390, idempotency_key="k")
+    assert store.list_runs("user-a") == [] and store.list_runs("user-b") == []
+    mine = make_model(store, "user-a", "alpha")
+    run, created = store.create_run("user-a", mine.id, intraday_spec(), 390,
+                                    idempotency_key="k")
+    assert created and store.get_portfolio(run.id).cash == intraday_spec().initial_cash
+
+
 def test_run_statuses_and_counts_in_one_query(store: Store) -> None:
     queued = make_run(store, admit=False)
     admitted = make_run(store)
