@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.bars import Bar
 from core.errors import (
@@ -38,16 +38,11 @@ from core.spend import SpendSettings
 from core.status import RunStatus
 from core.store import Store
 from runner import telemetry
-from runner.brokers.alpaca_paper import AlpacaPaperBook
 from runner.brokers.settings import BrokerSettings
 from runner.budget import Budget, SpendGuard, daily_limit_of
 from runner.deciders import Decider, DeciderFailed
 from runner.deciders.factory import build_decider, needs_llm, resolve_kind
 from runner.events import EventPublisher
-from runner.live.clock import LiveClock
-from runner.live.feeds import live_feed_for
-from runner.live.paper import PaperTrading
-from runner.live.session import LiveSession
 from runner.llm_ratelimit import RateLimiter
 from runner.llm_settings import LlmSettings
 from runner.marketdata import Timeline, market_data_for, timeline_for
@@ -55,6 +50,9 @@ from runner.research import run_research
 from runner.session import Ending, Session
 from runner.settings import RunnerSettings
 from runner.shutdown import StopSignal
+
+if TYPE_CHECKING:
+    from runner.live.session import LiveSession
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +266,14 @@ def _live_session(run: Run, deps: RunnerDeps, parts: dict[str, Any]) -> LiveSess
     """A live run's session: the provider's stream, the run's clock, and on a paper
     account the broker's book and the trading service that books its fills."""
     assert run.spec.live is not None
+    # Imported here, by live runs alone: the broker's and the providers' clients (alpaca,
+    # massive, pandas) were half a second of every replay's start and 40 MB of its pod.
+    from runner.brokers.alpaca_paper import AlpacaPaperBook
+    from runner.live.clock import LiveClock
+    from runner.live.feeds import live_feed_for
+    from runner.live.paper import PaperTrading
+    from runner.live.session import LiveSession
+
     clock = LiveClock.parse(deps.settings.live_clock)
     feed = live_feed_for(run.spec, deps.market_data, clock)
     if run.spec.live.broker is not Broker.ALPACA_PAPER:
