@@ -3,8 +3,9 @@ two fires, its successor fires the due time it missed once (within the make-up w
 and the next on time. The runs are Jobs like any other, labelled with their schedule,
 with a ScheduleFired Event each.
 
-The controllers run on a clock shifted to 09:59:40 New York on the next XNYS session
-(libfaketime), so a fire is due on a trading day whatever day the suite runs.
+The controllers run on a clock shifted to 09:59:50 New York on the next XNYS session
+(libfaketime), so a fire is due on a trading day whatever day the suite runs. The test
+waits on the due times themselves (a minute apart), so every second before them counts.
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ pytestmark = [pytest.mark.cluster]
 
 
 def shifted_start() -> tuple[dt.datetime, float]:
-    """09:59:40 New York on the first session after today, and how far ahead of now."""
+    """09:59:50 New York on the first session after today, and how far ahead of now."""
     today = dt.datetime.now(NEW_YORK).date()
     day = today + dt.timedelta(days=1)
     while not calendar.is_session(day):
         day += dt.timedelta(days=1)
-    start = dt.datetime.combine(day, dt.time(9, 59, 40), NEW_YORK)
+    start = dt.datetime.combine(day, dt.time(9, 59, 50), NEW_YORK)
     return start, (start - dt.datetime.now(dt.UTC)).total_seconds()
 
 
@@ -80,7 +81,8 @@ def test_a_killed_leaders_successor_fires_the_missed_due_time_once(
                     if (stack.log_dir / f"controller-{n}.log").exists()]
             return f"fires: {fires}\n" + "\n".join(logs)
 
-        # 10:00 fires under the first leader, which is then killed before 10:01.
+        # 10:00 fires under the first leader (made up, should it lead a little after
+        # 10:00), which is then killed before 10:01.
         wait_until(lambda: 0 in fires_at_ten(c, schedule["id"], day), 60, "the 10:00 fire",
                    diagnose=diagnose)
         # The fire is committed before its Job and its Event are made: a kill in between
@@ -90,8 +92,8 @@ def test_a_killed_leaders_successor_fires_the_missed_due_time_once(
                    "the 10:00 fire's ScheduleFired Event", diagnose=diagnose)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
-        # Nobody leads at 10:01; the successor starts 15 s later and must make it up.
-        wait_shifted(offset, dt.datetime.combine(day, dt.time(10, 1, 15), NEW_YORK))
+        # Nobody leads at 10:01; the successor starts 5 s later and must make it up.
+        wait_shifted(offset, dt.datetime.combine(day, dt.time(10, 1, 5), NEW_YORK))
         assert 1 not in fires_at_ten(c, schedule["id"], day)
         stack.start_controller("sched-2", clock_offset=offset)
         wait_until(lambda: {0, 1, 2} <= set(fires_at_ten(c, schedule["id"], day)), 150,
