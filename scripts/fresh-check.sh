@@ -49,7 +49,7 @@ rc=0
 timed demo make demo || rc=1
 # CI runs .ci/run (which runs `make test`) with CI=true and no terminal.
 timed test env CI=true bash .ci/run || rc=1
-grep -E "^(cluster-up|cluster-images|cluster set-up|chart tests' set-up)[^:]*: |^=+ .*(passed|failed).* in " \
+grep -E "^(cluster-up|cluster-images|cluster set-up|chart tests' set-up|make test)[^:]*: |^=+ .*(passed|failed).* in " \
   "$work/test.log" | tee -a "$summary" >&2 || true
 tail -n 3 "$work/test.log" | tee -a "$summary" >&2
 log "done: $( ((rc == 0)) && echo passed || echo FAILED)"

@@ -94,6 +94,7 @@ cluster_pid=$!
 
 checked "${pytest[@]}" -n "$workers" --dist loadfile --ignore=tests/cluster tests
 rc=$?
+others_s=$SECONDS
 
 wait "$cluster_pid"
 cluster_rc=$?
@@ -102,4 +103,5 @@ cat "$cluster_log"
 rm -f "$cluster_log"
 
 if [ "$cluster_rc" -ne 0 ]; then echo "the cluster stream failed (exit $cluster_rc)"; fi
+echo "make test: ${SECONDS}s (the other tests were done at ${others_s}s)"
 [ "$rc" -eq 0 ] && [ "$cluster_rc" -eq 0 ]
