@@ -29,12 +29,15 @@ from core.exitcodes import EXIT_OK
 from core.records import Run
 from core.status import RunStatus
 from core.store import Store, open_store
+from runner import llm_ratelimit
 from runner.app import RunnerDeps, play_run
 from runner.llm_ratelimit import (
+    KeyState,
     LocalRateLimiter,
     Policy,
     RateLimiter,
     RedisRateLimiter,
+    Reservation,
     key_id,
 )
 from runner.llm_settings import LlmSettings
@@ -55,6 +58,13 @@ pytestmark = [pytest.mark.timeout(180), pytest.mark.redis]
 
 RUNS = 20
 LIMIT_PER_SECOND = 5.0
+# The fake provider's bucket in the tests of many runs on a key: two seconds' worth of
+# its limit (a real one refills a minute's worth). The limiter's schedule leaves a
+# bucket of one second's worth half its burst for jitter, less the probe it does not
+# charge: 0.2-0.5 s between a slot and its request's arrival, which a loaded machine
+# overruns (a process starved for a moment sends late, then with the next slots, into
+# a bucket that was full meanwhile). The pacing itself is asserted on the arrivals.
+PROVIDER_BURST_SECONDS = 2.0
 
 
 @pytest.fixture
@@ -110,6 +120,35 @@ def play_together(runs: list[Run], deps_for: Callable[[Run], RunnerDeps]) -> dic
 def most_in_a_second(times: list[float]) -> int:
     times = sorted(times)
     return max(sum(1 for u in times[i:] if u < t + 1.0) for i, t in enumerate(times))
+
+
+def granted_slots(monkeypatch: pytest.MonkeyPatch, backend: str) -> list[float]:
+    """The start of every slot the key's limiter grants from now on (time.monotonic):
+    the process's limiter's exactly (its clock), Redis's to within a round trip."""
+    slots: list[float] = []
+    if backend == "process":
+        pure = llm_ratelimit.schedule
+
+        def scheduling(state: KeyState, now: float, *args: Any
+                       ) -> tuple[KeyState, Reservation]:
+            state, reservation = pure(state, now, *args)
+            if reservation.granted:
+                slots.append(now + reservation.wait)
+            return state, reservation
+
+        monkeypatch.setattr(llm_ratelimit, "schedule", scheduling)
+        return slots
+    reserve = RedisRateLimiter.reserve
+
+    def reserving(self: RedisRateLimiter, tokens: float, max_wait: float) -> Reservation:
+        asked = time.monotonic()
+        reservation = reserve(self, tokens, max_wait)
+        if reservation.granted:
+            slots.append((asked + time.monotonic()) / 2 + reservation.wait)
+        return reservation
+
+    monkeypatch.setattr(RedisRateLimiter, "reserve", reserving)
+    return slots
 
 
 def sample(name: str, **labels: str) -> float:
@@ -210,11 +249,13 @@ def test_two_processes_take_their_slots_from_one_schedule(
 @pytest.mark.parametrize("backend", ["redis", "process"])
 def test_twenty_runs_share_a_limit_of_5_per_second_without_429s(
         pg_store: Store, redis_events: EventLog, redis_url: str, redis_prefix: str,
-        api_key: str, backend: str) -> None:
+        api_key: str, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
     days = 3
+    slots = granted_slots(monkeypatch, backend)
     runs = llm_runs(pg_store, RUNS, days)
     waits_before = sample("tickrun_runner_llm_rate_limit_wait_seconds_count")
-    with fake_openai(api_key, rate_limit=FakeRateLimit(LIMIT_PER_SECOND)) as fake:
+    with fake_openai(api_key, rate_limit=FakeRateLimit(
+            LIMIT_PER_SECOND, burst_seconds=PROVIDER_BURST_SECONDS)) as fake:
         fake.default = Reply.text("No signal: hold.").after(0.02)
         settings = llm_settings(fake, api_key)
 
@@ -241,12 +282,15 @@ def test_twenty_runs_share_a_limit_of_5_per_second_without_429s(
     assert fake.rate_limited <= 2
     answered = [r.received_at for r in fake.requests if not r.rate_limited]
     assert len(answered) == RUNS * days
-    # The rate at the provider: the limit over the whole play once the first probe and
-    # the half-second burst (3 requests) are set aside, and no second with more than
-    # the limit plus that burst.
-    rate = (len(answered) - 4) / (max(answered) - min(answered))
+    # The rate the limiter granted: the limit over the whole play once the first probe
+    # and the half-second burst (3 requests) are set aside, and no second with more than
+    # the limit plus that burst. (Its slots, not the provider's arrivals: on a loaded
+    # machine a request starved for a moment after its slot arrives with the next ones,
+    # up to 11 in a second; the provider's bucket and its 429s above judge those.)
+    assert len(slots) >= len(fake.requests)
+    rate = (len(slots) - 4) / (max(slots) - min(slots))
     assert rate <= LIMIT_PER_SECOND * 1.02, rate
-    assert most_in_a_second(answered) <= LIMIT_PER_SECOND * 1.5 + 1
+    assert most_in_a_second(slots) <= LIMIT_PER_SECOND * 1.5 + 1, sorted(slots)
     assert took >= (RUNS * days - 4) / LIMIT_PER_SECOND  # it was the limit that paced them
     waited = sample("tickrun_runner_llm_rate_limit_wait_seconds_count") - waits_before
     assert waited == len(fake.requests)
@@ -293,7 +337,8 @@ def test_runner_processes_share_the_limit_through_redis(
     import os
 
     runs = llm_runs(pg_store, 4, 4)
-    with fake_openai(api_key, rate_limit=FakeRateLimit(2.0)) as fake:
+    with fake_openai(api_key, rate_limit=FakeRateLimit(
+            2.0, burst_seconds=PROVIDER_BURST_SECONDS)) as fake:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("TICKRUN_", "OPENAI_", "OPENROUTER_"))}
         env |= {"TICKRUN_DATABASE_URL": postgres_url, "TICKRUN_REDIS_URL": redis_url,
@@ -328,7 +373,8 @@ def test_embedded_runner_processes_share_the_limit_through_a_file(
 
     store = open_store(sqlite_url)
     runs = llm_runs(store, 4, 4)
-    with fake_openai(api_key, rate_limit=FakeRateLimit(2.0)) as fake:
+    with fake_openai(api_key, rate_limit=FakeRateLimit(
+            2.0, burst_seconds=PROVIDER_BURST_SECONDS)) as fake:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("TICKRUN_", "OPENAI_", "OPENROUTER_"))}
         env |= {"TICKRUN_DATABASE_URL": sqlite_url, "TICKRUN_LLM_BASE_URL": fake.base_url,

@@ -16,9 +16,10 @@ clock's now, strictly in order, each once:
   not on a minute boundary is ignored and counted.
 
 `follow` drives a book from a LiveBarFeed: it yields each closed minute and each
-connection event, and waits on the feed's queue (never longer than `poll` seconds or
-the time to the next decision by the clock), so a clock that runs fast in a test plays
-a session in a fraction of a second.
+connection event, reads every event the feed holds already before deciding (a bar that
+came while the consumer was busy is not a gap), and waits on the feed's queue (never
+longer than `poll` seconds or the time to the next decision by the clock), so a clock
+that runs fast in a test plays a session in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from core.marketdata.live.base import (
 Clock = Callable[[], dt.datetime]
 MINUTE = dt.timedelta(minutes=1)
 DEFAULT_POLL_SECONDS = 1.0
+QUEUED_AT_ONCE = 10_000  # events `follow` reads off a feed before deciding, at most
 
 
 def utc_now() -> dt.datetime:
@@ -184,6 +186,16 @@ def follow(feed: EventSource, book: MinuteBook, *,
     connection event of the feed, until the session's last minute is released.
     ProviderRefused from the feed propagates."""
     while True:
+        # What the feed holds already goes into the book before it decides: a bar that
+        # came in time while the consumer was busy is no gap for not having been read.
+        for _ in range(QUEUED_AT_ONCE):
+            queued = feed.get(timeout=0)
+            if queued is None:
+                break
+            if isinstance(queued, LiveBar):
+                book.add(queued)
+            else:
+                yield queued
         yield from book.closed()
         if book.done:
             return
