@@ -34,7 +34,13 @@ from core.errors import StoreUnavailable
 from core.eventlog import EventType
 from core.eventlog.payloads import log_data
 from core.marketdata.live.base import Connected, Disconnected, LiveBar, LiveBarFeed, LiveEvent
-from core.marketdata.live.minutes import MINUTE, ClosedMinute, MinuteBook, Placement
+from core.marketdata.live.minutes import (
+    MINUTE,
+    ClosedMinute,
+    MinuteBook,
+    Placement,
+    queued_events,
+)
 from core.orders import FLATTEN_ON_STOP_SEQ
 from core.records import OrderOrigin, Trade
 from core.store.prices import PriceBar
@@ -48,9 +54,6 @@ from runner.step import journal_event
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0  # of the run's clock: how often the loop looks at the stop signal
-# Events read from the feed's queue before each decision, at most (a feed cannot hold
-# the loop: a few per symbol and minute come).
-QUEUED_AT_ONCE = 10_000
 
 
 class LiveSession(Session):
@@ -107,10 +110,8 @@ class LiveSession(Session):
     def _follow(self, book: MinuteBook) -> Ending:
         poll = POLL_SECONDS * self.live_clock.speed
         while True:
-            # What the feed holds already goes into the book before it decides: a bar
-            # that came in time while earlier minutes were being played (a slow decision,
-            # a busy machine) is no gap for not having been read yet.
-            self._take_queued(book)
+            for queued in queued_events(self.feed):  # before the book decides
+                self._on_event(queued, book)
             for closed in book.closed():
                 if not self._play_minute(closed):
                     return Ending.STOPPED
@@ -120,13 +121,6 @@ class LiveSession(Session):
                 return Ending.STOPPED
             wait = self.live_clock.wall_seconds(book.wait_seconds(poll))
             self._on_event(self.feed.get(timeout=wait), book)
-
-    def _take_queued(self, book: MinuteBook) -> None:
-        for _ in range(QUEUED_AT_ONCE):
-            event = self.feed.get(timeout=0)
-            if event is None:
-                return
-            self._on_event(event, book)
 
     def _on_event(self, event: LiveEvent | None, book: MinuteBook) -> None:
         if isinstance(event, LiveBar):

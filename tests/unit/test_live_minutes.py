@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from decimal import Decimal
 
 import pytest
@@ -271,3 +272,27 @@ def test_follow_yields_minutes_gaps_and_connection_events() -> None:
         Decimal("10.01"), None, Decimal("10.03"), Decimal("10.04"), None]
     assert max(feed.waits) <= 1.0
     assert clock.now == MINUTES[4] + MINUTE + DEFAULT_GRACE  # decided the moment it could be
+
+
+class QueuedFeed:
+    """A feed whose bars all came already (its queue), read while the clock stands."""
+
+    def __init__(self, events: list[LiveEvent]) -> None:
+        self.events = events
+
+    def get(self, timeout: float | None = None) -> LiveEvent | None:
+        return self.events.pop(0) if self.events else None
+
+
+def test_bars_queued_while_the_consumer_was_busy_are_no_gaps() -> None:
+    """The consumer comes back three minutes late (a slow decision, a starved process):
+    the bars that came in time are in the feed's queue, read before the book decides."""
+    late = Clock(MINUTES[2] + MINUTE + DEFAULT_GRACE + 10 * SECOND)
+    feed = QueuedFeed([live("AAPL", m, f"10.0{i}") for i, m in enumerate(MINUTES[:3])])
+    b = MinuteBook(MINUTES, ["AAPL"], late)
+    seen = list(itertools.islice(follow(feed, b, poll=1.0), 3))
+    assert [(s.minute, s.gaps) for s in seen if isinstance(s, ClosedMinute)] == [
+        (MINUTES[0], ()), (MINUTES[1], ()), (MINUTES[2], ())]
+    closes = [s.bar("AAPL") for s in seen if isinstance(s, ClosedMinute)]
+    assert [c.close if c else None for c in closes] == [
+        Decimal("10.00"), Decimal("10.01"), Decimal("10.02")]

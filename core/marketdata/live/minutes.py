@@ -180,18 +180,24 @@ class EventSource(Protocol):
     def get(self, timeout: float | None = None) -> LiveEvent | None: ...
 
 
+def queued_events(feed: EventSource) -> Iterator[LiveEvent]:
+    """The events the feed holds already, without waiting (QUEUED_AT_ONCE at most):
+    read before the book decides which minutes closed, so a bar that came in time while
+    its consumer was busy (a slow decision, a starved process) is no gap."""
+    for _ in range(QUEUED_AT_ONCE):
+        event = feed.get(timeout=0)
+        if event is None:
+            return
+        yield event
+
+
 def follow(feed: EventSource, book: MinuteBook, *,
            poll: float = DEFAULT_POLL_SECONDS) -> Iterator[Followed]:
     """Each closed minute of `book` as the feed's bars and the clock decide it, and each
     connection event of the feed, until the session's last minute is released.
     ProviderRefused from the feed propagates."""
     while True:
-        # What the feed holds already goes into the book before it decides: a bar that
-        # came in time while the consumer was busy is no gap for not having been read.
-        for _ in range(QUEUED_AT_ONCE):
-            queued = feed.get(timeout=0)
-            if queued is None:
-                break
+        for queued in queued_events(feed):
             if isinstance(queued, LiveBar):
                 book.add(queued)
             else:
