@@ -61,7 +61,8 @@ class VerifiedTokens:
         if hit is None:
             return None
         if self._monotonic() >= hit[1]:
-            self._users.pop(token, None)
+            with self._lock:  # not while `remember` walks the dict to make room
+                self._users.pop(token, None)
             return None
         return hit[0]
 

@@ -37,6 +37,15 @@ checked() {
   return "$rc"
 }
 
+# joined PID LOG: wait for a background step, print its output and forget it; its exit
+# status.
+joined() {
+  local rc=0
+  wait "$1" || rc=$?
+  cat "$2"; rm -f "$2"
+  return "$rc"
+}
+
 # The cluster's binaries build in a process group of their own (stopped if the checks
 # fail); `make cluster-up` below waits for that build through its lock.
 if [ "${TICKRUN_SKIP_CLUSTER:-}" != 1 ]; then
@@ -68,20 +77,14 @@ cluster_stream() {
   base_pid=$!
   make --no-print-directory cluster-up || { cat "$build_log"; return 1; }
   cat "$build_log"
-  wait "$base_pid" || { cat "$base_log"; rm -f "$base_log"; return 1; }
-  cat "$base_log"; rm -f "$base_log"
+  joined "$base_pid" "$base_log" || return 1
   tests/cluster/images.sh runner || return 1
   echo "cluster set-up: $((SECONDS - start))s"
   chart_log=$(mktemp -t tickrun-chart-build.XXXXXX)
   (tests/cluster/build.sh helm && tests/cluster/images.sh api) >"$chart_log" 2>&1 &
   chart_pid=$!
   checked "${pytest[@]}" tests/cluster "${chart_tests[@]/#/--ignore=}" || rc=1
-  if ! wait "$chart_pid"; then
-    cat "$chart_log"; rm -f "$chart_log"
-    echo "building helm or the api image failed"
-    return 1
-  fi
-  cat "$chart_log"; rm -f "$chart_log"
+  joined "$chart_pid" "$chart_log" || { echo "building helm or the api image failed"; return 1; }
   echo "chart tests' set-up (helm, the api image) done: $((SECONDS - start))s into the stream"
   checked "${pytest[@]}" "${chart_tests[@]}" || rc=1
   return "$rc"
@@ -96,11 +99,9 @@ checked "${pytest[@]}" -n "$workers" --dist loadfile --ignore=tests/cluster test
 rc=$?
 others_s=$SECONDS
 
-wait "$cluster_pid"
-cluster_rc=$?
 echo "================ the cluster stream (tests/cluster) ================"
-cat "$cluster_log"
-rm -f "$cluster_log"
+joined "$cluster_pid" "$cluster_log"
+cluster_rc=$?
 
 if [ "$cluster_rc" -ne 0 ]; then echo "the cluster stream failed (exit $cluster_rc)"; fi
 echo "make test: ${SECONDS}s (the other tests were done at ${others_s}s)"

@@ -38,6 +38,7 @@ from tests.integration.test_live_runs import (
     SYMBOLS,
     _events,
     clock_at,
+    late_bars,
     live_spec,
     play_live,
 )
@@ -268,8 +269,7 @@ def test_a_live_run_joining_late_plays_every_minute_from_polled_bars(
     # grace (733 ms of wall time here), its bar then logged late by the runner (but the
     # last minute's, which comes after the run ended).
     gapped = {(s, g["minute"]) for g in gaps for s in g["symbols"]}
-    late = {tuple(r.args) for r in caplog.records
-            if isinstance(r.msg, str) and r.msg.startswith("late bar of ") and r.args}
+    late = late_bars(caplog)
     assert {(s, m) for s, m in gapped if m != SESSION[-1].isoformat()} <= late, (live, gaps)
     assert live["gaps"] == len(gapped) <= 2 * len(SYMBOLS), (live, gaps)
     # The bars it played are the provider's, every minute from the join on (the

@@ -155,6 +155,13 @@ def clock_at(start: dt.datetime, *, connect: float = 2.0, speed: float = SPEED) 
     return LiveClock(start, time.time() + connect, speed)
 
 
+def late_bars(caplog: pytest.LogCaptureFixture) -> set[tuple[str, ...]]:
+    """(symbol, minute) of each bar the runner logged as come after its minute was
+    decided (runner.live.session's "late bar of ..." at INFO)."""
+    return {tuple(r.args) for r in caplog.records
+            if isinstance(r.msg, str) and r.msg.startswith("late bar of ") and r.args}
+
+
 def test_a_whole_live_session_decides_once_per_closed_bar_and_fills_at_its_close(
         stream: tuple[str, Any, MarketDataSettings], store: Store, event_log: EventLog,
         caplog: pytest.LogCaptureFixture) -> None:
@@ -188,8 +195,7 @@ def test_a_whole_live_session_decides_once_per_closed_bar_and_fills_at_its_close
     gaps = [e.data for e in _events(event_log, done.id)
             if e.type is EventType.LOG and e.data.get("phase") == "gap"]
     gapped = {(s, g["minute"]) for g in gaps for s in g["symbols"]}
-    late = {tuple(r.args) for r in caplog.records
-            if isinstance(r.msg, str) and r.msg.startswith("late bar of ") and r.args}
+    late = late_bars(caplog)
     left_out = ("MSFT", SESSION[100].isoformat())
     assert left_out in gapped and left_out not in late
     extra = gapped - {left_out}
