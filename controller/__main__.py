@@ -14,7 +14,6 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
-from types import FrameType
 
 from kubernetes import client
 from prometheus_client import start_http_server
@@ -31,6 +30,7 @@ from core.eventlog import open_event_log
 from core.logs import configure_logging
 from core.records import Run, Schedule
 from core.settings import CoreSettings
+from core.signals import on_signals
 from core.spend import SpendSettings
 from core.store import open_store
 
@@ -110,11 +110,12 @@ def _on_leadership(wake: threading.Event) -> Callable[[bool], None]:
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
-    def handle(signum: int, frame: FrameType | None) -> None:
-        log.info("%s: stopping", signal.Signals(signum).name)
+    """On core.signals' thread: setting the event inside the interrupted main thread,
+    which may be waiting on that same event, could deadlock it."""
+    def handle(sig: signal.Signals) -> None:
+        log.info("%s: stopping", sig.name)
         stop.set()
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
+    on_signals(handle)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ import os
 import signal
 import threading
 import time
-from types import FrameType
+
+from core.signals import on_signals
 
 log = logging.getLogger(__name__)
 
@@ -58,19 +59,19 @@ class StopSignal:
 
 
 def install_handlers(stop: StopSignal, *, budget_seconds: float) -> None:
-    def handle(signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
+    """SIGTERM and SIGINT request the stop, on core.signals' thread: never inside the
+    interrupted code, which may hold the very lock the stop's event takes."""
+    def handle(sig: signal.Signals) -> None:
         if stop.requested:
             return
-        stop.request(name)
-        log.info("%s received: stopping at the step boundary (budget %.1fs)", name,
+        stop.request(sig.name)
+        log.info("%s received: stopping at the step boundary (budget %.1fs)", sig.name,
                  budget_seconds)
         watchdog = threading.Thread(target=_expire, args=(budget_seconds,), daemon=True,
                                     name="stop-watchdog")
         watchdog.start()
 
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
+    on_signals(handle)
 
 
 def _expire(budget_seconds: float) -> None:

@@ -46,3 +46,27 @@ def test_the_watchdog_ends_a_process_that_overruns_its_budget() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=20)
     assert proc.returncode == EXIT_BUDGET_EXCEEDED
     assert time.monotonic() - began < 10
+
+
+def test_a_sigterm_while_the_main_thread_holds_the_stop_event_lock_still_stops() -> None:
+    """The handler used to set the event inside the interrupted main thread; when that
+    thread was inside Event.wait, holding the event's condition (as the loop does between
+    steps), the set waited for itself and the process hung until SIGKILL."""
+    code = (
+        "import os, signal\n"
+        "from runner.shutdown import StopSignal, install_handlers\n"
+        "stop = StopSignal()\n"
+        "install_handlers(stop, budget_seconds=10**7)\n"
+        "with stop._event._cond:  # what Event.wait holds for a few bytecodes\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    for _ in range(10_000): pass  # the old handler ran here, and hung\n"
+        "print(stop.wait(10), stop.signal_name)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()  # a hung process ignores SIGTERM
+    assert proc.returncode == 0, err
+    assert out.split() == ["True", "SIGTERM"]
