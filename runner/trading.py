@@ -29,6 +29,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from core import margin
 from core.bars import Bar
@@ -109,7 +110,8 @@ class TradingService:
         order is recorded too (filled or refused), with its events."""
         fill_time = bar_time if filled_at is None else filled_at
         items: list[JournalItem] = []
-        with self.store.ledger_tx(run_id, attempt=self.attempt) as tx:
+        with self.store.ledger_tx(run_id, attempt=self.attempt,
+                                  trade_key=(step, seq)) as tx:
             done = tx.find_trade(step, seq)
             if done is not None:
                 log.info("step %s seq %s already traded; replay returns it", step, seq)
@@ -143,13 +145,15 @@ class TradingService:
         """A market order filled at `price` (or refused with `refusal`), recorded inside
         `tx` with its events. `rule_price`: a broker's fill, the price by tickrun's rule."""
         filled = refusal is None
-        rec = tx.insert_order(
+        new_order = dict(
             step=step, seq=seq, bar_time=bar_time, active_from=step + 1, order=order,
             origin=origin, state=OrderState.FILLED if filled else OrderState.REFUSED,
             reason=refusal or note, filled_at=filled_at if filled else None,
             fill_price=price if filled else None, reasoning=reasoning)
-        trade = self._book(tx, step, seq, order, price, bar_time, filled_at, reasoning,
-                           refusal, rec.id, note, rule_price)
+        fields, after = self._trade_of(tx.portfolio, step, seq, order, price, bar_time,
+                                       filled_at, reasoning, refusal, note, rule_price)
+        rec, trade = tx.insert_order_and_trade(new_order, fields)
+        self._keep_fill(tx, after, trade)
         rec = dataclasses.replace(rec, trade_id=trade.id)
         placed = OrderEvent(rec.id, now, OrderEventKind.PLACED, bar_time)
         outcome = OrderEvent(rec.id, now,
@@ -464,30 +468,45 @@ class TradingService:
 
     def _book(self, tx: LedgerTx, step: int, seq: int, order: Order, price: Decimal,
               bar_time: dt.datetime, filled_at: dt.datetime, reasoning: str | None,
-              refusal: str | None, order_id: int, note: str | None,
-              rule_price: Decimal | None = None) -> Trade:
-        """The trade of an order (refused when `refusal`), and for a fill the new
-        portfolio and its position record."""
+              refusal: str | None, order_id: int, note: str | None) -> Trade:
+        """The trade of an order already recorded (refused when `refusal`), and for a
+        fill the new portfolio and its position record."""
+        fields, after = self._trade_of(tx.portfolio, step, seq, order, price, bar_time,
+                                       filled_at, reasoning, refusal, note)
+        trade = tx.insert_trade(**fields, order_id=order_id)
+        self._keep_fill(tx, after, trade)
+        return trade
+
+    def _trade_of(self, portfolio: Portfolio, step: int, seq: int, order: Order,
+                  price: Decimal, bar_time: dt.datetime, filled_at: dt.datetime,
+                  reasoning: str | None, refusal: str | None, note: str | None,
+                  rule_price: Decimal | None = None
+                  ) -> tuple[dict[str, Any], Portfolio | None]:
+        """An order's trade (insert_trade's arguments but its order), and the portfolio
+        after it (None: refused)."""
+        trade: dict[str, Any] = dict(step=step, seq=seq, bar_time=bar_time, side=order.side,
+                                     symbol=order.symbol, quantity=order.quantity,
+                                     price=price, reasoning=reasoning)
         if refusal is not None:  # it never filled: no fill time
-            return tx.insert_trade(
-                step=step, seq=seq, bar_time=bar_time, filled_at=None, side=order.side,
-                symbol=order.symbol, quantity=order.quantity, price=price, fees=Decimal(0),
-                status=TradeStatus.REFUSED, reason=refusal, cash_after=tx.portfolio.cash,
-                reasoning=reasoning, order_id=order_id)
-        after = self._apply(tx.portfolio, order, price)
-        trade = tx.insert_trade(
-            step=step, seq=seq, bar_time=bar_time, filled_at=filled_at, side=order.side,
-            symbol=order.symbol, quantity=order.quantity, price=price,
-            fees=self.fee_per_trade, status=TradeStatus.FILLED, reason=note,
-            cash_after=after.cash, reasoning=reasoning, order_id=order_id,
-            rule_price=rule_price)
+            return dict(trade, filled_at=None, fees=Decimal(0), status=TradeStatus.REFUSED,
+                        reason=refusal, cash_after=portfolio.cash), None
+        after = self._apply(portfolio, order, price)
+        return dict(trade, filled_at=filled_at, fees=self.fee_per_trade,
+                    status=TradeStatus.FILLED, reason=note, cash_after=after.cash,
+                    rule_price=rule_price), after
+
+    @staticmethod
+    def _keep_fill(tx: LedgerTx, after: Portfolio | None, trade: Trade) -> None:
+        """A fill's new portfolio and its position record (a refusal has none)."""
+        if after is None:
+            return
+        assert trade.filled_at is not None, "a fill has its time"
         tx.save_portfolio(after)
         tx.insert_position(PositionRecord(
-            run_id=after.run_id, step=step, seq=seq, bar_time=bar_time, filled_at=filled_at,
-            action=order.side, symbol=order.symbol, cash=after.cash,
-            holdings=after.holdings, reasoning=reasoning,
+            run_id=after.run_id, step=trade.step, seq=trade.seq, bar_time=trade.bar_time,
+            filled_at=trade.filled_at, action=trade.side, symbol=trade.symbol,
+            cash=after.cash, holdings=after.holdings, reasoning=trade.reasoning,
         ))
-        return trade
 
 
 def _num(value: Decimal) -> str:

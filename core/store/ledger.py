@@ -20,7 +20,7 @@ from typing import Any
 from core.errors import NotFound, Superseded
 from core.records import Decision, Portfolio, PositionRecord, Trade, TradeStatus
 from core.store import codec
-from core.store.ledger_tx import LedgerTx, SqlLedgerTx
+from core.store.ledger_tx import FIND_TRADE, LedgerTx, SqlLedgerTx
 from core.store.sqlbase import Cursor, Dialect, SqlAccess, utcnow
 
 # A run's rows besides its portfolio, children first (retention deletes them).
@@ -29,8 +29,11 @@ RUN_LEDGER_TABLES = ("positions", "trades", "order_events", "orders", "decisions
 
 class LedgerStore(ABC):
     @abstractmethod
-    def ledger_tx(self, run_id: int, *,
-                  attempt: int | None = None) -> AbstractContextManager[LedgerTx]: ...
+    def ledger_tx(self, run_id: int, *, attempt: int | None = None,
+                  trade_key: tuple[int, int] | None = None
+                  ) -> AbstractContextManager[LedgerTx]:
+        """`trade_key` (step, seq): the trade its find_trade will ask for, read with the
+        portfolio's lock (one round trip)."""
 
     @abstractmethod
     def get_portfolio(self, run_id: int) -> Portfolio: ...
@@ -168,22 +171,29 @@ def _checkpoint(cur: Cursor, run_id: int, step: int, attempt: int | None) -> int
 
 class LedgerSql(SqlAccess, LedgerStore):
     @contextmanager
-    def ledger_tx(self, run_id: int, *, attempt: int | None = None) -> Iterator[LedgerTx]:
+    def ledger_tx(self, run_id: int, *, attempt: int | None = None,
+                  trade_key: tuple[int, int] | None = None) -> Iterator[LedgerTx]:
         d = self.dialect
         # A batch: the writes nothing waits for go out with the commit (one round trip).
         with self._tx(write=True, batch=True) as cur:
             # The fence and the portfolio's lock in one statement: the run's row is
             # share-locked and read as it is now (after any start_attempt it waited for).
-            row = cur.one(
-                "SELECT p.*, r.attempts FROM portfolios p JOIN runs r ON r.id = p.run_id"
-                " WHERE p.run_id = %s" + d.lock_rows("p", "r" if attempt is not None else None),
-                (run_id,),
-            )
+            # The trade asked for is read after it, in the same round trip.
+            lock = ("SELECT p.*, r.attempts FROM portfolios p JOIN runs r ON r.id = p.run_id"
+                    " WHERE p.run_id = %s" + d.lock_rows("p", "r" if attempt is not None
+                                                         else None), (run_id,))
+            if trade_key is None:
+                row, found = cur.one(*lock), None
+            else:
+                row, found = cur.one_each([lock, (FIND_TRADE, (run_id, *trade_key))])
             if row is None:
                 raise NotFound(f"run {run_id} has no portfolio")
             require_attempt(run_id, row, attempt)
-            yield SqlLedgerTx(cur, d, codec.record_from(Portfolio, row),
-                              int(row.get("bars_done", -1)))
+            tx = SqlLedgerTx(cur, d, codec.record_from(Portfolio, row),
+                             int(row.get("bars_done", -1)))
+            if trade_key is not None:
+                tx.known_trade(trade_key, found)
+            yield tx
 
     def get_portfolio(self, run_id: int) -> Portfolio:
         with self._one_statement(write=False) as cur:

@@ -30,6 +30,11 @@ from core.store.sqlbase import Cursor, Dialect, insert_row, utcnow
 
 # An order with its trade's id (a filled or refused order has one trade at most).
 ORDER_COLUMNS = "o.*, (SELECT t.id FROM trades t WHERE t.order_id = o.id) AS trade_id"
+ORDER_RETURNING = "RETURNING *, NULL AS trade_id"
+FIND_TRADE = "SELECT * FROM trades WHERE run_id = %s AND step = %s AND seq = %s"
+# PostgreSQL: the id the order inserted just before took (the session's last one): a
+# trade and its order go out together, not one answer after the other.
+LAST_ORDER_ID = "currval(pg_get_serial_sequence('orders', 'id'))"
 
 
 class LedgerTx(ABC):
@@ -68,6 +73,13 @@ class LedgerTx(ABC):
         order_id: int | None = None,
         rule_price: Decimal | None = None,
     ) -> Trade: ...
+
+    def insert_order_and_trade(self, order: dict[str, Any], trade: dict[str, Any]
+                               ) -> tuple[OrderRecord, Trade]:
+        """A new order (insert_order's arguments) and its trade (insert_trade's, but
+        the order's id): together, in one round trip where the store can."""
+        rec = self.insert_order(**order)
+        return rec, self.insert_trade(**trade, order_id=rec.id)
 
     @abstractmethod
     def save_portfolio(self, portfolio: Portfolio) -> None: ...
@@ -140,18 +152,27 @@ class SqlLedgerTx(LedgerTx):
         self._d = dialect
         self.portfolio = portfolio
         self.bars_done = bars_done
+        self._known: tuple[tuple[int, int], Trade | None] | None = None
 
     def _insert(self, table: str, values: dict[str, Any], tail: str = "") -> codec.Row:
         row = insert_row(self._cur, self._d, table, values, tail)
         assert row is not None
         return row
 
+    def known_trade(self, key: tuple[int, int], row: codec.Row | None) -> None:
+        """The trade of `key` (step, seq) as read with the lock: find_trade's answer."""
+        self._known = (key, None if row is None else codec.record_from(Trade, row))
+
     def find_trade(self, step: int, seq: int) -> Trade | None:
-        row = self._cur.one(
-            "SELECT * FROM trades WHERE run_id = %s AND step = %s AND seq = %s",
-            (self.portfolio.run_id, step, seq),
-        )
+        if self._known is not None and self._known[0] == (step, seq):
+            return self._known[1]
+        row = self._cur.one(FIND_TRADE, (self.portfolio.run_id, step, seq))
         return None if row is None else codec.record_from(Trade, row)
+
+    def _trade_values(self, **fields: Any) -> dict[str, Any]:
+        trade = Trade(id=0, run_id=self.portfolio.run_id, created_at=utcnow(),
+                      **{"order_id": None, "rule_price": None, **fields})
+        return codec.fields_of(trade, skip=("id",))
 
     def insert_trade(self, *, step: int, seq: int, bar_time: dt.datetime,
                      filled_at: dt.datetime | None, side: Side, symbol: str,
@@ -159,13 +180,31 @@ class SqlLedgerTx(LedgerTx):
                      reason: str | None, cash_after: Decimal, reasoning: str | None,
                      order_id: int | None = None,
                      rule_price: Decimal | None = None) -> Trade:
-        trade = Trade(id=0, run_id=self.portfolio.run_id, step=step, seq=seq,
-                      bar_time=bar_time, filled_at=filled_at, side=side, symbol=symbol,
-                      quantity=quantity, price=price, fees=fees, status=status,
-                      reason=reason, cash_after=cash_after, reasoning=reasoning,
-                      created_at=utcnow(), order_id=order_id, rule_price=rule_price)
-        row = self._insert("trades", codec.fields_of(trade, skip=("id",)), "RETURNING *")
+        values = self._trade_values(
+            step=step, seq=seq, bar_time=bar_time, filled_at=filled_at, side=side,
+            symbol=symbol, quantity=quantity, price=price, fees=fees, status=status,
+            reason=reason, cash_after=cash_after, reasoning=reasoning, order_id=order_id,
+            rule_price=rule_price)
+        row = self._insert("trades", values, "RETURNING *")
         return codec.record_from(Trade, row)
+
+    def insert_order_and_trade(self, order: dict[str, Any], trade: dict[str, Any]
+                               ) -> tuple[OrderRecord, Trade]:
+        if not self._d.chains_writes:  # SQLite: in process, nothing to gain
+            return super().insert_order_and_trade(order, trade)
+        order_values = self._order_values(**order)
+        values = self._trade_values(**trade)
+        del values["order_id"]
+        names = [*values, "order_id"]
+        trade_sql = (f"INSERT INTO trades ({', '.join(names)})"
+                     f" VALUES ({codec.marks(len(values))}, {LAST_ORDER_ID}) RETURNING *")
+        order_row, trade_row = self._cur.one_each([
+            (codec.insert("orders", order_values, ORDER_RETURNING),
+             codec.columns(self._d, order_values)),
+            (trade_sql, codec.columns(self._d, values))])
+        assert order_row is not None and trade_row is not None
+        return (codec.record_from(OrderRecord, order_row),
+                codec.record_from(Trade, trade_row))
 
     # The writes below are answered by nobody: they go out with the commit (`later`).
     def save_portfolio(self, portfolio: Portfolio) -> None:
@@ -211,16 +250,22 @@ class SqlLedgerTx(LedgerTx):
                      parent_id: int | None = None, reason: str | None = None,
                      filled_at: dt.datetime | None = None, fill_price: Decimal | None = None,
                      reasoning: str | None = None) -> OrderRecord:
+        values = self._order_values(
+            step=step, seq=seq, bar_time=bar_time, active_from=active_from, order=order,
+            origin=origin, state=state, parent_id=parent_id, reason=reason,
+            filled_at=filled_at, fill_price=fill_price, reasoning=reasoning)
+        return codec.record_from(OrderRecord, self._insert("orders", values, ORDER_RETURNING))
+
+    def _order_values(self, *, order: Order, parent_id: int | None = None,
+                      reason: str | None = None, filled_at: dt.datetime | None = None,
+                      fill_price: Decimal | None = None, reasoning: str | None = None,
+                      **fields: Any) -> dict[str, Any]:
         now = utcnow()
         record = OrderRecord(
-            id=0, run_id=self.portfolio.run_id, step=step, seq=seq, bar_time=bar_time,
-            active_from=active_from, **codec.fields_of(order), origin=origin,
-            parent_id=parent_id, state=state, reason=reason, triggered_at=None,
-            filled_at=filled_at, fill_price=fill_price, reasoning=reasoning,
-            created_at=now, updated_at=now)
-        row = self._insert("orders", codec.fields_of(record, skip=("id", "trade_id")),
-                           "RETURNING *, NULL AS trade_id")
-        return codec.record_from(OrderRecord, row)
+            id=0, run_id=self.portfolio.run_id, **fields, **codec.fields_of(order),
+            parent_id=parent_id, reason=reason, triggered_at=None, filled_at=filled_at,
+            fill_price=fill_price, reasoning=reasoning, created_at=now, updated_at=now)
+        return codec.fields_of(record, skip=("id", "trade_id"))
 
     def update_order(self, order_id: int, *, state: OrderState | None = None,
                      reason: str | None = None, triggered_at: dt.datetime | None = None,

@@ -61,6 +61,21 @@ class PostgresCursor:
         self._cur.execute(sql, params)
         return self._cur.fetchone()
 
+    def one_each(self, statements: Sequence[tuple[str, Sequence[Any]]]
+                 ) -> list[codec.Row | None]:
+        if self._pipeline is None:
+            return [self.one(sql, params) for sql, params in statements]
+        # A cursor each, all queued before the first answer is waited for.
+        extra = [self._cur.connection.cursor() for _ in statements[1:]]
+        cursors = [self._cur, *extra]
+        for cur, (sql, params) in zip(cursors, statements, strict=True):
+            cur.execute(sql, params)
+        try:
+            return [cur.fetchone() for cur in cursors]
+        finally:
+            for cur in extra:
+                cur.close()
+
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         self._cur.execute(sql, params)
         if self._pipeline is not None:  # the row count is the answer waited for

@@ -45,6 +45,10 @@ class SqliteCursor:
         cur.fetchall()  # finish the statement so RETURNING rows are committed with it
         return None if row is None else dict(row)
 
+    def one_each(self, statements: Sequence[tuple[str, Sequence[Any]]]
+                 ) -> list[codec.Row | None]:
+        return [self.one(sql, params) for sql, params in statements]
+
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         return self._conn.execute(self._sql(sql), tuple(params)).rowcount
 

@@ -236,6 +236,13 @@ class CountingCursor:
         self._reads.append((sql, int(row is not None)))
         return row
 
+    def one_each(self, statements: Sequence[tuple[str, Sequence[Any]]]
+                 ) -> list[dict[str, Any] | None]:
+        rows = self._cur.one_each(statements)
+        self._reads += [(sql, int(row is not None))
+                        for (sql, _), row in zip(statements, rows, strict=True)]
+        return rows
+
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         return self._cur.run(sql, params)
 
