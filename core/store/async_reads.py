@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from core.errors import StoreUnavailable
 from core.records import Run
 from core.store import codec
-from core.store.pg_health import checked_if_idle_async, returned_async
+from core.store.pg_health import checked_if_idle_async, pooled_async
 from core.store.runs import RunFilter, RunStore, run_list_query
 from core.store.sqlbase import Dialect, owned
 
@@ -72,7 +72,7 @@ class PostgresRunReads(RunReads):
         self._pool = AsyncConnectionPool(
             conninfo, min_size=1, max_size=max_size, timeout=timeout, open=False,
             kwargs={**connect_kwargs, "row_factory": dict_row, "autocommit": True},
-            configure=_json_as_text, check=checked_if_idle_async, reset=returned_async)
+            configure=_json_as_text, check=checked_if_idle_async)
 
     async def open(self) -> None:
         await self._pool.open(wait=False)
@@ -90,7 +90,7 @@ class PostgresRunReads(RunReads):
 
     async def _rows(self, sql: str, params: list[Any]) -> list[codec.Row]:
         try:
-            async with self._pool.connection() as conn, conn.cursor() as cur:
+            async with pooled_async(self._pool) as conn, conn.cursor() as cur:
                 await cur.execute(sql, params)
                 return await cur.fetchall()
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:

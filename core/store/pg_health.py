@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import time
 import weakref
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import psycopg
@@ -25,9 +27,16 @@ def _idle_long(conn: Any) -> bool:
     return time.monotonic() - _idle_since.get(conn, 0.0) > IDLE_CHECK_SECONDS
 
 
-def returned(conn: psycopg.Connection[Any]) -> None:
-    """The pool's `reset`: the connection went back to the pool now."""
-    _idle_since[conn] = time.monotonic()
+@contextmanager
+def pooled(pool: ConnectionPool) -> Iterator[psycopg.Connection[Any]]:
+    """`pool.connection()`, noting when the connection goes back. Not the pool's `reset`
+    hook: with one set, psycopg_pool returns every connection through its worker thread,
+    a thread hand-off per statement that the next statement may wait for."""
+    with pool.connection() as conn:
+        try:
+            yield conn
+        finally:
+            _idle_since[conn] = time.monotonic()
 
 
 def checked_if_idle(conn: psycopg.Connection[Any]) -> None:
@@ -36,8 +45,15 @@ def checked_if_idle(conn: psycopg.Connection[Any]) -> None:
         ConnectionPool.check_connection(conn)
 
 
-async def returned_async(conn: psycopg.AsyncConnection[Any]) -> None:
-    _idle_since[conn] = time.monotonic()
+@asynccontextmanager
+async def pooled_async(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """As `pooled`: the async pool's `reset` would return each connection through a
+    task of its own."""
+    async with pool.connection() as conn:
+        try:
+            yield conn
+        finally:
+            _idle_since[conn] = time.monotonic()
 
 
 async def checked_if_idle_async(conn: psycopg.AsyncConnection[Any]) -> None:

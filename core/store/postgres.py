@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from core.errors import StoreUnavailable
 from core.store import codec
 from core.store.async_reads import PostgresRunReads, RunReads
-from core.store.pg_health import checked_if_idle, returned
+from core.store.pg_health import checked_if_idle, pooled
 from core.store.sql import Cursor, SqlStore
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class PostgresStore(SqlStore):
             # autocommit: a transaction is always explicit (conn.transaction(), or a
             # batch's own BEGIN), and a statement outside one is its own transaction.
             kwargs={"row_factory": dict_row, "autocommit": True, **TCP_LIVENESS},
-            check=checked_if_idle, reset=returned,
+            check=checked_if_idle,
         )
 
     def async_reads(self) -> RunReads:
@@ -146,7 +146,7 @@ class PostgresStore(SqlStore):
 
     @contextmanager
     def _tx(self, write: bool = False, batch: bool = False) -> Iterator[Cursor]:
-        with answering(), self._pool.connection() as conn:
+        with answering(), pooled(self._pool) as conn:
             if batch:
                 with _batch(conn) as cur:
                     yield cur
@@ -157,12 +157,12 @@ class PostgresStore(SqlStore):
     @contextmanager
     def _one_statement(self, write: bool = True) -> Iterator[Cursor]:
         # No BEGIN nor COMMIT: the statement is its own transaction (autocommit).
-        with answering(), self._pool.connection() as conn, conn.cursor() as cur:
+        with answering(), pooled(self._pool) as conn, conn.cursor() as cur:
             yield PostgresCursor(cur)
 
     def migrate(self) -> list[str]:
         applied: list[str] = []
-        with self._pool.connection() as conn, conn.transaction():
+        with pooled(self._pool) as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADMISSION_LOCK_KEY + 1,))
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY,"

@@ -58,3 +58,25 @@ def test_events_wait_while_redis_is_down_and_arrive_in_order(redis_url: str,
     events = publisher._log.read(5)
     assert [e.data["step"] for e in events] == list(range(50))
     assert redis.Redis.from_url(redis_url).ttl(f"{redis_prefix}:run:5:events") > 0
+
+
+def test_a_batch_lands_whole_with_its_progress_even_after_redis_forgot_its_script(
+        redis_url: str, redis_prefix: str) -> None:
+    """A step's events and progress go out as one script; a restarted Redis has no
+    script cache (as SCRIPT FLUSH leaves it), and the next batch still lands, in order."""
+    import redis
+
+    log = RedisEventLog(redis_url, prefix=redis_prefix)
+    batch = [(EventType.DECISION, {"step": 0, "action": "hold"}),
+             (EventType.PROGRESS, {"step": 1, "equity": "100.5"})]
+    log.append_batch(11, batch, {"step": 1, "equity": "100.5"})
+    redis.Redis.from_url(redis_url).script_flush()
+    log.append_batch(11, [(EventType.TRADE, {"step": 1, "price": "10"})], {"step": 2})
+    log.append_batch(11, [(EventType.LOG, {"message": "no progress"})])
+    events = log.read(11)
+    assert [(e.type, e.data) for e in events] == [
+        *batch, (EventType.TRADE, {"step": 1, "price": "10"}),
+        (EventType.LOG, {"message": "no progress"})]
+    assert len({e.time for e in events[:2]}) == 1  # a batch's events share its time
+    assert log.get_progress(11) == {"step": 2, "equity": "100.5"}
+    log.close()

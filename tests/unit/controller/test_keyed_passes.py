@@ -52,10 +52,13 @@ def test_the_loop_handles_a_queued_change_without_waiting_for_the_resync(
     loop.start()
     try:
         deadline = threading.Event()
-        for _ in range(100):  # the first (full) pass admits it
-            if store.get_run(run.id).status is RunStatus.ADMITTED:
+        for _ in range(100):  # the first (full) pass admits it and starts its workload
+            # Not the store's status alone: the pass unsuspends the workload after it,
+            # which would overwrite the state set below (a loaded machine saw it).
+            if (state := ex.states.get(run.id)) is not None and state.phase == "pending":
                 break
             deadline.wait(0.05)
+        assert store.get_run(run.id).status is RunStatus.ADMITTED
         ex.states[run.id] = WorkloadState("succeeded", exit_code=0)
         ex.changes.add(run.id)  # what the informer does on a watch event
         for _ in range(100):
