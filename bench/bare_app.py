@@ -1,5 +1,5 @@
 """The ceiling `bench api` measures beside the API, in the same run: a bare FastAPI app
-on the same server stack (uvicorn, uvloop, httptools, the same worker count) whose
+on the same server stack (uvicorn, uvloop, httptools, the same workers: api.workers) whose
 async route answers GET /v1/runs/{id} with the very document the API answered. What the
 framework alone does on these cores, now: the API's rate is reported as a share of it.
 
@@ -16,6 +16,8 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from api.workers import serve
+
 
 def create_app() -> FastAPI:
     document: dict[str, Any] = json.loads(os.environ["TICKRUN_BENCH_RUN_DOC"])
@@ -30,9 +32,13 @@ def create_app() -> FastAPI:
 
 def main(argv: list[str]) -> None:
     port, workers = int(argv[0]), int(argv[1])
-    uvicorn.run("bench.bare_app:create_app", factory=True, host="127.0.0.1", port=port,
-                workers=workers, log_config=None, access_log=False, loop="uvloop",
-                http="httptools")
+    options = {"app": "bench.bare_app:create_app", "factory": True, "host": "127.0.0.1",
+               "port": port, "log_config": None, "access_log": False, "loop": "uvloop",
+               "http": "httptools"}
+    if workers == 1:
+        uvicorn.run(**options)  # type: ignore[arg-type]
+    else:  # the API's own workers: each on a socket of its own
+        sys.exit(serve(options, workers=workers, log_level="WARNING"))
 
 
 if __name__ == "__main__":
