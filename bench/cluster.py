@@ -154,19 +154,29 @@ def _admission(stack: Any, pg: Any) -> dict[str, Any]:
                                TICKRUN_K8S_UNSCHEDULABLE_TIMEOUT_SECONDS=86400)
         store = open_store(stack.db_url, pool_size=1)
         batch = stack.cluster.batch
+        first: float | None = None  # the first Job seen unsuspended: the controller runs
+        first_count = 0
         while True:
             jobs = batch.list_namespaced_job(stack.namespace,
                                              label_selector="tickrun.io/user-id=admission-bench")
             unsuspended = sum(1 for j in jobs.items if not j.spec.suspend)
             if unsuspended >= ADMISSIONS:
                 break
-            time.sleep(0.5)
-        took = time.monotonic() - started
+            if unsuspended and first is None:
+                first, first_count = time.monotonic(), unsuspended
+            time.sleep(0.2)
+        ended = time.monotonic()
+        took = ended - started
         admitted = store.count_runs_by_status().get(RunStatus.ADMITTED, 0)
         store.close()
         stack.stop_controllers()
+    # Without the controller's start (its imports, its informers' first lists): the rate
+    # from the first Job seen unsuspended to the last.
+    running = (ADMISSIONS - first_count) / (ended - first) if first else None
     return {"admissions": ADMISSIONS, "admission_seconds": round(took, 1),
-            "admissions_per_s": round(ADMISSIONS / took, 1), "admitted_in_store": admitted}
+            "admissions_per_s": round(ADMISSIONS / took, 1),
+            "admissions_per_s_once_started": round(running, 1) if running else None,
+            "admitted_in_store": admitted}
 
 
 def with_stack(fn: Any) -> dict[str, Any]:
