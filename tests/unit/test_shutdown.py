@@ -9,6 +9,7 @@ import sys
 import time
 
 from runner.shutdown import EXIT_BUDGET_EXCEEDED, StopSignal, install_handlers
+from tests.unit.test_signals import run_python
 
 
 def test_stop_signal_records_the_first_request_only() -> None:
@@ -62,11 +63,4 @@ def test_a_sigterm_while_the_main_thread_holds_the_stop_event_lock_still_stops()
         "    for _ in range(10_000): pass  # the old handler ran here, and hung\n"
         "print(stop.wait(10), stop.signal_name)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = proc.communicate(timeout=20)
-    finally:
-        proc.kill()  # a hung process ignores SIGTERM
-    assert proc.returncode == 0, err
-    assert out.split() == ["True", "SIGTERM"]
+    assert run_python(code) == ["True", "SIGTERM"]

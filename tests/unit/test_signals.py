@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 
-def _run(code: str) -> list[str]:
+def run_python(code: str) -> list[str]:
+    """`python -c code`'s output words; it must exit 0 within 30 s."""
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -28,7 +29,7 @@ def test_each_signal_is_handled_on_the_signals_thread_in_order() -> None:
         "    os.kill(os.getpid(), sig)\n"
         "    print(*seen.get(timeout=10))\n"
     )
-    assert _run(code) == ["SIGTERM", "signals", "SIGINT", "signals", "SIGTERM", "signals"]
+    assert run_python(code) == ["SIGTERM", "signals", "SIGINT", "signals", "SIGTERM", "signals"]
 
 
 def test_the_controller_stops_on_a_sigterm_while_its_loop_holds_the_stop_event() -> None:
@@ -44,4 +45,4 @@ def test_the_controller_stops_on_a_sigterm_while_its_loop_holds_the_stop_event()
         "    for _ in range(10_000): pass\n"
         "print(stop.wait(10))\n"
     )
-    assert _run(code) == ["True"]
+    assert run_python(code) == ["True"]
