@@ -15,8 +15,11 @@ graceful timeout).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
+import os
+import signal
 import socket
 import sys
 import threading
@@ -30,6 +33,7 @@ from core.signals import on_signals
 
 log = logging.getLogger(__name__)
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 STARTUP_FAILURE = 3  # uvicorn's exit code for a server that never served
 GRACE_SECONDS = 15  # past uvicorn's graceful shutdown timeout (10 s): then SIGKILL
 
@@ -46,8 +50,21 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run_worker(options: dict[str, Any], log_level: str) -> None:
+def die_with(parent: int) -> None:
+    """SIGTERM this process when `parent` dies (a supervisor SIGKILLed or OOM-killed
+    outside a container): no orphan keeps serving on the port. Linux only."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        log.warning("no parent-death signal: %s", os.strerror(ctypes.get_errno()))
+    if os.getppid() != parent:  # it died before the line above
+        sys.exit(0)
+
+
+def run_worker(options: dict[str, Any], log_level: str, parent: int) -> None:
     """One worker process: its own socket, then uvicorn serving the app on it."""
+    die_with(parent)
     configure_logging("api", level=log_level)
     config = uvicorn.Config(**options)
     try:
@@ -80,7 +97,7 @@ class Supervisor:
 
     def _start(self) -> BaseProcess:
         worker = self.context.Process(target=run_worker, name="api-worker",
-                                      args=(self.options, self.log_level))
+                                      args=(self.options, self.log_level, os.getpid()))
         worker.start()
         return worker
 

@@ -12,6 +12,7 @@ the lock to the others for seconds (a stop took 3.5 s; `python -m bench sqlite_w
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import random
 import sqlite3
@@ -173,6 +174,26 @@ class SqliteStore(SqlStore):
         conn.execute("COMMIT")
 
     def migrate(self) -> list[str]:
+        # Processes that start at once on one file (the API's workers, `tickrun dev`)
+        # all migrate: one at a time, each reading what is applied under the lock. The
+        # lock is a file of its own: a second descriptor of the database would drop
+        # SQLite's POSIX locks when closed.
+        with self._migration_lock():
+            return self._migrate()
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        if self.path == ":memory:":
+            yield
+            return
+        with open(f"{self.path}-migrations.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _migrate(self) -> list[str]:
         conn = self.connect()
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY,"

@@ -3,6 +3,7 @@ workers, a dead worker is replaced, SIGTERM stops them all, a port in use stops 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -40,6 +41,7 @@ class Api:
                  "--workers", "2"], env=env, cwd=tmp, stdout=out, stderr=subprocess.STDOUT)
 
     def ready(self) -> bool:
+        assert self.proc.poll() is None, f"the API exited:\n{self.log.read_text()[-3000:]}"
         try:
             ok = httpx.get(f"http://127.0.0.1:{self.port}/readyz").status_code == 200
         except httpx.TransportError:
@@ -60,11 +62,13 @@ def api(tmp_path: Path) -> Iterator[Api]:
         wait_for(server.ready, timeout=60, interval=0.2)
         yield server
     finally:
+        workers = server.workers()  # found through the supervisor: ask before it goes
         if server.proc.poll() is None:
             server.proc.kill()
             server.proc.wait()
-        for pid in server.workers():
-            os.kill(pid, signal.SIGKILL)
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def tcp_sockets(pid: int, port: int, state: str) -> int:
@@ -124,6 +128,14 @@ def test_a_dead_worker_is_replaced_and_sigterm_stops_every_worker(api: Api) -> N
     assert time.monotonic() - began < 15
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)  # reaped
     assert "exited (-9); starting another" in api.log.read_text()
+
+
+def test_workers_end_with_their_supervisor_even_when_it_is_killed(api: Api) -> None:
+    workers = api.workers()
+    api.proc.kill()  # SIGKILL: no chance to pass anything on
+    api.proc.wait()
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers),
+             timeout=30, interval=0.2)
 
 
 def test_a_port_taken_by_another_process_stops_the_server(tmp_path: Path) -> None:

@@ -139,3 +139,20 @@ def test_sqlite_fill_time_migration_backfills_existing_rows(tmp_path: Path) -> N
     assert "applied 9 migration(s): 0002_fill_time_and_ledger_indexes.sql, 0003_" in migrate(
         f"sqlite:///{path}")
     check_old_rows_got_fill_times(f"sqlite:///{path}")
+
+
+def test_processes_starting_at_once_on_a_new_sqlite_file_all_migrate_it(
+        tmp_path: Path) -> None:
+    """The API's workers (and `tickrun dev`'s processes) migrate on start, at the same
+    moment: each must find the schema complete, none may fail on another's migration."""
+    db = tmp_path / "new.sqlite"
+    code = ("import sys; from core.store.sqlite import SqliteStore;"
+            " SqliteStore(sys.argv[1]).migrate()")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    processes = [subprocess.Popen([sys.executable, "-c", code, str(db)], env=env,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    failures = [p.communicate(timeout=60)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0] * 6, "\n".join(failures)
+    with closing(sqlite3.connect(db)) as conn:
+        applied = [r[0] for r in conn.execute("SELECT name FROM schema_migrations")]
+    assert sorted(applied) == sorted(name for name, _ in migration_scripts("sqlite"))

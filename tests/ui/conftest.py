@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -80,13 +80,14 @@ def screenshot(driver: WebDriver, name: str) -> Path:
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
-    """The page's own state, polled: a stale element (the script replaced it) is a
-    miss, not an error."""
+    """The page's own state, polled: a stale element (the script replaced it) or a
+    missing one (the next page of a form's redirect still loading) is a miss, not an
+    error."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             value = predicate()
-        except StaleElementReferenceException:
+        except (StaleElementReferenceException, NoSuchElementException):
             value = None
         if value:
             return value
