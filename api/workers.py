@@ -116,7 +116,7 @@ class Supervisor:
 
     def _stop_all(self) -> None:
         for worker in self.workers:
-            if worker.is_alive() and worker.pid is not None:
+            if worker.is_alive():
                 worker.terminate()  # SIGTERM: uvicorn's graceful shutdown
         for worker in self.workers:
             worker.join(GRACE_SECONDS)

@@ -32,11 +32,12 @@ def create_app() -> FastAPI:
 
 def main(argv: list[str]) -> None:
     port, workers = int(argv[0]), int(argv[1])
-    options = {"app": "bench.bare_app:create_app", "factory": True, "host": "127.0.0.1",
-               "port": port, "log_config": None, "access_log": False, "loop": "uvloop",
-               "http": "httptools"}
+    options: dict[str, Any] = {
+        "app": "bench.bare_app:create_app", "factory": True, "host": "127.0.0.1",
+        "port": port, "log_config": None, "access_log": False, "loop": "uvloop",
+        "http": "httptools"}
     if workers == 1:
-        uvicorn.run(**options)  # type: ignore[arg-type]
+        uvicorn.run(**options)
     else:  # the API's own workers: each on a socket of its own
         sys.exit(serve(options, workers=workers, log_level="WARNING"))
 

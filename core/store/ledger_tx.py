@@ -164,8 +164,9 @@ class SqlLedgerTx(LedgerTx):
         self._known = (key, None if row is None else codec.record_from(Trade, row))
 
     def find_trade(self, step: int, seq: int) -> Trade | None:
-        if self._known is not None and self._known[0] == (step, seq):
-            return self._known[1]
+        known, self._known = self._known, None  # answered once: later writes may change it
+        if known is not None and known[0] == (step, seq):
+            return known[1]
         row = self._cur.one(FIND_TRADE, (self.portfolio.run_id, step, seq))
         return None if row is None else codec.record_from(Trade, row)
 
