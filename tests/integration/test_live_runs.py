@@ -201,7 +201,9 @@ def test_a_whole_live_session_decides_once_per_closed_bar_and_fills_at_its_close
     extra = gapped - {left_out}
     assert {(s, m) for s, m in extra if m != SESSION[-1].isoformat()} <= late, (
         sorted(extra - late), gaps)
-    assert len(extra) <= len(SESSION) // 20, sorted(extra)  # not a feed that is always late
+    # Not a feed that is always late: a stall of the loaded machine delays every symbol's
+    # bar of its minutes at once (6 minutes of both symbols once in CI), so count minutes.
+    assert len({m for _, m in extra}) <= len(SESSION) // 20, sorted(extra)
     assert live["gaps"] == len(gapped) and len(gaps) == len({m for _, m in gapped})
     # Market orders fill at the decision bar's close (a gap's: the last close again).
     trades = store.list_trades(done.id)
