@@ -11,6 +11,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from core.eventlog import EventLog, EventType
@@ -19,6 +20,13 @@ from runner.telemetry import EVENTS_DROPPED
 log = logging.getLogger(__name__)
 
 FLUSH_CHUNK = 500  # events per batch when a backlog drains
+
+
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    answer: Callable[[], None]  # waits for the log's reply; raises as append_batch would
+    events: int  # the first this many of the buffer
+    progress: dict[str, Any] | None
 
 
 class EventPublisher:
@@ -33,6 +41,7 @@ class EventPublisher:
         self._clock = clock
         self._down_until = 0.0
         self._progress: dict[str, Any] | None = None  # the newest, sent with the next batch
+        self._in_flight: _InFlight | None = None  # the batch sent whose answer is unread
         self.dropped = 0
 
     def publish(self, type: EventType, data: dict[str, Any]) -> None:
@@ -41,13 +50,17 @@ class EventPublisher:
 
     def publish_step(self, events: list[tuple[EventType, dict[str, Any]]],
                      progress: dict[str, Any]) -> None:
-        """A step's events and its progress, sent together in one round trip."""
+        """A step's events and its progress, sent together in one round trip; the log's
+        answer is read when the next step publishes (or at flush, finish, progress), so
+        the next step's decision overlaps the log's write."""
         for type, data in events:
             self._queue(type, data)
         self._progress = progress
-        self.flush()
+        self._send(leave_last_in_flight=True)
 
     def _queue(self, type: EventType, data: dict[str, Any]) -> None:
+        if len(self._pending) >= self._buffer_size:
+            self._answered()  # the batch in flight leaves the buffer if it landed
         if len(self._pending) >= self._buffer_size:
             self._pending.popleft()
             self.dropped += 1
@@ -57,7 +70,7 @@ class EventPublisher:
         self._pending.append((type, data))
 
     def progress(self, progress: dict[str, Any]) -> None:
-        if self._clock() < self._down_until:
+        if self._clock() < self._down_until or not self._answered():
             return
         try:
             self._log.set_progress(self._run_id, progress)
@@ -65,23 +78,45 @@ class EventPublisher:
             self._mark_down(exc)
 
     def flush(self) -> bool:
-        """Send what is pending (and the newest progress) at once; False when the log
-        is (still) unavailable. A batch is written whole or not at all, so a retry
-        doubles nothing; a long backlog goes out in chunks."""
-        if self._clock() < self._down_until:
+        """Send what is pending (and the newest progress) and wait for the log's answer;
+        False when the log is (still) unavailable. A batch is written whole or not at
+        all, so a retry doubles nothing; a long backlog goes out in chunks."""
+        return self._send(leave_last_in_flight=False)
+
+    def _send(self, *, leave_last_in_flight: bool) -> bool:
+        if self._clock() < self._down_until or not self._answered():
             return False
         while self._pending or self._progress is not None:
-            chunk = [self._pending[i] for i in range(min(len(self._pending), FLUSH_CHUNK))]
-            progress = self._progress if len(chunk) == len(self._pending) else None
+            n = min(len(self._pending), FLUSH_CHUNK)
+            chunk = [self._pending[i] for i in range(n)]
+            progress = self._progress if n == len(self._pending) else None
             try:
-                self._log.append_batch(self._run_id, chunk, progress)
+                answer = self._log.send_batch(self._run_id, chunk, progress)
             except Exception as exc:
                 self._mark_down(exc)
                 return False
-            for _ in chunk:
-                self._pending.popleft()
-            if progress is not None:
-                self._progress = None
+            self._in_flight = _InFlight(answer, n, progress)
+            if leave_last_in_flight and progress is not None:
+                return True  # its answer is read by the next send, the step's work between
+            if not self._answered():
+                return False
+        return True
+
+    def _answered(self) -> bool:
+        """The answer to the batch in flight, if any: its events leave the buffer; when
+        it failed they stay, first, to be sent again after the pause."""
+        sent, self._in_flight = self._in_flight, None
+        if sent is None:
+            return True
+        try:
+            sent.answer()
+        except Exception as exc:
+            self._mark_down(exc)
+            return False
+        for _ in range(sent.events):
+            self._pending.popleft()
+        if self._progress is sent.progress:
+            self._progress = None
         return True
 
     def finish(self, deadline_seconds: float) -> None:

@@ -4,16 +4,18 @@ progress hash; both get a TTL when the run ends. Pub/sub is never the record."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import redis
 from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
 from redis.retry import Retry
 
 from core.eventlog.async_progress import ProgressReads, RedisProgressReads, decode_progress
-from core.eventlog.base import Event, EventLog, EventType
+from core.eventlog.base import Event, EventLog, EventType, already_answered
 
 BLOCKING_TIMEOUT_SECONDS = 10.0  # socket timeout of XREAD BLOCK; longer blocks are capped
 
@@ -40,6 +42,7 @@ if #ARGV > 3 + 2 * n then
 end
 return n
 """
+APPEND_BATCH_SHA = hashlib.sha1(APPEND_BATCH.encode()).hexdigest()  # EVALSHA's name for it
 
 
 def stream_key(run_id: int, prefix: str = "tickrun") -> str:
@@ -110,13 +113,48 @@ class RedisEventLog(EventLog):
                      progress: dict[str, Any] | None = None) -> None:
         # One script, one round trip: the batch is applied whole or not at all, as the
         # MULTI/EXEC before it was, and a Redis restart's NOSCRIPT loads it again.
+        keys, args = self._batch(run_id, events, progress)
+        self._append_batch(keys=keys, args=args)
+
+    def send_batch(self, run_id: int, events: Sequence[tuple[EventType, dict[str, Any]]],
+                   progress: dict[str, Any] | None = None) -> Callable[[], None]:
+        """The batch's script sent on a connection of its own; the call returned reads
+        its reply. A connection closed under it (Redis restarted) or a script Redis
+        lost sends the batch again at once, as append_batch's retry and NOSCRIPT do."""
+        keys, args = self._batch(run_id, events, progress)
+        pool = self._writer.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_command("EVALSHA", APPEND_BATCH_SHA, len(keys), *keys, *args)
+        except redis.ConnectionError:
+            pool.release(conn)
+            self._append_batch(keys=keys, args=args)
+            return already_answered
+        except BaseException:
+            pool.release(conn)
+            raise
+
+        def answer() -> None:
+            try:
+                conn.read_response()
+                return
+            except (NoScriptError, redis.ConnectionError):
+                pass  # sent again below, once the connection is back in the pool
+            finally:
+                pool.release(conn)
+            self._append_batch(keys=keys, args=args)
+
+        return answer
+
+    def _batch(self, run_id: int, events: Sequence[tuple[EventType, dict[str, Any]]],
+               progress: dict[str, Any] | None) -> tuple[list[str], list[Any]]:
+        """APPEND_BATCH's keys and arguments."""
         args: list[Any] = [self._maxlen, dt.datetime.now(dt.UTC).isoformat(), len(events)]
         for type, data in events:
             args += (type.value, json.dumps(data, separators=(",", ":"), default=str))
         for field, value in (progress or {}).items():
             args += (field, json.dumps(value, default=str))
-        self._append_batch(keys=[stream_key(run_id, self._prefix),
-                                 progress_key(run_id, self._prefix)], args=args)
+        return [stream_key(run_id, self._prefix), progress_key(run_id, self._prefix)], args
 
     def set_progress(self, run_id: int, progress: dict[str, Any]) -> None:
         mapping = {k: json.dumps(v, default=str) for k, v in progress.items()}

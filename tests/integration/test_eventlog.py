@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import re
+import signal
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
 
 from core.eventlog import EVENT_ID_PATTERN, EventLog, EventType
 from core.eventlog.redis_log import RedisEventLog
@@ -60,19 +65,33 @@ def test_events_wait_while_redis_is_down_and_arrive_in_order(redis_url: str,
     assert redis.Redis.from_url(redis_url).ttl(f"{redis_prefix}:run:5:events") > 0
 
 
+def _append_now(log: RedisEventLog, run_id: int,
+                batch: list[tuple[EventType, dict[str, Any]]],
+                progress: dict[str, Any] | None = None) -> None:
+    log.append_batch(run_id, batch, progress)
+
+
+def _send_then_answer(log: RedisEventLog, run_id: int,
+                      batch: list[tuple[EventType, dict[str, Any]]],
+                      progress: dict[str, Any] | None = None) -> None:
+    log.send_batch(run_id, batch, progress)()
+
+
+@pytest.mark.parametrize("append", [_append_now, _send_then_answer])
 def test_a_batch_lands_whole_with_its_progress_even_after_redis_forgot_its_script(
-        redis_url: str, redis_prefix: str) -> None:
+        redis_url: str, redis_prefix: str, append: Callable[..., None]) -> None:
     """A step's events and progress go out as one script; a restarted Redis has no
-    script cache (as SCRIPT FLUSH leaves it), and the next batch still lands, in order."""
+    script cache (as SCRIPT FLUSH leaves it), and the next batch still lands, in order,
+    whether its answer is read at once or later (send_batch)."""
     import redis
 
     log = RedisEventLog(redis_url, prefix=redis_prefix)
     batch = [(EventType.DECISION, {"step": 0, "action": "hold"}),
              (EventType.PROGRESS, {"step": 1, "equity": "100.5"})]
-    log.append_batch(11, batch, {"step": 1, "equity": "100.5"})
+    append(log, 11, batch, {"step": 1, "equity": "100.5"})
     redis.Redis.from_url(redis_url).script_flush()
-    log.append_batch(11, [(EventType.TRADE, {"step": 1, "price": "10"})], {"step": 2})
-    log.append_batch(11, [(EventType.LOG, {"message": "no progress"})])
+    append(log, 11, [(EventType.TRADE, {"step": 1, "price": "10"})], {"step": 2})
+    append(log, 11, [(EventType.LOG, {"message": "no progress"})])
     events = log.read(11)
     assert [(e.type, e.data) for e in events] == [
         *batch, (EventType.TRADE, {"step": 1, "price": "10"}),
@@ -80,3 +99,51 @@ def test_a_batch_lands_whole_with_its_progress_even_after_redis_forgot_its_scrip
     assert len({e.time for e in events[:2]}) == 1  # a batch's events share its time
     assert log.get_progress(11) == {"step": 2, "equity": "100.5"}
     log.close()
+
+
+def test_a_batch_sent_on_a_connection_redis_closed_lands_once(redis_url: str,
+                                                              redis_prefix: str) -> None:
+    """The pooled connection send_batch takes was closed by Redis (a restart, a client
+    kill): the answer finds it broken and the batch is sent again, landing once."""
+    import redis
+
+    log = RedisEventLog(redis_url, prefix=redis_prefix)
+    log.append_batch(12, [(EventType.LOG, {"n": 0})])
+    admin = redis.Redis.from_url(redis_url)
+    assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+    answer = log.send_batch(12, [(EventType.LOG, {"n": 1})], {"step": 1})
+    answer()
+    assert [e.data["n"] for e in log.read(12)] == [0, 1]
+    assert log.get_progress(12) == {"step": 1}
+    log.close()
+
+
+def test_a_step_whose_answer_was_lost_is_sent_again_first_and_in_order() -> None:
+    """A step's batch goes out and its answer is read at the next step. Redis stops
+    (SIGSTOP) with a step sent and unanswered, then dies: the answer fails, the step's
+    events stay buffered (the next step's behind them) and, once a Redis answers on the
+    port again, arrive in order, once each."""
+    from tests.servers import start_redis
+
+    server = start_redis()
+    log = RedisEventLog(server.url(), timeout_seconds=0.3)
+    publisher = EventPublisher(log, 21, retry_after_seconds=0.0)
+    try:
+        log.append_batch(99, [])  # the script loaded: a new Redis answers NOSCRIPT first
+        publisher.publish_step([(EventType.DECISION, {"step": 0})], {"step": 0})
+        assert [e.data for e in log.read(21)] == [{"step": 0}]  # sent, answer unread
+        server.process.send_signal(signal.SIGSTOP)
+        publisher.publish_step([(EventType.DECISION, {"step": 1})], {"step": 1})
+        server.process.kill()  # step 1 never read by Redis
+        server.process.wait(10)
+        publisher.publish_step([(EventType.DECISION, {"step": 2})], {"step": 2})
+        assert [d["step"] for _, d in publisher._pending] == [1, 2]  # 1 failed: kept, first
+        server = start_redis(server.port, server.password)  # empty: a restarted Redis
+        publisher.finish(deadline_seconds=5)
+        # Step 0 had landed: it went with the dead Redis's memory (no persistence here).
+        assert [e.data["step"] for e in log.read(21)] == [1, 2]
+        assert log.get_progress(21) == {"step": 2}
+        assert publisher.dropped == 0
+    finally:
+        log.close()
+        server.stop()
