@@ -77,7 +77,9 @@ async def _live_outs(svc: Services, runs: list[Run]) -> list[RunOut]:
 
 
 def _active(runs: list[Run]) -> list[int]:
-    return [r.id for r in runs if not r.status.is_terminal]
+    """The runs that may have a live view: not ended, and started by a runner at least
+    once (a runner publishes progress only after its start counts the attempt)."""
+    return [r.id for r in runs if not r.status.is_terminal and r.attempts > 0]
 
 
 def _progress_unavailable(run_ids: list[int], exc: Exception) -> None:
