@@ -78,6 +78,40 @@ def test_admits_oldest_first_within_the_limit_and_never_twice(store: Store) -> N
         RunStatus.ADMITTED, RunStatus.ADMITTED, RunStatus.QUEUED, RunStatus.QUEUED]
 
 
+class FlakyConcurrentExecutor(ScriptedExecutor):
+    """Unsuspends side by side (as the Kubernetes executor does); `refuse` fails once."""
+
+    concurrent_admission = True
+
+    def __init__(self, refuse: int) -> None:
+        super().__init__(gone_means_stopped=True)
+        self.refuse = refuse
+        self.lock = threading.Lock()
+
+    def admit(self, run_id: int) -> None:
+        with self.lock:
+            if run_id == self.refuse:
+                raise ConnectionError("API server unreachable")
+            super().admit(run_id)
+
+
+def test_a_passs_admitted_events_follow_all_its_unsuspends_and_only_those_that_worked(
+        store: Store) -> None:
+    """Events are API writes too: sent among a burst's unsuspends they slowed admission,
+    so a pass records them after its workloads started; a run whose unsuspend failed
+    gets none (the next pass starts it)."""
+    runs = queued(store, 6)
+    ex = FlakyConcurrentExecutor(refuse=runs[2].id)
+    rec = Reconciler(store, SqliteEventLog(store), ex, Limits(10, 10), lost_grace_seconds=0,
+                     notify=lambda run, reason, message: ex.calls.append((reason, run.id)))
+    rec.reconcile_once()
+    kinds = [kind for kind, _ in ex.calls if kind != "submit"]
+    assert kinds == ["admit"] * 5 + ["Admitted"] * 5, ex.calls
+    assert {r for k, r in ex.calls if k == "Admitted"} == {r.id for r in runs} - {runs[2].id}
+    assert [r for k, r in ex.calls if k == "Admitted"] == sorted(  # in admission order
+        r for k, r in ex.calls if k == "Admitted")
+
+
 def test_a_suspended_workload_of_an_admitted_run_is_admitted_again(store: Store) -> None:
     ex = ScriptedExecutor(gone_means_stopped=True)
     (run,) = queued(store, 1)
