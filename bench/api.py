@@ -2,13 +2,14 @@
 
 - HTTP: wrk (a compiled load generator, one thread) loads each route for 10 s, so the
   numbers are the server's and not a Python client's: GET /v1/runs/{id} at 50 connections
-  and at 1, GET /v1/runs?limit=50 (a full page of queued runs) and POST /v1/runs at 50.
-  The API runs as the chart runs it (`python -m api --workers N`, N = 1 and 2, each on
-  fresh PostgreSQL + Redis seeded with 200 runs) without a controller: a POST queues a
-  run and no runner starts. wrk, the API workers, PostgreSQL and Redis share this
-  machine's cores: the JSON gives each one's CPU seconds during every measurement, and
-  the load average before it. A route with failed requests is listed in
-  `routes_with_errors`, never averaged away.
+  and at 1, GET /v1/runs?limit=50 (a full page) and POST /v1/runs at 50. The API runs
+  as the chart runs it (`python -m api --workers N`, N = 1 and 2, each on fresh
+  PostgreSQL + Redis seeded with 200 runs, started as a runner starts them and with a
+  step's progress in Redis, so that a document reads the live view a follower polls)
+  without a controller: a POST queues a run and no runner starts. wrk, the API
+  workers, PostgreSQL and Redis share this machine's cores: the JSON gives each one's
+  CPU seconds during every measurement, and the load average before it. A route with
+  failed requests is listed in `routes_with_errors`, never averaged away.
 - The ceiling, in the same run: a bare FastAPI app (bench/bare_app.py: an async route,
   the same uvicorn, uvloop and httptools, as many workers) answering GET /v1/runs/{id}
   with the API's own document, under the same wrk; `share_of_ceiling` is the API's
@@ -23,6 +24,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import re
@@ -35,6 +37,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -329,15 +332,38 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-def _seed(url: str, token: str) -> tuple[str, list[int]]:
-    """A model and SEED_RUNS queued runs of the user (full list pages); the run body."""
+def _seed(url: str, token: str, pg: Postgres, redis: Redis) -> tuple[str, list[int]]:
+    """A model and SEED_RUNS runs of the user (full list pages), each started as a runner
+    starts it and with a step's progress in Redis: the documents read what a follower of
+    a playing run reads (a queued run has no live view to read). The run body."""
     with httpx.Client(base_url=url, timeout=60,
                       headers={"Authorization": f"Bearer {token}"}) as c:
         model = c.post("/v1/models", json={"signature": "bench"}).raise_for_status().json()
         body = _run_body(int(model["id"]))
         ids = [int(c.post("/v1/runs", json=body).raise_for_status().json()["id"])
                for _ in range(SEED_RUNS)]
+    _playing(pg, redis, ids)
     return json.dumps(body, separators=(",", ":")), ids
+
+
+def _playing(pg: Postgres, redis: Redis, run_ids: list[int]) -> None:
+    """The runs admitted, started (an attempt counted) and at their step 10."""
+    from bench._support import admit, start
+    from core.eventlog.payloads import step_progress
+    from core.eventlog.redis_log import RedisEventLog
+    from core.store import open_store
+
+    store, events = open_store(pg.url()), RedisEventLog(redis.url())
+    try:
+        admit(store, run_ids[0])  # all of them: no limit
+        for run_id in run_ids:
+            start(store, run_id, "sma_crossover")
+            events.set_progress(run_id, step_progress(
+                step=10, total=390, equity=Decimal("100012.5"), cash=Decimal("98000"),
+                bar_time=dt.datetime(2025, 3, 3, 14, 40, tzinfo=dt.UTC), last_action="hold"))
+    finally:
+        store.close()
+        events.close()
 
 
 # -- SSE fan-out (Python: wrk cannot follow a stream) -------------------------------------
@@ -404,7 +430,7 @@ def bench_workers(workers: int, seconds: int,
     sse: dict[str, Any] | None = None
     with (_backends() as (pg, redis), tempfile.TemporaryDirectory() as tmp,
           _api(_api_env(pg, redis, tmp), port, workers) as api):
-        body, run_ids = _seed(url, user)
+        body, run_ids = _seed(url, user, pg, redis)
         # Who shares the cores with wrk; each API worker too, to show how wrk's
         # connections spread over them.
         processes = {"api": api.pid, "postgres": pg.process.pid, "redis": redis.process.pid,

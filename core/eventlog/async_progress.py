@@ -19,9 +19,33 @@ from core.eventlog.base import EventLog
 Progress = dict[str, Any]
 
 
+# Several runs' progress hashes in one reply, one JSON text: an array with one object per
+# key whose values are the fields' own JSON texts (as the writers store them), {} for a
+# run with none. A pipeline of HGETALLs cost a reply per run and a json.loads per field:
+# a page of 50 playing runs spent a tenth of its time there.
+READ_PROGRESS = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local flat = redis.call('HGETALL', key)
+  local fields = {}
+  for j = 1, #flat, 2 do
+    fields[#fields + 1] = cjson.encode(flat[j]) .. ':' .. flat[j + 1]
+  end
+  out[i] = '{' .. table.concat(fields, ',') .. '}'
+end
+return '[' .. table.concat(out, ',') .. ']'
+"""
+
+
 def decode_progress(raw: dict[str, str]) -> Progress:
     """A run's progress hash as Redis holds it (each field JSON), for either client."""
     return {k: json.loads(v) for k, v in raw.items()}
+
+
+def decode_progress_page(run_ids: Sequence[int], reply: str) -> dict[int, Progress]:
+    """READ_PROGRESS's reply for `run_ids`, in their order."""
+    found: list[Progress] = json.loads(reply)
+    return dict(zip(run_ids, found, strict=True))
 
 
 class ProgressReads(ABC):
@@ -52,14 +76,13 @@ class RedisProgressReads(ProgressReads):
         self._redis = redis.asyncio.Redis.from_url(
             url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds,
             decode_responses=True, max_connections=200)
+        self._read_progress = self._redis.register_script(READ_PROGRESS)
 
     async def get_progress_many(self, run_ids: Sequence[int]) -> dict[int, Progress]:
-        pipe = self._redis.pipeline(transaction=False)
-        for run_id in run_ids:
-            pipe.hgetall(self._keys(run_id))
-        found: list[dict[str, str]] = await pipe.execute()
-        return {run_id: decode_progress(raw)
-                for run_id, raw in zip(run_ids, found, strict=True)}
+        if not run_ids:
+            return {}
+        reply = await self._read_progress(keys=[self._keys(r) for r in run_ids])
+        return decode_progress_page(run_ids, reply)
 
     async def close(self) -> None:
         await self._redis.aclose()  # type: ignore[attr-defined]  # types-redis predates it

@@ -14,7 +14,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 from redis.retry import Retry
 
-from core.eventlog.async_progress import ProgressReads, RedisProgressReads, decode_progress
+from core.eventlog.async_progress import (
+    READ_PROGRESS,
+    ProgressReads,
+    RedisProgressReads,
+    decode_progress,
+    decode_progress_page,
+)
 from core.eventlog.base import Event, EventLog, EventType, already_answered
 
 BLOCKING_TIMEOUT_SECONDS = 10.0  # socket timeout of XREAD BLOCK; longer blocks are capped
@@ -75,6 +81,7 @@ class RedisEventLog(EventLog):
             url, socket_timeout=read_timeout_seconds, socket_connect_timeout=read_timeout_seconds,
             decode_responses=True, max_connections=200, retry=_retry_once_on_broken_connection(),
         )
+        self._read_progress = self._reader.register_script(READ_PROGRESS)
         self._blocking = redis.Redis.from_url(
             url, socket_timeout=BLOCKING_TIMEOUT_SECONDS,
             socket_connect_timeout=read_timeout_seconds, decode_responses=True,
@@ -165,12 +172,10 @@ class RedisEventLog(EventLog):
         return decode_progress(raw)
 
     def get_progress_many(self, run_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        pipe = self._reader.pipeline(transaction=False)
-        for run_id in run_ids:
-            pipe.hgetall(progress_key(run_id, self._prefix))
-        found: list[dict[str, str]] = pipe.execute()
-        return {run_id: decode_progress(raw)
-                for run_id, raw in zip(run_ids, found, strict=True)}
+        if not run_ids:
+            return {}
+        reply = self._read_progress(keys=[progress_key(r, self._prefix) for r in run_ids])
+        return decode_progress_page(run_ids, reply)
 
     def async_progress(self) -> ProgressReads:
         return RedisProgressReads(self._url, lambda run_id: progress_key(run_id, self._prefix),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import threading
@@ -44,6 +45,31 @@ def test_progress_is_a_small_hash(event_log: EventLog) -> None:
     assert event_log.get_progress(3) == {"step": 2, "total": 390, "equity": "100.5"}
     event_log.delete(3)
     assert event_log.get_progress(3) == {}
+
+
+def test_a_page_of_runs_progress_is_each_runs_progress(event_log: EventLog) -> None:
+    """Several runs' progress at once (a list page's) is what each run's own read says:
+    a run without progress reads empty, values keep their JSON types, and text with
+    quotes, backslashes and non-ASCII survives; on an event loop (the API's) as well."""
+    odd = 'a "quoted" \\ back\\slash, ünïcødé, </script>'
+    event_log.set_progress(41, {"step": 7, "total": 390, "equity": "100.5",
+                                "last_action": odd, "lag_seconds": None})
+    event_log.set_progress(43, {"step": 0, "phase": "loading", "nested": {"a": [1, 2.5]}})
+    ids = [43, 42, 41]
+    each = {run_id: event_log.get_progress(run_id) for run_id in ids}
+    assert each[42] == {} and each[41]["last_action"] == odd
+    assert event_log.get_progress_many(ids) == each
+    assert list(event_log.get_progress_many(ids)) == ids
+    assert event_log.get_progress_many([]) == {}
+
+    async def on_a_loop() -> dict[int, dict[str, Any]]:
+        reads = event_log.async_progress()
+        try:
+            return await reads.get_progress_many(ids)
+        finally:
+            await reads.close()
+
+    assert asyncio.run(on_a_loop()) == each
 
 
 def test_events_wait_while_redis_is_down_and_arrive_in_order(redis_url: str,
