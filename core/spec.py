@@ -11,7 +11,14 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    StringConstraints,
+    model_validator,
+)
 from typing_extensions import TypeAliasType
 
 from core import calendar
@@ -248,6 +255,18 @@ class RunSpec(BaseModel):
             raise ValueError("flat_at_close is for intraday runs (a daily backtest has no "
                              "session close to be flat at)")
         return self
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _validated_once(cls, data: Any, handler: ModelWrapValidatorHandler[RunSpec]
+                        ) -> RunSpec:
+        """A spec given as a RunSpec (a run document's, read from the store) was
+        validated when made, and is frozen: pydantic would run the `after` checks above
+        again for every model that holds it (a twentieth of a list page's time). Last
+        of the validators, so it wraps them all."""
+        if isinstance(data, cls):
+            return data
+        return handler(data)
 
     def stored(self) -> dict[str, Any]:
         """The spec as the store keeps it: unset options and newer ones at their

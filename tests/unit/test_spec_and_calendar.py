@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from core import calendar
 from core.errors import InvalidSpec
@@ -78,3 +78,19 @@ def test_money_is_decimal() -> None:
     spec = RunSpec.model_validate({"mode": "intraday", "symbols": ["BRK.B"],
                                    "date": "2025-03-03", "initial_cash": "1000.10"})
     assert spec.initial_cash == Decimal("1000.10")
+
+
+def test_a_spec_given_as_a_spec_is_taken_as_validated_and_a_document_is_checked() -> None:
+    """A model holding a RunSpec (a run's API document) takes a RunSpec instance as it
+    is, validated when it was made; the same spec as data is checked again."""
+    class Holder(BaseModel):
+        spec: RunSpec
+
+    good = RunSpec.model_validate({"mode": "intraday", "symbols": ["AAPL"],
+                                   "date": "2025-03-03"})
+    assert Holder(spec=good).spec is good
+    # Unvalidated (model_construct): an intraday spec with a daily range.
+    bad = RunSpec.model_construct(**{**dict(good), "start": dt.date(2025, 3, 3)})
+    assert Holder(spec=bad).spec is bad
+    with pytest.raises(ValidationError, match="intraday runs take `date`"):
+        Holder(spec=bad.model_dump())
