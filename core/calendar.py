@@ -43,6 +43,11 @@ def _bounds_check(day: dt.date) -> None:
         raise InvalidSpec(f"{day} is outside the exchange calendar ({first} to {last})")
 
 
+# The calendar is fixed for a process's life and pandas answers in tens to hundreds of
+# microseconds: the answers asked again and again (every POST checks its dates and counts
+# its steps, a tenth of its time) are kept; a few dozen sessions' minutes or ranges'
+# days are a few MB at most.
+@lru_cache(maxsize=4096)
 def is_session(day: dt.date) -> bool:
     _bounds_check(day)
     return bool(exchange_calendar().is_session(_ts(day)))
@@ -50,13 +55,17 @@ def is_session(day: dt.date) -> bool:
 
 def sessions_in_range(start: dt.date, end: dt.date) -> list[dt.date]:
     """Every trading session from start to end inclusive; a range with none is an error."""
-    _bounds_check(start)
-    _bounds_check(end)
-    sessions = exchange_calendar().sessions_in_range(_ts(start), _ts(end))
-    days = [ts.date() for ts in sessions]
+    days = list(_sessions_in_range(start, end))
     if not days:
         raise InvalidSpec(f"no trading session between {start} and {end}")
     return days
+
+
+@lru_cache(maxsize=64)
+def _sessions_in_range(start: dt.date, end: dt.date) -> tuple[dt.date, ...]:
+    _bounds_check(start)
+    _bounds_check(end)
+    return tuple(ts.date() for ts in exchange_calendar().sessions_in_range(_ts(start), _ts(end)))
 
 
 def session_minutes(day: dt.date) -> list[dt.datetime]:
@@ -66,12 +75,17 @@ def session_minutes(day: dt.date) -> list[dt.datetime]:
     """
     if not is_session(day):
         raise InvalidSpec(f"{day} is not a trading session ({EXCHANGE})")
+    return list(_session_minutes(day))
+
+
+@lru_cache(maxsize=64)
+def _session_minutes(day: dt.date) -> tuple[dt.datetime, ...]:
     cal = exchange_calendar()
     opened = cal.session_open(_ts(day))
     closed = cal.session_close(_ts(day))
     count = int((closed - opened).total_seconds() // 60)
     start = opened.to_pydatetime()
-    return [start + dt.timedelta(minutes=i) for i in range(count)]
+    return tuple(start + dt.timedelta(minutes=i) for i in range(count))
 
 
 def session_close(day: dt.date) -> dt.datetime:

@@ -94,3 +94,21 @@ def test_a_spec_given_as_a_spec_is_taken_as_validated_and_a_document_is_checked(
     assert Holder(spec=bad).spec is bad
     with pytest.raises(ValidationError, match="intraday runs take `date`"):
         Holder(spec=bad.model_dump())
+
+
+def test_the_calendars_kept_answers_are_each_callers_own() -> None:
+    """Sessions and minutes are kept per process (the calendar does not change); a
+    caller that changes the list it got changes nobody else's, and a refusal stays one."""
+    days = calendar.sessions_in_range(dt.date(2024, 12, 20), dt.date(2024, 12, 31))
+    assert dt.date(2024, 12, 25) not in days and len(days) == 7
+    days.clear()
+    assert len(calendar.sessions_in_range(dt.date(2024, 12, 20), dt.date(2024, 12, 31))) == 7
+    minutes = calendar.session_minutes(dt.date(2024, 12, 24))  # a half day
+    assert len(minutes) == 210
+    minutes.append(minutes[0])
+    assert len(calendar.session_minutes(dt.date(2024, 12, 24))) == 210
+    for _ in range(2):
+        with pytest.raises(InvalidSpec, match="not a trading session"):
+            calendar.session_minutes(dt.date(2024, 12, 25))
+        with pytest.raises(InvalidSpec, match="no trading session"):
+            calendar.sessions_in_range(dt.date(2024, 12, 25), dt.date(2024, 12, 25))
