@@ -63,8 +63,8 @@ def create_app(services: Services | None = None, *,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = services or build_services(settings)  # type: ignore[arg-type]  # one is set
         app.state.services = svc
-        # As many request threads as database connections: more only queue on the pool
-        # while fighting for the GIL, which makes the latency tail long and unfair.
+        # A few request threads (TICKRUN_REQUEST_THREADS): more only fight for the GIL,
+        # which makes the latency tail long and unfair.
         limiter = anyio.to_thread.current_default_thread_limiter()
         limiter.total_tokens = svc.settings.request_threads
         # The exchange calendar takes a second or two to build: before the first request

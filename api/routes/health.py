@@ -24,7 +24,9 @@ class Ready(BaseModel):
 
 
 @router.get("/healthz", response_model=Alive)
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
+    """On the event loop: the process answers even while every request thread is busy
+    (a provider fetch, a slow store), so the liveness probe never restarts it for that."""
     return {"status": "ok"}
 
 

@@ -4,6 +4,8 @@ fetches into it (admin only) from a local server speaking Massive/Polygon's REST
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,7 +19,7 @@ from api.routes.data import plan_fetch
 from core.errors import InvalidSpec
 from core.marketdata.providers import Interval
 from core.marketdata.settings import MarketDataSettings
-from tests.apiserver import ApiServer, Backend, running_api
+from tests.apiserver import ApiServer, Backend, running_api, wait_for
 from tests.fakes.polygon_server import FakePolygon
 
 pytestmark = [
@@ -209,6 +211,31 @@ def test_a_provider_that_does_not_answer_is_503_with_retry_after(
         body = problem(r, 503)
         assert int(r.headers["Retry-After"]) >= 1 and "503" in body["detail"]
         assert op.get("/v1/data/bars").json() == {"items": []}
+
+
+def test_the_api_is_alive_while_a_slow_fetch_holds_its_request_threads(
+        sqlite_url: str, tmp_path: Any, polygon: FakePolygon) -> None:
+    """A provider that keeps failing holds a fetch (a synchronous route) until its
+    deadline; with the request threads all taken, the synchronous routes wait, but the
+    liveness probe answers at once: a kubelet never restarts a busy API."""
+    backend = Backend(sqlite_url, None, "x", tmp_path / "logs")
+    polygon.fail_next(1000, 503)
+    settings = polygon_settings(polygon, market_data_fetch_deadline_seconds=4.0)
+    with running_api(backend, reconcile=False, market_data=settings, auth_mode="dev",
+                     dev_token=SecretStr(DEV_TOKEN), operator_user_ids=["user-ops"],
+                     request_threads=1) as api, operator(api) as op:
+        fetching = threading.Thread(target=op.post, args=("/v1/data/fetches",),
+                                    kwargs={"json": fetch_body()})
+        fetching.start()
+        wait_for(lambda: polygon.requests, timeout=10, interval=0.02)  # the thread is held
+        began = time.monotonic()
+        assert op.get("/healthz").json() == {"status": "ok"}
+        alive_s = time.monotonic() - began
+        began = time.monotonic()
+        assert op.get("/v1/models").status_code == 200  # waits for the request thread
+        waited_s = time.monotonic() - began
+        fetching.join(30)
+    assert alive_s < 0.5 and waited_s > 1.0, (alive_s, waited_s)
 
 
 def test_a_blank_key_is_not_a_configured_provider(sqlite_url: str, tmp_path: Any) -> None:
