@@ -6,6 +6,7 @@ With the local executor the reconciler runs inside this process (the embedded de
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -53,6 +54,15 @@ def build_services(settings: ApiProcessSettings) -> Services:
                     resync_seconds=ctl.resync_seconds)
 
 
+def _freeze_startup_heap() -> None:
+    """What start-up made lives as long as the process (modules, pandas, the calendar,
+    pydantic's schemas): out of the garbage collector's reach, its full collections no
+    longer walk it. Those walks were the latency tail: bench api's p99 under 50
+    connections, GET 72-145 -> 37-66 ms, a list page 165-235 -> 103-124 ms."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(services: Services | None = None, *,
                settings: ApiProcessSettings | None = None) -> FastAPI:
     """The app; services are built from TICKRUN_* settings at start-up unless given."""
@@ -72,6 +82,8 @@ def create_app(services: Services | None = None, *,
         await anyio.to_thread.run_sync(calendar.exchange_calendar)
         await svc.open_reads()
         svc.start_controller(svc.resync_seconds)
+        if services is None:  # a server process, not a test's app in its own process
+            _freeze_startup_heap()
         try:
             yield
         finally:
