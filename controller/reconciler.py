@@ -275,7 +275,9 @@ class Reconciler:
         # too, and sent among the unsuspends it slowed a burst's admission by a sixth.
         for run, ok in zip(admitted, started, strict=True):
             if ok:
-                self.notify(run, "Admitted", "run admitted within the user and global limits")
+                with run_context(run.id, run.user_id):  # as it was sent inside _admit_one
+                    self.notify(run, "Admitted",
+                                "run admitted within the user and global limits")
 
     def _admit_one(self, run: Run) -> bool:
         with run_context(run.id, run.user_id):
