@@ -211,8 +211,13 @@ class Lifecycle:
         """Admit queued runs within the limits (one store transaction), announced."""
         admitted = self._writes.admit_queued(per_user_limit, global_limit, skip=skip,
                                              spend=spend)
-        for run in admitted:
-            self._status(run.id, RunStatus.ADMITTED, None)
+        if admitted and self.events is not None:
+            try:  # one round trip for the pass, not one per run
+                self.events.append_each([(run.id, EventType.STATUS,
+                                          status_data(RunStatus.ADMITTED, None))
+                                         for run in admitted])
+            except Exception as exc:  # the database has them; the live view may miss them
+                log.warning("%d admitted events not appended: %s", len(admitted), exc)
         return admitted
 
     def note(self, run_id: int, status: RunStatus, reason: str | None) -> None:

@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRIABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+# Connections kept to the API server: the admission's 16 concurrent unsuspends, the two
+# watches, the Event sender and the Lease. The client's default (5 per core, 10 here)
+# discarded the admission's connections and opened new ones (a TLS handshake each).
+CONNECTION_POOL_SIZE = 32
 
 
 def api_client(settings: KubernetesSettings) -> client.ApiClient:
@@ -42,6 +46,7 @@ def api_client(settings: KubernetesSettings) -> client.ApiClient:
         except config.ConfigException:
             config.load_kube_config(client_configuration=configuration)
     configuration.retries = False  # tenacity decides, not urllib3
+    configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
     return client.ApiClient(configuration)
 
 

@@ -71,6 +71,13 @@ class EventLog(ABC):
     @abstractmethod
     def set_progress(self, run_id: int, progress: dict[str, Any]) -> None: ...
 
+    def append_each(self, events: Sequence[tuple[int, EventType, dict[str, Any]]]) -> None:
+        """One event to each of several runs' logs ((run id, type, data)): an admission
+        pass's status events, in one round trip where the log can batch them. Raises
+        when the log cannot be reached (some may have been appended)."""
+        for run_id, type, data in events:
+            self.append(run_id, type, data)
+
     def append_batch(self, run_id: int, events: Sequence[tuple[EventType, dict[str, Any]]],
                      progress: dict[str, Any] | None = None) -> None:
         """Append `events` in order and set `progress` (a step's worth): all or none,

@@ -59,6 +59,11 @@ def progress_key(run_id: int, prefix: str = "tickrun") -> str:
     return f"{prefix}:run:{run_id}:progress"
 
 
+def _fields(type: EventType, data: dict[str, Any]) -> dict[str, str]:
+    return {"type": type.value, "time": dt.datetime.now(dt.UTC).isoformat(),
+            "data": json.dumps(data, separators=(",", ":"), default=str)}
+
+
 class RedisEventLog(EventLog):
     def __init__(self, url: str, *, maxlen: int = 100_000, ttl_seconds: int = 7 * 24 * 3600,
                  timeout_seconds: float = 0.5, read_timeout_seconds: float = 2.0,
@@ -89,10 +94,17 @@ class RedisEventLog(EventLog):
         )
 
     def append(self, run_id: int, type: EventType, data: dict[str, Any]) -> str:
-        fields = {"type": type.value, "time": dt.datetime.now(dt.UTC).isoformat(),
-                  "data": json.dumps(data, separators=(",", ":"), default=str)}
-        return cast(str, self._writer.xadd(stream_key(run_id, self._prefix), fields,
-                                           maxlen=self._maxlen, approximate=True))
+        return cast(str, self._writer.xadd(stream_key(run_id, self._prefix),
+                                           _fields(type, data), maxlen=self._maxlen,
+                                           approximate=True))
+
+    def append_each(self, events: Sequence[tuple[int, EventType, dict[str, Any]]]) -> None:
+        # A pipeline, not a transaction: each XADD stands alone, as append's would.
+        with self._writer.pipeline(transaction=False) as pipe:
+            for run_id, type, data in events:
+                pipe.xadd(stream_key(run_id, self._prefix), _fields(type, data),
+                          maxlen=self._maxlen, approximate=True)
+            pipe.execute()
 
     def read(self, run_id: int, after: str | None = None, *, count: int = 500,
              block_ms: int = 0) -> list[Event]:

@@ -52,6 +52,17 @@ class SqliteEventLog(EventLog):
             "SELECT MAX(id) FROM events WHERE run_id = ?", (run_id,)).fetchone()
         return None if row is None or row[0] is None else str(row[0])
 
+    def append_each(self, events: Sequence[tuple[int, EventType, dict[str, Any]]]) -> None:
+        conn = self._store.connect()
+        self._store.begin_write(conn)  # one commit for the lot
+        try:
+            for run_id, type, data in events:
+                self.append(run_id, type, data)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
     def append_batch(self, run_id: int, events: Sequence[tuple[EventType, dict[str, Any]]],
                      progress: dict[str, Any] | None = None) -> None:
         conn = self._store.connect()

@@ -28,6 +28,21 @@ def test_resume_after_an_id_misses_nothing_and_repeats_nothing(event_log: EventL
     assert event_log.read(8) == []  # another run's stream
 
 
+def test_one_event_to_each_of_several_runs_lands_after_their_own(event_log: EventLog) -> None:
+    earlier = {run_id: event_log.append(run_id, EventType.STATUS, {"status": "queued"})
+               for run_id in (21, 22, 23)}
+    event_log.append_each([(run_id, EventType.STATUS, {"status": "admitted", "run": run_id})
+                           for run_id in (23, 21, 22)])
+    for run_id, first in earlier.items():
+        events = event_log.read(run_id)
+        assert [e.data for e in events] == [{"status": "queued"},
+                                            {"status": "admitted", "run": run_id}]
+        assert events[0].id == first
+        assert [e.data for e in event_log.read(run_id, first)] == [events[1].data]
+    event_log.append_each([])  # a pass that admitted nobody
+    assert event_log.read(24) == []
+
+
 def test_a_blocking_read_wakes_on_append(event_log: EventLog) -> None:
     last = event_log.append(9, EventType.STATUS, {"status": "running"})
     writer = threading.Timer(0.2, lambda: event_log.append(9, EventType.RESULT, {"ok": True}))
