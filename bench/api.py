@@ -218,6 +218,11 @@ def measure(target: Target, route: Route, seconds: int) -> dict[str, Any]:
     result = {**parse_wrk(out), "connections": route.connections, "load_before": load,
               "cpu_s": {"wrk": round(wrk_cpu, 2),
                         **{k: round(cpu_after[k] - cpu_before[k], 2) for k in cpu_before}}}
+    # Each process's CPU per request: where a request's cost goes (the app, the database,
+    # Redis, the load generator), and so what rate the shared cores allow at best.
+    if result["requests"]:
+        result["cpu_us_per_request"] = {k: round(v / result["requests"] * 1e6)
+                                        for k, v in result["cpu_s"].items()}
     if result["errors"]:
         result["probe"] = _probe(target, route)
     return result

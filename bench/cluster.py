@@ -160,7 +160,7 @@ def _await_unsuspended(stack: Any, resource_version: str, count: int
             resource_version=resource_version, timeout_seconds=60,
             allow_watch_bookmarks=False, _preload_content=False)
         try:
-            for line in iter_resp_lines(stream):
+            for line in iter_resp_lines(stream):  # type: ignore[no-untyped-call]
                 event = json.loads(line)
                 job = event["object"]
                 assert event["type"] != "ERROR", job

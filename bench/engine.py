@@ -4,7 +4,7 @@
   persistence on PostgreSQL and on SQLite, and a whole 390-step intraday session as a
   real `python -m runner` process;
 - trade latency p50/p99 and trades/s across 8 concurrent runs on PostgreSQL, and
-  across 50 (`trade_latency_50`);
+  across 50 (`trade_latency_50`), each run in a process of its own as its runner is;
 - the same SMA crossover on the same GOOG daily bars in backtesting.py and in tickrun:
   the same trades (entry/exit dates and prices), and the speed ratio.
 """
@@ -12,11 +12,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from decimal import Decimal
@@ -94,33 +94,45 @@ def session_process(pg_url: str, redis_url: str) -> float:
 
 
 def trade_latency(pg_url: str, runs: int = 8, trades_per_run: int = 250) -> dict[str, Any]:
-    store = open_store(pg_url, pool_size=runs + 2)
+    """`runs` runs trading at once, each in a process of its own as each run's runner is
+    (a Job each): every trade's latency, and the trades of all per second of wall time."""
+    store = open_store(pg_url)
     spec = RunSpec.model_validate({**INTRADAY, "initial_cash": "100000000"})
     run_ids = [_new_run(store, spec) for _ in range(runs)]
-    trading = TradingService(store)
-    latencies: list[list[float]] = [[] for _ in run_ids]
-    now = dt.datetime.now(dt.UTC)
-
-    def trade(i: int) -> None:
-        for seq in range(trades_per_run):
-            side = Side.BUY if seq % 2 == 0 else Side.SELL
-            began = time.perf_counter()
-            trading.execute(run_ids[i], seq, 0, Order(side, "AAPL", Decimal(10)),
-                            price=Decimal("101.25"), bar_time=now)
-            latencies[i].append(time.perf_counter() - began)
-
-    threads = [threading.Thread(target=trade, args=(i,)) for i in range(runs)]
-    began = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - began
-    store.close()
-    flat = [x * 1000 for xs in latencies for x in xs]
+    store.close()  # no pool threads across the fork
+    ctx = multiprocessing.get_context("fork")
+    ready, results = ctx.Barrier(runs + 1), ctx.Queue()
+    procs = [ctx.Process(target=_trade_run, args=(pg_url, run_id, trades_per_run, ready,
+                                                  results)) for run_id in run_ids]
+    for proc in procs:
+        proc.start()
+    ready.wait(120)  # every runner connected: they trade from now on
+    measured = [results.get(timeout=600) for _ in procs]
+    for proc in procs:
+        proc.join(60)
+    flat = [x * 1000 for latencies, _, _ in measured for x in latencies]
+    wall = max(end for _, _, end in measured) - min(began for _, began, _ in measured)
     return {"trade_p50_ms": round(percentile(flat, 50), 3),
             "trade_p99_ms": round(percentile(flat, 99), 3),
             "trades_per_s": round(len(flat) / wall, 1), "concurrent_runs": runs}
+
+
+def _trade_run(pg_url: str, run_id: int, trades: int, ready: Any, results: Any) -> None:
+    """One run's runner: its own connection, `trades` trades alternating buy and sell."""
+    store = open_store(pg_url, pool_size=1)
+    trading = TradingService(store)
+    now = dt.datetime.now(dt.UTC)
+    latencies: list[float] = []
+    ready.wait(120)
+    began = time.perf_counter()  # CLOCK_MONOTONIC: comparable across processes
+    for seq in range(trades):
+        side = Side.BUY if seq % 2 == 0 else Side.SELL
+        start_trade = time.perf_counter()
+        trading.execute(run_id, seq, 0, Order(side, "AAPL", Decimal(10)),
+                        price=Decimal("101.25"), bar_time=now)
+        latencies.append(time.perf_counter() - start_trade)
+    results.put((latencies, began, time.perf_counter()))
+    store.close()
 
 
 def versus_backtesting(sqlite_path: str, fast: int = 10, slow: int = 20) -> dict[str, Any]:
@@ -201,7 +213,7 @@ def main(argv: list[str]) -> int:
         result.update(step_overhead(pg.url(), redis.url(), str(tmp / "a.db")))
         result["session_390_steps_process_s"] = round(session_process(pg.url(), redis.url()), 3)
         result.update(trade_latency(pg.url()))
-        # Many runs at once: the same trades from 50 runs' threads (pool of 52).
+        # Many runs at once: the same trades from 50 runs' processes.
         many = trade_latency(pg.url(), runs=50, trades_per_run=100)
         result["trade_latency_50"] = {k: v for k, v in many.items() if k != "concurrent_runs"}
         result.update(versus_backtesting(str(tmp / "b.db")))

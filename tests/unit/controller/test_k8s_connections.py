@@ -26,7 +26,7 @@ class _JobServer(BaseHTTPRequestHandler):
     ports: set[int] = set()
     lock = threading.Lock()
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         with self.lock:
             self.ports.add(self.client_address[1])
         threading.Event().wait(0.05)
