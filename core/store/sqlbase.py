@@ -67,7 +67,9 @@ class Cursor(Protocol):
     def later(self, sql: str, params: Sequence[Any] = ()) -> None:
         """A write whose answer nobody waits for: in a batch transaction (PostgreSQL)
         it goes out with the next statement waited on, or with the commit; its error,
-        if any, is raised there and the transaction rolls back."""
+        if any, is raised there and the transaction rolls back. Later writes in a row on
+        different tables may run as one statement, on one snapshot: none may read what
+        another changes (a foreign key to another's row is checked after both)."""
 
 
 class Dialect(Protocol):
