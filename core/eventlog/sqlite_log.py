@@ -52,30 +52,20 @@ class SqliteEventLog(EventLog):
             "SELECT MAX(id) FROM events WHERE run_id = ?", (run_id,)).fetchone()
         return None if row is None or row[0] is None else str(row[0])
 
+    # The store's write transaction on this thread's connection, which append and
+    # set_progress use: one commit for the lot, nothing of it on an error.
     def append_each(self, events: Sequence[tuple[int, EventType, dict[str, Any]]]) -> None:
-        conn = self._store.connect()
-        self._store.begin_write(conn)  # one commit for the lot
-        try:
+        with self._store._tx(write=True):
             for run_id, type, data in events:
                 self.append(run_id, type, data)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def append_batch(self, run_id: int, events: Sequence[tuple[EventType, dict[str, Any]]],
                      progress: dict[str, Any] | None = None) -> None:
-        conn = self._store.connect()
-        self._store.begin_write(conn)
-        try:
+        with self._store._tx(write=True):
             for type, data in events:
                 self.append(run_id, type, data)
             if progress:
                 self.set_progress(run_id, progress)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def set_progress(self, run_id: int, progress: dict[str, Any]) -> None:
         merged = {**self.get_progress(run_id), **progress}
