@@ -113,10 +113,14 @@ class PostgresCursor:
         row in one statement would leave only one of them."""
         group: list[tuple[str, Sequence[Any], str | None]] = []
         for write in self._later:
-            if write[2] is None or any(write[2] == g[2] for g in group):
+            table = write[2]
+            if table is None or any(table == g[2] for g in group):
                 self._send_group(group)
                 group = []
-            group.append(write)
+            if table is None:  # not a plain INSERT or UPDATE: alone, never in a WITH
+                self._send_group([write])
+            else:
+                group.append(write)
         self._send_group(group)
         self._later = []
 

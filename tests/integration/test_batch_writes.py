@@ -72,3 +72,17 @@ def test_a_later_write_that_fails_rolls_the_batch_back(pg_store: PostgresStore) 
         cur.later("UPDATE runs SET user_id = NULL WHERE id = %s", (run.id,))
     assert pg_store.get_portfolio(run.id).cash == Decimal("100")
     assert pg_store.get_run(run.id).user_id == "user-a"
+
+
+def test_a_later_write_that_is_not_an_insert_or_update_goes_alone(
+        pg_store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = make_run(pg_store, cash=Decimal("100"))
+    sent = _sent(monkeypatch)
+    with pg_store._tx(write=True, batch=True) as cur:
+        cur.later("UPDATE portfolios SET cash = cash + 1 WHERE run_id = %s", (run.id,))
+        cur.later("DELETE FROM order_events WHERE run_id = %s", (run.id,))
+        cur.later("UPDATE runs SET status_reason = %s WHERE id = %s", ("after", run.id))
+    writes = [s for s in sent if s not in ("BEGIN", "COMMIT")]
+    assert [w.split(" ")[0] for w in writes] == ["UPDATE", "DELETE", "UPDATE"], writes
+    assert pg_store.get_portfolio(run.id).cash == Decimal("101")
+    assert pg_store.get_run(run.id).status_reason == "after"
