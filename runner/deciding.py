@@ -1,4 +1,4 @@
-"""Ask the decider about one step, within its time, and record its answer.
+"""Ask the decider about one step, within its time, and shape its answer as a Decision.
 
 A blocking decider (an LLM) runs in a thread of its own so the loop can give up on
 it: after `decision_timeout_seconds`, or `abandon_decision_seconds` after a stop. An
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -40,7 +41,6 @@ class Deciding:
     prices: RunPrices
     stop: StopSignal
     settings: RunnerSettings
-    attempt: int
     guard: SpendGuard | None = None
     research: RunResearch | None = None
     # A live run's deadline (runner.live): why a decision done now for `step` is too
@@ -52,12 +52,13 @@ class Deciding:
         if self.decider.blocking:
             self._pool = cf.ThreadPoolExecutor(1, thread_name_prefix="decider")
 
-    def decide_and_record(self, step: int, orders: StepOrders, portfolio: Portfolio,
-                          open_orders: list[OrderRecord], *, last: bool) -> Decision:
-        """Decide, then record the decision (what its tools did is in the trading
-        journal). A decision that does nothing is recorded with its step's checkpoint
-        (completed, equity, cash) in one transaction, unless `last`: the run's last
-        step, whose open orders (or positions, flat at the close) end after it."""
+    def decide(self, step: int, orders: StepOrders, portfolio: Portfolio,
+               open_orders: list[OrderRecord], *, last: bool) -> Decision:
+        """Decide (what the decision's tools did is in the trading journal). The
+        decision is returned unrecorded: one that does nothing is `completed`, with
+        its step's checkpoint (equity, cash), unless `last`: the run's last step, whose
+        open orders (or positions, flat at the close) end after it. See
+        runner.step for when each is recorded."""
         tools = DeciderBroker(orders)
         ctx = StepContext(
             run=self.run, model=self.model, step=step, steps_total=len(self.prices),
@@ -76,7 +77,7 @@ class Deciding:
         self._count_spend(result)
         holds = not (result.orders or result.cancels or result.close_all
                      or tools.actions or last)
-        return self.store.record_decision(Decision(
+        return Decision(
             run_id=self.run.id, step=step, bar_time=ctx.bar_time, action=result.action,
             orders=result.orders, reasoning=result.reasoning, outcome=result.outcome,
             latency_ms=round(latency * 1000, 3), tokens_in=result.tokens_in,
@@ -84,21 +85,21 @@ class Deciding:
             error=result.error, tokens_cached=result.tokens_cached,
             equity=self.prices.equity(portfolio, step) if holds else None,
             cash=portfolio.cash if holds else None, completed=holds,
-            cancels=list(result.cancels), close_all=result.close_all,
-        ), attempt=self.attempt)
+            cancels=list(result.cancels), close_all=result.close_all, decided_at=_now(),
+        )
 
-    def record_missed(self, step: int, portfolio: Portfolio, reason: str, *,
-                      last: bool) -> Decision:
+    def missed(self, step: int, portfolio: Portfolio, reason: str, *,
+               last: bool) -> Decision:
         """A step no decision was asked for (a live run's bar whose deadline passed, or
-        a minute before its first price): recorded as `missed` with the reason, with
+        a minute before its first price): `missed` with the reason, unrecorded, with
         its checkpoint unless `last` (its book ends after it)."""
         telemetry.DECISIONS.labels("missed").inc()
-        return self.store.record_decision(Decision(
+        return Decision(
             run_id=self.run.id, step=step, bar_time=self.prices.time(step), action="missed",
             orders=[], reasoning=reason, outcome="missed", latency_ms=0.0, error="missed",
             equity=None if last else self.prices.equity(portfolio, step),
-            cash=None if last else portfolio.cash, completed=not last,
-        ), attempt=self.attempt)
+            cash=None if last else portfolio.cash, completed=not last, decided_at=_now(),
+        )
 
     def _decide(self, ctx: StepContext) -> DecisionResult:
         if self._pool is None:
@@ -192,3 +193,7 @@ def _with_tool_trades(result: DecisionResult, tool_trades: list[Trade]) -> Decis
         result, action=sides or result.action, traded_by_tools=len(tool_trades),
         reasoning=f"{result.reasoning} ({len(tool_trades)} trade(s) made through "
                   "tools before that)")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

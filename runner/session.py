@@ -79,7 +79,7 @@ class Session:
         self.risk = RiskGuard(run.spec.risk) if run.spec.risk is not None else None
         self.deciding = Deciding(store=store, run=run, model=model, decider=decider,
                                  prices=self.prices, stop=stop, settings=settings,
-                                 attempt=self.attempt, guard=guard, research=research,
+                                 guard=guard, research=research,
                                  late=late)
         self.steps = StepPlayer(store=store, run=run, trading=self.trading,
                                 prices=self.prices, deciding=self.deciding,

@@ -146,6 +146,11 @@ class StepPlayer:
         earlier = self._recorded(step) if maybe_played else None
         decision = earlier.decision if earlier else self._decide(step, orders, portfolio,
                                                                  missed)
+        # A fresh decision that does nothing is recorded with its checkpoint and the
+        # step's events (_record); any other before its orders trade.
+        holds = earlier is None and decision.completed
+        if earlier is None and not holds:
+            decision = self.store.record_decision(decision, attempt=self.attempt)
         played = StepLog(settled, decision, self._act(step, orders, decision),
                          earlier.tool_trades if earlier else [])
         if earlier is not None or settled_before:
@@ -154,9 +159,7 @@ class StepPlayer:
         if played.traded_after_settling():
             portfolio = self._read_portfolio()
         self._portfolio = portfolio
-        # A fresh decision that does nothing was recorded with its checkpoint.
-        checkpointed = earlier is None and decision.completed
-        self._record(step, played, portfolio, checkpointed=checkpointed)
+        self._record(step, played, portfolio, holds=holds)
 
     def equity_before(self, step: int) -> Decimal:
         """The equity before `step` is played: at the close of the step before it (read
@@ -206,9 +209,8 @@ class StepPlayer:
         ends = self.prices.is_last(step) and (self.run.spec.flat_at_close
                                               or self.book.may_hold_orders())
         if missed is not None:
-            return self.deciding.record_missed(step, portfolio, missed, last=ends)
-        return self.deciding.decide_and_record(step, orders, portfolio, self.book.known(),
-                                               last=ends)
+            return self.deciding.missed(step, portfolio, missed, last=ends)
+        return self.deciding.decide(step, orders, portfolio, self.book.known(), last=ends)
 
     def _act(self, step: int, orders: StepOrders, decision: Decision) -> list[JournalItem]:
         """What a decision says, in its order: cancels, the close-all, then its orders;
@@ -240,20 +242,23 @@ class StepPlayer:
             self.trading.end_orders(self.run.id, step, bar_time=bar_time)
 
     def _record(self, step: int, played: StepLog, portfolio: Portfolio, *,
-                checkpointed: bool) -> None:
-        """Checkpoint the step (unless its decision was recorded with it), then publish
-        its events and progress in one round trip."""
+                holds: bool) -> None:
+        """Checkpoint the step (`holds`: with its decision, recorded now), then publish
+        its events and progress in one round trip; on SQLite all of it one commit."""
         equity = self.prices.equity(portfolio, step)
         self._equity = equity
-        if not checkpointed:
-            self.store.complete_step(self.run.id, step, equity=equity, cash=portfolio.cash,
-                                     attempt=self.attempt)
         progress = step_progress(step=step + 1, total=len(self.prices), equity=equity,
                                  cash=portfolio.cash, bar_time=self.prices.time(step),
                                  last_action=played.decision.action,
                                  wall_time=self.clock() if self.clock else None)
-        self.publisher.publish_step([*played.events(), (EventType.PROGRESS, progress)],
-                                    progress)
+        with self.store.commit_together():
+            if holds:
+                self.store.record_decision(played.decision, attempt=self.attempt)
+            else:
+                self.store.complete_step(self.run.id, step, equity=equity,
+                                         cash=portfolio.cash, attempt=self.attempt)
+            self.publisher.publish_step([*played.events(), (EventType.PROGRESS, progress)],
+                                        progress)
 
     def _take_journal(self) -> list[JournalItem]:
         """What the trading service did since the last look, tracked in the book."""

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from core.eventlog.base import Event, EventLog, EventType
@@ -23,13 +24,7 @@ class SqliteEventLog(EventLog):
         self._store = store
 
     def append(self, run_id: int, type: EventType, data: dict[str, Any]) -> str:
-        conn = self._store.connect()
-        cur = conn.execute(
-            "INSERT INTO events (run_id, type, data, created_at) VALUES (?, ?, ?, ?)",
-            (run_id, type.value, json.dumps(data, separators=(",", ":"), default=str),
-             dt.datetime.now(dt.UTC).isoformat()),
-        )
-        return str(cur.lastrowid)
+        return _insert(self._store.connect(), run_id, type, data)
 
     def read(self, run_id: int, after: str | None = None, *, count: int = 500,
              block_ms: int = 0) -> list[Event]:
@@ -52,33 +47,33 @@ class SqliteEventLog(EventLog):
             "SELECT MAX(id) FROM events WHERE run_id = ?", (run_id,)).fetchone()
         return None if row is None or row[0] is None else str(row[0])
 
-    # The store's write transaction on this thread's connection, which append and
-    # set_progress use: one commit for the lot, nothing of it on an error.
+    # The store's write transaction on this thread's connection: one commit for the
+    # lot, nothing of it on an error.
     def append_each(self, events: Sequence[tuple[int, EventType, dict[str, Any]]]) -> None:
-        with self._store._tx(write=True):
+        with self._store.write_connection() as conn:
             for run_id, type, data in events:
-                self.append(run_id, type, data)
+                _insert(conn, run_id, type, data)
 
     def append_batch(self, run_id: int, events: Sequence[tuple[EventType, dict[str, Any]]],
                      progress: dict[str, Any] | None = None) -> None:
-        with self._store._tx(write=True):
+        with self._store.write_connection() as conn:
             for type, data in events:
-                self.append(run_id, type, data)
+                _insert(conn, run_id, type, data)
             if progress:
-                self.set_progress(run_id, progress)
+                _merge_progress(conn, run_id, progress)
+
+    def send_batch(self, run_id: int, events: Sequence[tuple[EventType, dict[str, Any]]],
+                   progress: dict[str, Any] | None = None) -> Callable[[], None]:
+        """append_batch; inside the store's commit_together (a step's), its answer
+        raises if that transaction rolled back, so the events are sent again."""
+        self.append_batch(run_id, events, progress)
+        return self._store.commit_check()
 
     def set_progress(self, run_id: int, progress: dict[str, Any]) -> None:
-        merged = {**self.get_progress(run_id), **progress}
-        self._store.connect().execute(
-            "INSERT INTO run_progress (run_id, data) VALUES (?, ?)"
-            " ON CONFLICT (run_id) DO UPDATE SET data = excluded.data",
-            (run_id, json.dumps(merged, default=str)),
-        )
+        _merge_progress(self._store.connect(), run_id, progress)
 
     def get_progress(self, run_id: int) -> dict[str, Any]:
-        row = self._store.connect().execute(
-            "SELECT data FROM run_progress WHERE run_id = ?", (run_id,)).fetchone()
-        return {} if row is None else dict(json.loads(row[0]))
+        return _progress(self._store.connect(), run_id)
 
     def finish(self, run_id: int) -> None:
         """Events stay as long as the run does; deleting the run removes them."""
@@ -93,3 +88,27 @@ class SqliteEventLog(EventLog):
 
     def close(self) -> None:
         self._store.close()
+
+
+def _insert(conn: sqlite3.Connection, run_id: int, type: EventType,
+            data: dict[str, Any]) -> str:
+    cur = conn.execute(
+        "INSERT INTO events (run_id, type, data, created_at) VALUES (?, ?, ?, ?)",
+        (run_id, type.value, json.dumps(data, separators=(",", ":"), default=str),
+         dt.datetime.now(dt.UTC).isoformat()),
+    )
+    return str(cur.lastrowid)
+
+
+def _progress(conn: sqlite3.Connection, run_id: int) -> dict[str, Any]:
+    row = conn.execute("SELECT data FROM run_progress WHERE run_id = ?", (run_id,)).fetchone()
+    return {} if row is None else dict(json.loads(row[0]))
+
+
+def _merge_progress(conn: sqlite3.Connection, run_id: int, progress: dict[str, Any]) -> None:
+    merged = {**_progress(conn, run_id), **progress}
+    conn.execute(
+        "INSERT INTO run_progress (run_id, data) VALUES (?, ?)"
+        " ON CONFLICT (run_id) DO UPDATE SET data = excluded.data",
+        (run_id, json.dumps(merged, default=str)),
+    )

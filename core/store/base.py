@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 from core.store.async_reads import RunReads, ThreadedRunReads
 from core.store.batches import BatchRun, BatchStore
@@ -51,6 +52,13 @@ class Database(ABC):
     @abstractmethod
     def listen_for_controller(self, stop: threading.Event, wake: Callable[[], None]) -> None:
         """Call `wake` for every message `tell_controller` sends, until `stop` (blocks)."""
+
+    def commit_together(self) -> AbstractContextManager[None]:
+        """A hint: the write transactions made inside, on this thread, may commit as
+        one where that is cheaper (SQLite: one lock and one commit for a step's
+        decision and the events its event log writes in the same file); elsewhere each
+        commits on its own, as PostgreSQL's do. Callers rely on neither."""
+        return nullcontext()
 
 
 class Store(Database, ModelStore, RunStore, BatchStore, ScheduleStore, LedgerStore,

@@ -14,6 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -116,6 +117,9 @@ def _fence_cte(d: Dialect, run_id: int, attempt: int | None) -> tuple[str, list[
     return (f"fence AS (SELECT id, attempts FROM runs WHERE id = %s{d.for_share}),"
             " ok AS (SELECT id FROM fence WHERE attempts = %s)", [run_id, attempt])
 
+
+# SQLite's answer for a decision inserted as given (by the attempt that owns the run).
+_INSERTED: codec.Row = {}
 
 # The fence's answer, joined with what a statement returns (`x`): one row, always.
 _ANSWER = " SELECT f.attempts, x.* FROM (SELECT 1) one LEFT JOIN fence f ON TRUE"
@@ -250,13 +254,15 @@ class LedgerSql(SqlAccess, LedgerStore):
         return None if row is None else codec.record_from(Decision, row)
 
     def record_decision(self, decision: Decision, *, attempt: int | None = None) -> Decision:
-        x = decision
-        values = codec.fields_of(x, decided_at=x.decided_at or utcnow())
+        x = decision if decision.decided_at else replace(decision, decided_at=utcnow())
+        values = codec.fields_of(x)
         with self._one_statement() as cur:
             if self.dialect.chains_writes:
                 row = cur.one(*_decision_statement(self.dialect, values, attempt, x.completed))
             else:
                 row = self._record_decision_stepwise(cur, values, attempt, x.completed)
+        if row is _INSERTED:
+            return x
         _fenced(x.run_id, row, attempt)
         assert row is not None and row.get("step") is not None, "the owner's decision"
         return codec.record_from(Decision, row)
@@ -264,21 +270,23 @@ class LedgerSql(SqlAccess, LedgerStore):
     def _record_decision_stepwise(self, cur: Cursor, values: dict[str, Any],
                                   attempt: int | None, checkpoint: bool) -> codec.Row | None:
         """SQLite: _decision_statement's writes one by one in the write transaction,
-        the insert fenced by its own condition; the same answer."""
+        the insert fenced by its own condition; the same answer, or _INSERTED when the
+        decision given is the one recorded (returning its row would cost more than the
+        rest of the insert)."""
         run_id, step = values["run_id"], values["step"]
         owner, params = _owner(attempt)
-        row = cur.one(
+        inserted = cur.run(
             f"INSERT INTO decisions ({', '.join(values)}) SELECT {codec.marks(len(values))}"
             f" FROM runs WHERE runs.id = %s{owner}"
-            " ON CONFLICT (run_id, step) DO NOTHING RETURNING *",
+            " ON CONFLICT (run_id, step) DO NOTHING",
             (*codec.columns(self.dialect, values), run_id, *params))
-        if row is None:  # recorded before (a replay), or not this attempt's to write
+        if not inserted:  # recorded before (a replay), or not this attempt's to write
             return cur.one("SELECT r.attempts, d.* FROM runs r LEFT JOIN decisions d"
                            " ON d.run_id = r.id AND d.step = %s WHERE r.id = %s",
                            (step, run_id))
         if checkpoint:  # recorded with its checkpoint: the step is done
             _checkpoint(cur, run_id, step, None)
-        return {**row, "attempts": attempt if attempt is not None else -1}
+        return _INSERTED
 
     def complete_step(self, run_id: int, step: int, *, equity: Decimal, cash: Decimal,
                       attempt: int | None = None) -> None:

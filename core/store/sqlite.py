@@ -1,7 +1,10 @@
 """SQLite store: the embedded default for `tickrun dev`, same semantics as PostgreSQL.
 
 Writes take SQLite's database lock up front (BEGIN IMMEDIATE), which is what makes a
-portfolio "locked" here; WAL lets readers go on meanwhile. One connection per thread.
+portfolio "locked" here; WAL lets readers go on meanwhile. One connection per thread
+and file: a thread's stores of one file (a runner's store and its event log) share it,
+so one transaction can hold the writes of both (commit_together) and neither waits for
+a lock the other holds.
 
 A writer waiting for the lock tries again every few milliseconds (with jitter), not on
 SQLite's own busy handler: that one sleeps 100 ms between tries once it has waited a
@@ -18,6 +21,7 @@ import random
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -108,6 +112,33 @@ class DecimalSum:
         return None if self.total is None else str(self.total)
 
 
+class _Together:
+    """The outcome of a commit_together: None while it is open."""
+
+    def __init__(self) -> None:
+        self.committed: bool | None = None
+
+    def check(self) -> None:
+        if self.committed is False:
+            raise sqlite3.OperationalError("the transaction these writes were in rolled back")
+
+
+def _committed() -> None:
+    """Nothing to check: the writes committed as they were made."""
+
+
+@contextmanager
+def _savepoint(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("SAVEPOINT tx")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK TO tx")
+        conn.execute("RELEASE tx")
+        raise
+    conn.execute("RELEASE tx")
+
+
 # The longest sleep between two tries of a waiting writer: a step's transaction holds the
 # lock for a few milliseconds, so a writer that sleeps longer mostly finds it taken again.
 WRITE_RETRY_MAX_SECONDS = 0.004
@@ -117,54 +148,123 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
 
+class _Connection:
+    """A thread's connection to a database file, and its state."""
+
+    def __init__(self, path: str, busy_timeout_ms: int) -> None:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                               timeout=busy_timeout_ms / 1000)
+        conn.row_factory = sqlite3.Row
+        conn.create_aggregate("decimal_sum", 1, DecimalSum)  # type: ignore[arg-type]  # typeshed wants int
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn = conn
+        self.wal = str(mode).lower() == "wal"
+        self.patient = True  # the busy timeout is set (begin_write sets it to 0)
+        self.together: _Together | None = None  # the commit_together open, if any
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        self.conn.close()
+
+
+# Per thread: each file's connection, while a store of this thread uses it.
+_SHARED = threading.local()
+
+
+def _shared(key: tuple[Any, ...]) -> _Connection | None:
+    found: _Connection | None = getattr(_SHARED, "files", {}).get(key)
+    return None if found is None or found.closed else found
+
+
+def _share(key: tuple[Any, ...], state: _Connection) -> None:
+    if not hasattr(_SHARED, "files"):
+        _SHARED.files = weakref.WeakValueDictionary()
+    _SHARED.files[key] = state
+
+
 class SqliteStore(SqlStore):
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 30_000) -> None:
         self.dialect = SqliteDialect()
         self.path = str(path)
         self._busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
+        # In memory, each connection is a database of its own: nothing to share.
+        self._key = ((self.path, busy_timeout_ms) if self.path != ":memory:"
+                     else (object(),))
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
 
+    def _state(self) -> _Connection:
+        """This thread's connection to the file (the one its other stores of the file
+        use, if any), open."""
+        state: _Connection | None = getattr(self._local, "state", None)
+        if state is None or state.closed:
+            state = _shared(self._key)
+            if state is None:
+                state = _Connection(self.path, self._busy_timeout_ms)
+                _share(self._key, state)
+            self._local.state = state  # kept alive while this store uses it
+        return state
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection, its busy timeout as the last statement left it."""
+        return self._state().conn
+
     def connect(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=self._busy_timeout_ms / 1000)
-            conn.row_factory = sqlite3.Row
-            conn.create_aggregate("decimal_sum", 1, DecimalSum)  # type: ignore[arg-type]  # typeshed wants int
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-        return conn
+        """This thread's connection, its statements waiting for a lock on SQLite's busy
+        handler (the busy timeout)."""
+        state = self._state()
+        self._be_patient(state)
+        return state.conn
+
+    def _be_patient(self, state: _Connection) -> None:
+        if not state.patient:
+            state.conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+            state.patient = True
 
     def begin_write(self, conn: sqlite3.Connection) -> None:
-        """BEGIN IMMEDIATE, tried again every few milliseconds until the busy timeout;
-        the statements inside the transaction keep SQLite's own busy handler."""
+        """BEGIN IMMEDIATE on this thread's connection (`conn`), tried again every few
+        milliseconds until the busy timeout.
+
+        The busy timeout stays 0 after it until a statement outside a write transaction
+        (connect, a read transaction) sets it back: in WAL mode no statement of a write
+        transaction waits for a lock (BEGIN IMMEDIATE took the only one it needs), so a
+        runner whose transactions are all writes does not set it twice a transaction.
+        Without WAL a commit waits for readers: set back at once."""
+        state = self._state()
         deadline = time.monotonic() + self._busy_timeout_ms / 1000
         sleep = WRITE_RETRY_MAX_SECONDS / 8
-        conn.execute("PRAGMA busy_timeout=0")
-        try:
-            while True:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    return
-                except sqlite3.OperationalError as exc:
-                    if not _busy(exc) or time.monotonic() >= deadline:
-                        raise
-                time.sleep(sleep * random.uniform(0.5, 1.5))
-                sleep = min(sleep * 1.5, WRITE_RETRY_MAX_SECONDS)
-        finally:
-            conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        if state.patient:
+            conn.execute("PRAGMA busy_timeout=0")
+            state.patient = False
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(sleep * random.uniform(0.5, 1.5))
+            sleep = min(sleep * 1.5, WRITE_RETRY_MAX_SECONDS)
+        if not state.wal:
+            self._be_patient(state)
 
     @contextmanager
     def _tx(self, write: bool = False, batch: bool = False) -> Iterator[Cursor]:
-        conn = self.connect()
+        state = self._state()
+        conn = state.conn
+        if state.together is not None:
+            with _savepoint(conn):
+                yield SqliteCursor(conn)
+            return
         if write:
             self.begin_write(conn)
         else:
+            self._be_patient(state)
             conn.execute("BEGIN")
         try:
             yield SqliteCursor(conn)
@@ -172,6 +272,50 @@ class SqliteStore(SqlStore):
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    @contextmanager
+    def commit_together(self) -> Iterator[None]:
+        """One write transaction for the transactions made inside on this thread (by
+        any store of the file: the event log's too): each is a savepoint of it, all or
+        nothing as before even when its error is caught inside, and one COMMIT ends
+        them. A step's decision and its events take the lock once and commit once
+        (the commit is a step's dearest statement here)."""
+        state = self._state()
+        if state.together is not None:
+            yield  # already inside one
+            return
+        self.begin_write(state.conn)
+        outcome = state.together = _Together()
+        try:
+            yield
+        except BaseException:
+            state.together = None
+            outcome.committed = False
+            state.conn.execute("ROLLBACK")
+            raise
+        state.together = None
+        try:
+            state.conn.execute("COMMIT")
+        except BaseException:
+            outcome.committed = False
+            if state.conn.in_transaction:
+                state.conn.execute("ROLLBACK")
+            raise
+        outcome.committed = True
+
+    def commit_check(self) -> Callable[[], None]:
+        """What raises, when called, if the writes made until now on this thread were
+        rolled back: the commit_together open now ended without its commit. Writes made
+        outside one committed already: nothing to check."""
+        outcome = self._state().together
+        return _committed if outcome is None else outcome.check
+
+    @contextmanager
+    def write_connection(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (as _tx's) on this thread's connection itself, for rows
+        the store's SQL aggregates do not write (the event log's)."""
+        with self._tx(write=True):
+            yield self._connection()
 
     def migrate(self) -> list[str]:
         # Processes that start at once on one file (the API's workers, `tickrun dev`)
@@ -217,7 +361,9 @@ class SqliteStore(SqlStore):
         """No channel: returns at once (the embedded controller is woken in-process)."""
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        """Close this thread's connection to the file (its other stores of the file
+        open a new one when they next need it)."""
+        state: _Connection | None = getattr(self._local, "state", None)
+        if state is not None:
+            state.close()
+            self._local.state = None
