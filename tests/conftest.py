@@ -72,6 +72,15 @@ def store(database_url: str) -> Iterator[Store]:
 
 
 @pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SqliteStore]:
+    """A migrated SQLite store on a file of the test's own: no server needed."""
+    s = SqliteStore(tmp_path / "t.db")
+    s.migrate()
+    yield s
+    s.close()
+
+
+@pytest.fixture
 def redis_url(redis_server: Redis) -> str:
     return redis_server.url()
 

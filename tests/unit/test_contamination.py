@@ -6,8 +6,6 @@ baseline; a replay carries its source's)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -134,11 +132,8 @@ def test_an_unknown_model_is_unknown_not_clean() -> None:
 # -- in a run's result -------------------------------------------------------------------
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = SqliteStore(tmp_path / "t.db")
-    s.migrate()
-    yield s
-    s.close()
+def store(sqlite_store: SqliteStore) -> Store:
+    return sqlite_store
 
 
 def test_a_runs_mark_comes_from_its_sessions_and_model(store: Store) -> None:

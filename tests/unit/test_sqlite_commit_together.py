@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -24,11 +22,8 @@ BAR = dt.datetime(2025, 3, 3, 14, 30, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "t.db")
-    s.migrate()
-    yield s
-    s.close()
+def store(sqlite_store: SqliteStore) -> SqliteStore:
+    return sqlite_store
 
 
 def hold(run: Run, step: int) -> Decision:
