@@ -100,3 +100,23 @@ def test_a_superseded_runners_decision_is_refused_inside_too(store: SqliteStore)
     with pytest.raises(Superseded), store.commit_together():
         store.record_decision(hold(run, 0), attempt=run.attempts + 1)
     assert seen(store, run) == (0, 0, 0)
+
+
+def test_a_failed_event_batch_leaves_the_decision_and_is_sent_again(
+        store: SqliteStore) -> None:
+    run, log = make_run(store), SqliteEventLog(store)
+    publisher = EventPublisher(log, run.id, retry_after_seconds=0.0)
+    # The batch's second event fails: its first must not stay (nor come twice later).
+    refuse = ("CREATE TEMP TRIGGER refuse BEFORE INSERT ON events WHEN NEW.type = 'progress'"
+              " BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+    store.connect().execute(refuse)
+    with store.commit_together():
+        store.record_decision(hold(run, 0))
+        publisher.publish_step([(EventType.DECISION, {"step": 0}),
+                                (EventType.PROGRESS, {"step": 1})], {"step": 1})
+    assert seen(store, run) == (1, 0, 1)  # the step's record stands without its events
+    assert log.get_progress(run.id) == {}  # nothing of the failed batch stayed
+    store.connect().execute("DROP TRIGGER refuse")
+    assert publisher.flush()
+    assert [e.data for e in log.read(run.id)] == [{"step": 0}, {"step": 1}]
+    assert log.get_progress(run.id) == {"step": 1}
