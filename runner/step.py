@@ -8,7 +8,9 @@
 3. Execute what the decision says: cancels, the close-all, its orders; on the last
    step, end the book (flat at the close if asked; open orders expire or are
    cancelled).
-4. Record: checkpoint the step (equity, cash) and publish its events and progress.
+4. Record: checkpoint the step (equity, cash) and publish its events and progress. A
+   decision that does nothing is recorded here, with its checkpoint; on SQLite the
+   record and the events are one transaction (Store.commit_together).
 
 This runner alone writes the run's ledger (fencing), so what it knows of the book and
 the portfolio it keeps from step to step; only a step it may have played before
