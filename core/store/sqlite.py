@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
+import os
 import random
 import sqlite3
 import threading
@@ -162,7 +163,7 @@ class _Connection:
         conn.execute("PRAGMA synchronous=NORMAL")
         self.conn = conn
         self.wal = str(mode).lower() == "wal"
-        self.patient = True  # the busy timeout is set (begin_write sets it to 0)
+        self.busy_timeout_ms = busy_timeout_ms  # as set now (begin_write sets 0)
         self.together: _Together | None = None  # the commit_together open, if any
         self.closed = False
 
@@ -192,8 +193,9 @@ class SqliteStore(SqlStore):
         self.path = str(path)
         self._busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
-        # In memory, each connection is a database of its own: nothing to share.
-        self._key = ((self.path, busy_timeout_ms) if self.path != ":memory:"
+        # The file however its path is spelled; in memory, each connection is a
+        # database of its own: nothing to share.
+        self._key = ((os.path.realpath(self.path),) if self.path != ":memory:"
                      else (object(),))
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -222,9 +224,10 @@ class SqliteStore(SqlStore):
         return state.conn
 
     def _be_patient(self, state: _Connection) -> None:
-        if not state.patient:
+        """This store's busy timeout on the connection (its other stores' may differ)."""
+        if state.busy_timeout_ms != self._busy_timeout_ms:
             state.conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
-            state.patient = True
+            state.busy_timeout_ms = self._busy_timeout_ms
 
     def begin_write(self, conn: sqlite3.Connection) -> None:
         """BEGIN IMMEDIATE on this thread's connection (`conn`), tried again every few
@@ -238,9 +241,9 @@ class SqliteStore(SqlStore):
         state = self._state()
         deadline = time.monotonic() + self._busy_timeout_ms / 1000
         sleep = WRITE_RETRY_MAX_SECONDS / 8
-        if state.patient:
+        if state.busy_timeout_ms:
             conn.execute("PRAGMA busy_timeout=0")
-            state.patient = False
+            state.busy_timeout_ms = 0
         while True:
             try:
                 conn.execute("BEGIN IMMEDIATE")

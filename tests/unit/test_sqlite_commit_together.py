@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +121,15 @@ def test_a_failed_event_batch_leaves_the_decision_and_is_sent_again(
     assert publisher.flush()
     assert [e.data for e in log.read(run.id)] == [{"step": 0}, {"step": 1}]
     assert log.get_progress(run.id) == {"step": 1}
+
+
+def test_stores_of_one_file_share_a_connection_however_its_path_is_spelled(
+        store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "link.db").symlink_to(tmp_path / "t.db")
+    for other in (SqliteStore("t.db", busy_timeout_ms=5_000), SqliteStore("link.db")):
+        assert other._connection() is store._connection()
+    # Each store's statements wait on its own busy timeout.
+    assert SqliteStore("t.db", busy_timeout_ms=5_000).connect().execute(
+        "PRAGMA busy_timeout").fetchone()[0] == 5_000
+    assert store.connect().execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
