@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from core.eventlog.base import Event, EventLog, EventType
+from core.eventlog.base import Event, EventLog, EventType, already_answered
 from core.store.sqlite import SqliteStore
 
 POLL_SECONDS = 0.05
@@ -67,7 +67,7 @@ class SqliteEventLog(EventLog):
         """append_batch; inside the store's commit_together (a step's), its answer
         raises if that transaction rolled back, so the events are sent again."""
         self.append_batch(run_id, events, progress)
-        return self._store.commit_check()
+        return self._store.commit_check() or already_answered
 
     def set_progress(self, run_id: int, progress: dict[str, Any]) -> None:
         _merge_progress(self._store.connect(), run_id, progress)

@@ -124,10 +124,6 @@ class _Together:
             raise sqlite3.OperationalError("the transaction these writes were in rolled back")
 
 
-def _committed() -> None:
-    """Nothing to check: the writes committed as they were made."""
-
-
 @contextmanager
 def _savepoint(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("SAVEPOINT tx")
@@ -306,12 +302,12 @@ class SqliteStore(SqlStore):
             raise
         outcome.committed = True
 
-    def commit_check(self) -> Callable[[], None]:
+    def commit_check(self) -> Callable[[], None] | None:
         """What raises, when called, if the writes made until now on this thread were
-        rolled back: the commit_together open now ended without its commit. Writes made
-        outside one committed already: nothing to check."""
+        rolled back: the commit_together open now ended without its commit. None
+        outside one: those writes committed already."""
         outcome = self._state().together
-        return _committed if outcome is None else outcome.check
+        return None if outcome is None else outcome.check
 
     @contextmanager
     def write_connection(self) -> Iterator[sqlite3.Connection]:

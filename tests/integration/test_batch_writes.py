@@ -36,6 +36,11 @@ def _sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return sent
 
 
+def _writes(sent: list[str]) -> list[str]:
+    """The statements sent but BEGIN, COMMIT and the reads."""
+    return [s for s in sent if s not in ("BEGIN", "COMMIT") and not s.startswith("SELECT")]
+
+
 def test_later_writes_on_different_tables_go_as_one_and_one_rows_changes_in_order(
         pg_store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> None:
     run = make_run(pg_store, cash=Decimal("100"))
@@ -55,7 +60,7 @@ def test_later_writes_on_different_tables_go_as_one_and_one_rows_changes_in_orde
                   ('{"AAPL": "3"}', run.id))
     # Two statements for the four writes before the read (a table's second write waits
     # for the next), one for the two after it; BEGIN, the read and COMMIT besides.
-    writes = [s for s in sent if s not in ("BEGIN", "COMMIT") and not s.startswith("SELECT")]
+    writes = _writes(sent)
     assert len(writes) == 3, writes
     assert writes[0].startswith("WITH w0 AS (UPDATE portfolios")
     portfolio = pg_store.get_portfolio(run.id)
@@ -82,7 +87,7 @@ def test_a_later_write_that_is_not_an_insert_or_update_goes_alone(
         cur.later("UPDATE portfolios SET cash = cash + 1 WHERE run_id = %s", (run.id,))
         cur.later("DELETE FROM order_events WHERE run_id = %s", (run.id,))
         cur.later("UPDATE runs SET status_reason = %s WHERE id = %s", ("after", run.id))
-    writes = [s for s in sent if s not in ("BEGIN", "COMMIT")]
+    writes = _writes(sent)
     assert [w.split(" ")[0] for w in writes] == ["UPDATE", "DELETE", "UPDATE"], writes
     assert pg_store.get_portfolio(run.id).cash == Decimal("101")
     assert pg_store.get_run(run.id).status_reason == "after"
