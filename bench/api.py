@@ -434,7 +434,7 @@ def bench_workers(workers: int, seconds: int,
     routes: dict[str, Any] = {}
     sse: dict[str, Any] | None = None
     with (_backends() as (pg, redis), tempfile.TemporaryDirectory() as tmp,
-          _api(_api_env(pg, redis, tmp), port, workers) as api):
+          _api(env := _api_env(pg, redis, tmp), port, workers) as api):
         body, run_ids = _seed(url, user, pg, redis)
         # Who shares the cores with wrk; each API worker too, to show how wrk's
         # connections spread over them.
@@ -446,14 +446,14 @@ def bench_workers(workers: int, seconds: int,
             if route.name in WARM_UP:
                 _wrk(_route_url(target, route), CONNECTIONS, WARM_UP_S, _script(target, route))
         for route in ROUTES:
+            if route.method == "POST":  # the ceilings read the pages the GETs read
+                routes["ceiling_get_run_50"], = _ceiling(target, workers, seconds)
+                routes["reading_ceiling_get_run_50"], routes["reading_ceiling_list_50"] = \
+                    _ceiling(target, workers, seconds, {**env, "TICKRUN_BENCH_READS": "1"})
             time.sleep(1)
             routes[route.name] = measure(target, route, seconds)
             print(_describe(workers, route, routes[route.name]), flush=True)
-        routes["ceiling_get_run_50"] = _ceiling(target, workers, seconds)
-        routes["get_run_50"]["share_of_ceiling"] = round(
-            routes["get_run_50"]["rps"] / routes["ceiling_get_run_50"]["rps"], 3)
-        print(f"workers={workers} get_run_50 is {routes['get_run_50']['share_of_ceiling']:.0%}"
-              " of the bare app's rate in this run", flush=True)
+        _shares(workers, routes)
         if with_sse:
             sse = {"api_workers": workers, "load_before": _load(),
                    **_sse(url, user, redis, run_ids[0], SUBSCRIBERS.get(workers, 1000))}
@@ -461,31 +461,67 @@ def bench_workers(workers: int, seconds: int,
     return routes, sse
 
 
-def _ceiling(target: Target, workers: int, seconds: int) -> dict[str, Any]:
+def _shared(target: Target) -> dict[str, int]:
+    """The database and Redis of a target: their CPU counts beside a ceiling's too."""
+    return {k: pid for k, pid in target.processes.items() if k in ("postgres", "redis")}
+
+
+def _shares(workers: int, routes: dict[str, Any]) -> None:
+    """The GET's rate as a share of each ceiling, and the reading ceiling's of the bare
+    app's: what a route that reads the store and the live view can reach at most."""
+    bare, reading = routes["ceiling_get_run_50"], routes["reading_ceiling_get_run_50"]
+    get = routes["get_run_50"]
+    get["share_of_ceiling"] = round(get["rps"] / bare["rps"], 3)
+    get["share_of_reading_ceiling"] = round(get["rps"] / reading["rps"], 3)
+    reading["share_of_ceiling"] = round(reading["rps"] / bare["rps"], 3)
+    listing = routes["list_50"]
+    listing["share_of_reading_ceiling"] = round(
+        listing["rps"] / routes["reading_ceiling_list_50"]["rps"], 3)
+    print(f"workers={workers} get_run_50 is {get['share_of_ceiling']:.0%} of the bare app's "
+          f"rate in this run, {get['share_of_reading_ceiling']:.0%} of the reading bare "
+          f"app's; the reading bare app is {reading['share_of_ceiling']:.0%} of the bare "
+          "app's", flush=True)
+    print(f"workers={workers} list_50 is {listing['share_of_reading_ceiling']:.0%} of the "
+          "reading bare app's rate", flush=True)
+
+
+def _ceiling(target: Target, workers: int, seconds: int,
+             env: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """GET /v1/runs/{id} at 50 connections against the bare app (bench/bare_app.py)
-    answering the API's own document for that run, on as many workers."""
+    answering the API's own document for that run, on as many workers. With the API's
+    settings and TICKRUN_BENCH_READS in `env`, the bare app that reads first, and its
+    GET /v1/runs?limit=50 too (the API's own page as its answer)."""
     from tests.servers import free_port
 
-    route = ROUTES[0]
-    document = httpx.get(_route_url(target, route), timeout=30, headers={
-        "Authorization": f"Bearer {target.token}"}).raise_for_status().text
+    routes = [ROUTES[0], *([ROUTES[2]] if env else [])]
+    label = "reading_bare_app" if env else "bare_app"
+    env = {**(env or os.environ), "TICKRUN_BENCH_USER": USER,
+           "TICKRUN_BENCH_RUN_DOC": _answer(target, ROUTES[0]),
+           "TICKRUN_BENCH_RUN_PAGE": _answer(target, ROUTES[2])}
     port = free_port()
-    env = {**os.environ, "TICKRUN_BENCH_RUN_DOC": document}
     proc = subprocess.Popen([sys.executable, "-m", "bench.bare_app", str(port), str(workers)],
                             env=env, stdout=sys.stderr)
     try:
         bare = Target(f"http://127.0.0.1:{port}", target.token, target.body, target.run_ids,
-                      {"bare_app": proc.pid}, target.scripts)
-        _wait_ready(_route_url(bare, route), proc, workers, "the bare app")
-        _wrk(_route_url(bare, route), CONNECTIONS, WARM_UP_S, _script(bare, route))
-        time.sleep(1)
-        result = measure(bare, route, seconds)
-        print(_describe(workers, Route("ceiling", "GET", route.path, CONNECTIONS), result),
-              flush=True)
-        return result
+                      {label: proc.pid, **_shared(target)}, target.scripts)
+        _wait_ready(_route_url(bare, ROUTES[0]), proc, workers, "the bare app")
+        results = []
+        for route in routes:
+            _wrk(_route_url(bare, route), CONNECTIONS, WARM_UP_S, _script(bare, route))
+            time.sleep(1)
+            results.append(measure(bare, route, seconds))
+            print(_describe(workers, Route(f"{label} {route.name}", "GET", route.path,
+                                           CONNECTIONS), results[-1]), flush=True)
+        return results
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def _answer(target: Target, route: Route) -> str:
+    """What the API answers to a GET route now."""
+    return httpx.get(_route_url(target, route), timeout=30, headers={
+        "Authorization": f"Bearer {target.token}"}).raise_for_status().text
 
 
 def main(argv: list[str]) -> int:

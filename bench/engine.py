@@ -5,6 +5,8 @@
   real `python -m runner` process;
 - trade latency p50/p99 and trades/s across 8 concurrent runs on PostgreSQL, and
   across 50 (`trade_latency_50`), each run in a process of its own as its runner is;
+  the 8 runs' rate beside its ceiling in the same run (`trade_sql_ceiling`: the same
+  writes from pgbench, bench.trade_floor);
 - the same SMA crossover on the same GOOG daily bars in backtesting.py and in tickrun:
   the same trades (entry/exit dates and prices), and the speed ratio.
 """
@@ -93,12 +95,17 @@ def session_process(pg_url: str, redis_url: str) -> float:
     return time.perf_counter() - began
 
 
+def funded_runs(store: Store, count: int) -> list[int]:
+    """`count` admitted runs (consecutive ids) with cash for any number of trades."""
+    spec = RunSpec.model_validate({**INTRADAY, "initial_cash": "100000000"})
+    return [_new_run(store, spec) for _ in range(count)]
+
+
 def trade_latency(pg_url: str, runs: int = 8, trades_per_run: int = 250) -> dict[str, Any]:
     """`runs` runs trading at once, each in a process of its own as each run's runner is
     (a Job each): every trade's latency, and the trades of all per second of wall time."""
     store = open_store(pg_url)
-    spec = RunSpec.model_validate({**INTRADAY, "initial_cash": "100000000"})
-    run_ids = [_new_run(store, spec) for _ in range(runs)]
+    run_ids = funded_runs(store, runs)
     store.close()  # no pool threads across the fork
     ctx = multiprocessing.get_context("fork")
     ready, results = ctx.Barrier(runs + 1), ctx.Queue()
@@ -133,6 +140,18 @@ def _trade_run(pg_url: str, run_id: int, trades: int, ready: Any, results: Any) 
         latencies.append(time.perf_counter() - start_trade)
     results.put((latencies, began, time.perf_counter()))
     store.close()
+
+
+def _sql_ceiling(pg_url: str, trades_per_s: float) -> dict[str, Any]:
+    """The same database's ceiling for the 8 runs' trades (bench.trade_floor), and the
+    trades' rate as a share of it."""
+    from bench.trade_floor import sql_ceiling
+
+    store = open_store(pg_url)
+    run_ids = funded_runs(store, 8)
+    store.close()
+    ceiling = sql_ceiling(pg_url, run_ids)
+    return {**ceiling, "share_of_sql_ceiling": round(trades_per_s / ceiling["trades_per_s"], 3)}
 
 
 def versus_backtesting(sqlite_path: str, fast: int = 10, slow: int = 20) -> dict[str, Any]:
@@ -213,6 +232,7 @@ def main(argv: list[str]) -> int:
         result.update(step_overhead(pg.url(), redis.url(), str(tmp / "a.db")))
         result["session_390_steps_process_s"] = round(session_process(pg.url(), redis.url()), 3)
         result.update(trade_latency(pg.url()))
+        result["trade_sql_ceiling"] = _sql_ceiling(pg.url(), result["trades_per_s"])
         # Many runs at once: the same trades from 50 runs' processes.
         many = trade_latency(pg.url(), runs=50, trades_per_run=100)
         result["trade_latency_50"] = {k: v for k, v in many.items() if k != "concurrent_runs"}
