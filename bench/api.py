@@ -447,9 +447,12 @@ def bench_workers(workers: int, seconds: int,
                 _wrk(_route_url(target, route), CONNECTIONS, WARM_UP_S, _script(target, route))
         for route in ROUTES:
             if route.method == "POST":  # the ceilings read the pages the GETs read
-                routes["ceiling_get_run_50"], = _ceiling(target, workers, seconds)
+                answers = _answers(target)
+                routes["ceiling_get_run_50"], = _ceiling(target, workers, seconds,
+                                                         {**os.environ, **answers})
                 routes["reading_ceiling_get_run_50"], routes["reading_ceiling_list_50"] = \
-                    _ceiling(target, workers, seconds, {**env, "TICKRUN_BENCH_READS": "1"})
+                    _ceiling(target, workers, seconds,
+                             {**env, **answers, "TICKRUN_BENCH_READS": "1"}, reading=True)
             time.sleep(1)
             routes[route.name] = measure(target, route, seconds)
             print(_describe(workers, route, routes[route.name]), flush=True)
@@ -485,19 +488,16 @@ def _shares(workers: int, routes: dict[str, Any]) -> None:
           "reading bare app's rate", flush=True)
 
 
-def _ceiling(target: Target, workers: int, seconds: int,
-             env: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def _ceiling(target: Target, workers: int, seconds: int, env: dict[str, str], *,
+             reading: bool = False) -> list[dict[str, Any]]:
     """GET /v1/runs/{id} at 50 connections against the bare app (bench/bare_app.py)
-    answering the API's own document for that run, on as many workers. With the API's
-    settings and TICKRUN_BENCH_READS in `env`, the bare app that reads first, and its
-    GET /v1/runs?limit=50 too (the API's own page as its answer)."""
+    answering the API's own document for that run, on as many workers; `env`, its whole
+    environment, has _answers. `reading`: the bare app that reads first (`env` has the
+    API's settings and TICKRUN_BENCH_READS), and its GET /v1/runs?limit=50 too."""
     from tests.servers import free_port
 
-    routes = [ROUTES[0], *([ROUTES[2]] if env else [])]
-    label = "reading_bare_app" if env else "bare_app"
-    env = {**(env or os.environ), "TICKRUN_BENCH_USER": USER,
-           "TICKRUN_BENCH_RUN_DOC": _answer(target, ROUTES[0]),
-           "TICKRUN_BENCH_RUN_PAGE": _answer(target, ROUTES[2])}
+    routes = [ROUTES[0], *([ROUTES[2]] if reading else [])]
+    label = "reading_bare_app" if reading else "bare_app"
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "bench.bare_app", str(port), str(workers)],
                             env=env, stdout=sys.stderr)
@@ -518,10 +518,14 @@ def _ceiling(target: Target, workers: int, seconds: int,
         proc.wait(30)
 
 
-def _answer(target: Target, route: Route) -> str:
-    """What the API answers to a GET route now."""
-    return httpx.get(_route_url(target, route), timeout=30, headers={
-        "Authorization": f"Bearer {target.token}"}).raise_for_status().text
+def _answers(target: Target) -> dict[str, str]:
+    """What the API answers now to GET one run and to a page of 50, and whose they are:
+    the bare app's settings (bench/bare_app.py)."""
+    def answer(route: Route) -> str:
+        return httpx.get(_route_url(target, route), timeout=30, headers={
+            "Authorization": f"Bearer {target.token}"}).raise_for_status().text
+    return {"TICKRUN_BENCH_USER": USER, "TICKRUN_BENCH_RUN_DOC": answer(ROUTES[0]),
+            "TICKRUN_BENCH_RUN_PAGE": answer(ROUTES[2])}
 
 
 def main(argv: list[str]) -> int:
